@@ -1,0 +1,22 @@
+"""Test setup: four simulated CPU devices, and rank promotion as an error.
+
+Both must be set before JAX initialises its backends, hence at import time.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mesh():
+    """A one-axis mesh over the four simulated CPU devices."""
+    assert len(jax.devices()) == 4, "conftest must configure 4 CPU devices before JAX starts"
+    return jax.make_mesh((4,), ("coalitions",))

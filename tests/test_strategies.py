@@ -1,0 +1,102 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gtap_jax import by_estimate, by_exact, iterated_building, iterated_pruning, restrict, top_n
+from gtap_jax.games import additive_game
+
+STRATS = [top_n, iterated_pruning, iterated_building]
+
+
+@pytest.mark.parametrize("strategy", STRATS)
+@pytest.mark.parametrize("r", [1, 4, 9, 12])
+def test_additive_game_keeps_top_r_exact(strategy, r):
+    w = np.random.default_rng(r).permutation(np.linspace(-3, 5, 12))
+    res = strategy(jax.random.key(0), additive_game(w), 12, r, by_exact("shapley"))
+    want = np.zeros(12, bool)
+    want[np.argsort(-w)[:r]] = True
+    np.testing.assert_array_equal(res.mask, want)
+    assert res.mask.sum() == r
+
+
+@pytest.mark.parametrize("strategy", STRATS)
+def test_additive_game_keeps_top_r_noisy_estimator(strategy):
+    # Weights 1 apart; MSR's stderr here is ~0.15, so neighbours are ~6 stderr apart.
+    w = np.random.default_rng(0).permutation(np.arange(12.0))
+    attribute = by_estimate("banzhaf", num_samples=20000, method="msr")
+    res = strategy(jax.random.key(1), additive_game(w), 12, 5, attribute)
+    np.testing.assert_array_equal(np.flatnonzero(res.mask), np.sort(np.argsort(-w)[:5]))
+    assert res.num_evaluations == 20000 * len(res.history)
+
+
+def test_pruning_silences_removed_neurons():
+    """Player 3 pays only when player 0 is absent: re-estimating after 0 is pruned finds it.
+
+    v = w.S + 4 [3 in S][0 not in S], w = (1, 2.2, 2.1, 0). Shapley: (-1, 2.2, 2.1, 2),
+    so top_n keeps {1, 2} (value 4.3). Iterated pruning drops 0 first; then 3 is worth
+    4 and {1, 3} (value 6.2, optimal) survives.
+    """
+    w = jnp.array([1.0, 2.2, 2.1, 0.0])
+
+    def game(s):
+        return jnp.sum(jnp.where(s, w, 0.0)) + 4.0 * (s[3] & ~s[0])
+
+    attr = by_exact("shapley")
+    assert np.flatnonzero(top_n(jax.random.key(0), game, 4, 2, attr).mask).tolist() == [1, 2]
+    res = iterated_pruning(jax.random.key(0), game, 4, 2, attr, step=1)
+    assert np.flatnonzero(res.mask).tolist() == [1, 3]
+    assert res.history[1].players.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(res.history[1].values, [2.2, 2.1, 4.0], atol=1e-5)
+
+
+def test_building_keeps_chosen_neurons_present():
+    """Player 3 pays only next to player 0: once 0 is kept, building adds 3.
+
+    v = w.S + 4 [0 in S][3 in S], w = (2, 2.6, 2.5, 0). Shapley: (4, 2.6, 2.5, 2), so
+    top_n keeps {0, 1} (value 4.6); iterated building adds 0, then 3 (worth 4 with 0
+    present): {0, 3}, value 6, the optimum.
+    """
+    w = jnp.array([2.0, 2.6, 2.5, 0.0])
+
+    def game(s):
+        return jnp.sum(jnp.where(s, w, 0.0)) + 4.0 * (s[0] & s[3])
+
+    attr = by_exact("shapley")
+    assert np.flatnonzero(top_n(jax.random.key(0), game, 4, 2, attr).mask).tolist() == [0, 1]
+    res = iterated_building(jax.random.key(0), game, 4, 2, attr, step=1)
+    assert np.flatnonzero(res.mask).tolist() == [0, 3]
+    np.testing.assert_allclose(res.history[1].values, [2.6, 2.5, 4.0], atol=1e-5)
+
+
+def test_schedules():
+    game = additive_game(np.arange(16.0))
+    attr = by_exact("banzhaf")
+    res = iterated_pruning(jax.random.key(0), game, 16, 3, attr, step=0.5)
+    assert [int(r.mask.sum()) for r in res.history] == [8, 4, 3]
+    res = iterated_building(jax.random.key(0), game, 16, 7, attr, step=2)
+    assert [int(r.mask.sum()) for r in res.history] == [2, 4, 6, 7]
+    assert top_n(jax.random.key(0), game, 16, 16, attr).mask.all()
+
+
+def test_restrict():
+    w = jnp.arange(1.0, 6.0)
+    sub, players = restrict(additive_game(w), np.array([1, 0, 0, 0, 0], bool), np.array([0, 0, 1, 0, 1], bool))
+    assert players.tolist() == [2, 4]
+    assert float(sub(jnp.array([True, False]))) == 1.0 + 3.0
+    assert float(sub(jnp.array([True, True]))) == 1.0 + 3.0 + 5.0
+    with pytest.raises(ValueError, match="both"):
+        restrict(additive_game(w), np.ones(5, bool), np.ones(5, bool))
+
+
+@pytest.mark.parametrize("strategy", STRATS)
+def test_bad_target(strategy):
+    with pytest.raises(ValueError, match="target size"):
+        strategy(jax.random.key(0), additive_game(np.ones(4)), 4, 5, by_exact("shapley"))
+    with pytest.raises(ValueError, match="target size"):
+        strategy(jax.random.key(0), additive_game(np.ones(4)), 4, 0, by_exact("shapley"))
+
+
+def test_bad_step():
+    with pytest.raises(ValueError, match="step"):
+        iterated_pruning(jax.random.key(0), additive_game(np.ones(4)), 4, 2, by_exact("shapley"), step=1.5)
