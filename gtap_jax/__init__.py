@@ -1,8 +1,12 @@
 """gtap_jax: prune neural networks with cooperative game theory, in JAX.
 
 The core (engine, games, indices, uncertainty, strategies) sees only value
-functions ``bool[P] -> scalar`` and imports no neural-network library.
+functions ``bool[P] -> scalar`` and imports no neural-network library. The
+flax side (``network_game``, ``compact``, ``models``, ``train``, ``data``) is
+imported on first use.
 """
+
+import importlib
 
 from gtap_jax.engine import evaluate_coalitions
 from gtap_jax.games import restrict
@@ -10,18 +14,35 @@ from gtap_jax.indices import Attribution, estimate, exact, make_estimator
 from gtap_jax.strategies import by_estimate, by_exact, iterated_building, iterated_pruning, top_n
 from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
 
+_LAZY = {
+    "network_game": ("gtap_jax.games.network", "network_game"),
+    "compact": ("gtap_jax.compact", "compact"),
+    "PlayerLayout": ("gtap_jax.models.staged", "PlayerLayout"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'gtap_jax' has no attribute {name!r}")
+
+
 __all__ = [
     "Attribution",
     "Bands",
+    "PlayerLayout",
     "by_estimate",
     "by_exact",
     "choose_d",
+    "compact",
     "estimate",
     "evaluate_coalitions",
     "exact",
     "iterated_building",
     "iterated_pruning",
     "make_estimator",
+    "network_game",
     "restrict",
     "top_n",
     "uncertainty_bands",

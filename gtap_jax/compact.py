@@ -1,0 +1,117 @@
+"""Slice a masked network into a physically smaller dense one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.models.staged import StagedModel
+from gtap_jax.shapes import PyTree
+
+
+class SizeReport(NamedTuple):
+    """Size and cost of a network before and after compaction."""
+
+    params_before: int
+    params_after: int
+    flops_before: float
+    flops_after: float
+    neurons_before: int
+    neurons_after: int
+
+    def to_dict(self) -> dict:
+        return dict(self._asdict())
+
+
+class Compacted(NamedTuple):
+    model: StagedModel
+    params: PyTree
+    report: SizeReport
+
+
+def count_params(params: PyTree) -> int:
+    """Number of scalars in a parameter tree."""
+    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
+
+
+def flops_per_example(model: StagedModel, params: PyTree, input_shape: Sequence[int]) -> float:
+    """FLOPs of one forward pass on one example, as counted by XLA's cost analysis."""
+    fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    cost = fn.lower(params, x).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def _slice_inputs(kernel: np.ndarray, keep: np.ndarray, spatial: tuple[int, int] | None) -> np.ndarray:
+    if spatial is not None:  # dense kernel over flattened (H, W, C) features
+        h, w = spatial
+        k = kernel.reshape(h, w, -1, kernel.shape[-1])[:, :, keep, :]
+        return k.reshape(-1, kernel.shape[-1])
+    return kernel[keep] if kernel.ndim == 2 else kernel[..., keep, :]
+
+
+def compact(
+    model: StagedModel,
+    params: PyTree,
+    masks: Mapping[str, np.ndarray],
+    *,
+    input_shape: Sequence[int] | None = None,
+) -> Compacted:
+    """Removes the silenced neurons: a smaller network with the same outputs.
+
+    Each masked site's producer loses the removed output units (conv: output
+    channels) and the consumer loses the matching inputs. The compacted
+    network's outputs equal the zero-masked network's.
+
+    Args:
+        model: a :class:`StagedModel`.
+        params: its parameters (the ``"params"`` collection).
+        masks: ``{site: bool[units]}``; sites not named are kept whole.
+        input_shape: shape of one input example, to report FLOPs (NaN if omitted).
+
+    Returns:
+        :class:`Compacted` (model, params, size report).
+
+    Raises:
+        ValueError: for an unknown site, a mask of the wrong size, or a site
+            with every neuron removed.
+    """
+    sizes = model.site_sizes()
+    unknown = set(masks) - set(sizes)
+    if unknown:
+        raise ValueError(f"unknown layer(s) {sorted(unknown)}; prunable layers: {list(sizes)}")
+    new = jax.tree.map(np.asarray, dict(params))
+    new = {k: dict(v) for k, v in new.items()}
+    new_sizes = {}
+    for spec in model.site_specs():
+        if spec.name not in masks:
+            continue
+        keep = np.asarray(masks[spec.name], bool)
+        if keep.shape != (sizes[spec.name],):
+            raise ValueError(f"mask for {spec.name} must be bool[{sizes[spec.name]}], got shape {keep.shape}")
+        if not keep.any():
+            raise ValueError(f"every neuron of {spec.name} is removed: the network would be constant")
+        new[spec.producer]["kernel"] = new[spec.producer]["kernel"][..., keep]
+        new[spec.producer]["bias"] = new[spec.producer]["bias"][keep]
+        new[spec.consumer]["kernel"] = _slice_inputs(new[spec.consumer]["kernel"], keep, spec.consumer_spatial)
+        new_sizes[spec.name] = int(keep.sum())
+    small = model.with_sizes(new_sizes)
+    new = jax.tree.map(jnp.asarray, new)
+    nan = float("nan")
+    report = SizeReport(
+        params_before=count_params(params),
+        params_after=count_params(new),
+        flops_before=flops_per_example(model, params, input_shape) if input_shape else nan,
+        flops_after=flops_per_example(small, new, input_shape) if input_shape else nan,
+        neurons_before=sum(sizes.values()),
+        neurons_after=sum(small.site_sizes().values()),
+    )
+    return Compacted(small, new, report)
+
+
+__all__ = ["Compacted", "SizeReport", "compact", "count_params", "flops_per_example"]

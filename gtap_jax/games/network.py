@@ -1,0 +1,98 @@
+"""The neuron game of a trained network: v(S) = quality with only S active."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import ArrayLike
+
+from gtap_jax.models.staged import PlayerLayout, StagedModel, apply_site, layout_for
+from gtap_jax.shapes import PyTree, ValueFn
+
+METRICS = ("accuracy", "neg_loss")
+MASKED_VALUES = ("zero", "mean")
+
+
+def metric_value(logits, y, metric: str):
+    """Accuracy, or negative mean cross-entropy, of logits ``[N, classes]`` against labels ``[N]``."""
+    if metric == "accuracy":
+        return jnp.mean(jnp.argmax(logits, axis=-1) == y)
+    return -jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+
+def network_game(
+    model: StagedModel,
+    params: PyTree,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    layers: Sequence[str] | None = None,
+    metric: str = "accuracy",
+    masked_value: str = "zero",
+    cache_prefix: bool = True,
+) -> tuple[ValueFn, PlayerLayout]:
+    """The game whose players are the neurons of ``layers``.
+
+    v(S) is the metric of the network on the fixed evaluation set ``(x, y)``
+    with every player outside S silenced: set to 0, or with
+    ``masked_value="mean"`` to its mean activation on ``x`` (no dropout
+    rescaling). Neurons of other layers are intact. One layer alone gives a
+    layer-by-layer game, as the paper plays AlexNet.
+
+    With ``cache_prefix`` (default), everything up to the first player layer's
+    activation is computed once here; a coalition's value runs only the rest.
+
+    Args:
+        model, params: a trained :class:`StagedModel` and its ``"params"``.
+        x, y: the evaluation set (inputs, integer labels).
+        layers: the player layers (default: every prunable layer).
+        metric: ``"accuracy"`` or ``"neg_loss"`` (negative cross-entropy).
+        masked_value: ``"zero"`` or ``"mean"``.
+        cache_prefix: compute the mask-independent prefix once.
+
+    Returns:
+        ``(value_fn, layout)``: ``value_fn(bool[P]) -> float32`` and the
+        :class:`PlayerLayout` numbering the players.
+
+    Raises:
+        ValueError: for an unknown metric, masked value or layer, or an empty layer list.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    if masked_value not in MASKED_VALUES:
+        raise ValueError(f"unknown masked_value {masked_value!r}; expected one of {MASKED_VALUES}")
+    layout = layout_for(model, layers)
+    variables = {"params": params}
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    fills = None
+    if masked_value == "mean":
+        _, acts = jax.jit(lambda v, x: model.apply(v, x, capture=True))(variables, x)
+        fills = {n: jnp.mean(a.reshape(-1, a.shape[-1]), axis=0) for n, a in acts.items() if n in layout.names}
+
+    names = model.stage_names()
+    first = min(names.index(n) for n in layout.names)
+    first_name = names[first]
+
+    if cache_prefix:
+        prefix = jax.jit(lambda v, x: model.apply(v, x, stop=first + 1))(variables, x)
+
+        def value(mask):
+            masks = layout.split(mask)
+            h = apply_site(prefix, masks.pop(first_name), None if fills is None else fills[first_name])
+            logits = model.apply(variables, h, masks=masks, fills=fills, start=first + 1)
+            return metric_value(logits, y, metric)
+
+    else:
+
+        def value(mask):
+            logits = model.apply(variables, x, masks=layout.split(mask), fills=fills)
+            return metric_value(logits, y, metric)
+
+    return value, layout
+
+
+__all__ = ["MASKED_VALUES", "METRICS", "metric_value", "network_game"]

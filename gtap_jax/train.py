@@ -1,0 +1,168 @@
+"""optax training and evaluation, deterministic given a seed, checkpointed with orbax."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from gtap_jax.models.staged import StagedModel
+from gtap_jax.shapes import PyTree
+
+log = logging.getLogger(__name__)
+
+
+class TrainResult(NamedTuple):
+    params: PyTree
+    history: list[dict]  # per epoch: epoch, train_loss, val_accuracy
+
+
+def init_params(key, model: StagedModel, input_shape: Sequence[int]) -> PyTree:
+    """Random initial parameters for inputs of shape ``input_shape`` (one example)."""
+    return model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+
+
+def accuracy(
+    model: StagedModel, params: PyTree, x, y, *, masks: Mapping | None = None, batch_size: int = 1000
+) -> float:
+    """Accuracy on ``(x, y)`` in batches, optionally with neurons silenced by ``masks``."""
+    fn = _predict_fn(model)
+    correct = 0
+    for s in range(0, len(y), batch_size):
+        logits = fn(params, jnp.asarray(x[s : s + batch_size]), masks)
+        correct += int(jnp.sum(jnp.argmax(logits, -1) == jnp.asarray(y[s : s + batch_size])))
+    return correct / max(len(y), 1)
+
+
+_PREDICT: dict = {}
+
+
+def _predict_fn(model):
+    if model not in _PREDICT:
+        _PREDICT[model] = jax.jit(lambda p, x, m: model.apply({"params": p}, x, masks=m))
+    return _PREDICT[model]
+
+
+def _checkpoint_manager(directory):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def train(
+    key,
+    model: StagedModel,
+    x_train,
+    y_train,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    x_val=None,
+    y_val=None,
+    params: PyTree | None = None,
+    masks: Mapping | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Trains ``model`` with Adam on softmax cross-entropy.
+
+    Deterministic given ``key``: initialisation uses ``fold_in(key, 0)`` and the
+    shuffle of epoch e ``fold_in(key, e + 1)``.
+
+    Args:
+        key: a ``jax.random.key``.
+        model: the network; ``x_train`` one example per row.
+        epochs, batch_size, learning_rate: the usual (the last partial batch is dropped).
+        x_val, y_val: if given, validation accuracy is logged every epoch.
+        params: start from these instead of a fresh initialisation.
+        masks: train with these neurons silenced (lottery-ticket retraining).
+        checkpoint_dir: save params and optimizer state every epoch with orbax,
+            and resume from the latest epoch found there.
+        progress: show a progress bar per epoch.
+
+    Returns:
+        :class:`TrainResult` (final params, per-epoch history).
+
+    Raises:
+        ValueError: if there are fewer examples than one batch.
+    """
+    n = len(y_train)
+    batch_size = min(batch_size, n)
+    if n == 0:
+        raise ValueError("no training examples")
+    steps = n // batch_size
+    params = init_params(jax.random.fold_in(key, 0), model, x_train.shape[1:]) if params is None else params
+    tx = optax.adam(learning_rate)
+    opt_state = tx.init(params)
+    first_epoch, history = 0, []
+
+    manager = _checkpoint_manager(checkpoint_dir) if checkpoint_dir is not None else None
+    if manager is not None and manager.latest_step() is not None:
+        import orbax.checkpoint as ocp
+
+        step = manager.latest_step()
+        target = {"params": params, "opt_state": opt_state}
+        restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+        params, opt_state, first_epoch = restored["params"], restored["opt_state"], step
+        log.info("resumed training from %s at epoch %d", checkpoint_dir, step)
+
+    @jax.jit
+    def step_fn(params, opt_state, xb, yb):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, xb, masks=masks)
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    x_dev, y_dev = jnp.asarray(x_train), jnp.asarray(y_train)
+    for epoch in range(first_epoch, epochs):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch + 1), n))
+        losses = []
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        for s in bar:
+            idx = order[s * batch_size : (s + 1) * batch_size]
+            params, opt_state, loss = step_fn(params, opt_state, x_dev[idx], y_dev[idx])
+            losses.append(loss)
+        record = {"epoch": epoch + 1, "train_loss": float(jnp.mean(jnp.stack(losses)))}
+        if x_val is not None:
+            record["val_accuracy"] = accuracy(model, params, x_val, y_val, masks=masks)
+        history.append(record)
+        log.info("epoch %s", record)
+        if manager is not None:
+            import orbax.checkpoint as ocp
+
+            manager.save(epoch + 1, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}))
+    if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
+    return TrainResult(params, history)
+
+
+def save_params(directory: str | os.PathLike, params: PyTree) -> None:
+    """Saves a parameter tree with orbax (overwrites)."""
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(os.path.abspath(directory), params, force=True)
+
+
+def load_params(directory: str | os.PathLike, like: PyTree | None = None) -> PyTree:
+    """Restores a parameter tree saved by :func:`save_params` (``like`` gives its structure)."""
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as ckpt:
+        return ckpt.restore(os.path.abspath(directory), like)
+
+
+__all__ = ["TrainResult", "accuracy", "init_params", "load_params", "save_params", "train"]
