@@ -16,7 +16,7 @@ from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
 
 _LAZY = {
     "network_game": ("gtap_jax.games.network", "network_game"),
-    "compact": ("gtap_jax.compact", "compact"),
+    "compact": ("gtap_jax.compaction", "compact"),
     "PlayerLayout": ("gtap_jax.models.staged", "PlayerLayout"),
 }
 

@@ -1,0 +1,101 @@
+"""Data loaders: the embedded MNIST subset, and every local-file path on files written here."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from gtap_jax import data
+from gtap_jax.data import DataUnavailableError
+
+
+def test_embedded_mnist():
+    d = data.load("mnist")
+    assert d.source == "embedded" and d.num_classes == 10
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (3500, 500, 1000)
+    assert d.x_train.shape[1:] == (28, 28, 1) and d.x_train.dtype == np.float32
+    assert 0.0 <= d.x_train.min() and d.x_train.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(d.y_test), np.full(10, 100))
+    # Real digits, not noise: mean images of two classes differ clearly, and the split is fixed.
+    assert np.abs(d.x_train[d.y_train == 0].mean(0) - d.x_train[d.y_train == 1].mean(0)).max() > 0.5
+    np.testing.assert_array_equal(data.load("mnist").y_train, d.y_train)
+
+
+def _write_idx(path, array):
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def test_mnist_from_idx_and_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    xtr, xte = rng.integers(0, 256, (100, 28, 28)), rng.integers(0, 256, (20, 28, 28))
+    ytr, yte = np.repeat(np.arange(10), 10), np.arange(20) % 10
+    for name, arr in [("train-images-idx3-ubyte", xtr), ("train-labels-idx1-ubyte", ytr),
+                      ("t10k-images-idx3-ubyte", xte), ("t10k-labels-idx1-ubyte", yte)]:
+        _write_idx(tmp_path / f"{name}.gz", arr)
+    d = data.load("mnist", source="path", path=str(tmp_path))
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (90, 10, 20)
+    np.testing.assert_allclose(d.x_test[..., 0], xte / 255.0, rtol=1e-6)
+    np.savez(tmp_path / "mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    d2 = data.load("mnist", source="path", path=str(tmp_path / "mnist.npz"))
+    np.testing.assert_array_equal(d2.y_test, yte)
+
+
+def test_text_from_csv_folder(tmp_path):
+    import pandas as pd
+
+    words = {0: "market stocks rally", 1: "storm rain weather", 2: "goal match team"}
+    rows = [{"text": f"{words[i % 3]} item{i}", "label": i % 3} for i in range(60)]
+    pd.DataFrame(rows[:45]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(rows[45:]).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    d = data.load("emotion", source="path", path=str(tmp_path), vocab_size=20)
+    assert d.x_train.shape[1] == 20 and set(np.unique(d.x_train)) <= {0.0, 1.0}
+    assert len(d.y_test) == 15 and d.num_classes == 6
+    # "market" is one feature, present exactly in the label-0 texts.
+    from gtap_jax.data.text import vectorize
+
+    (xtr,), vocab = vectorize([r["text"] for r in rows[:45]], vocab_size=20)
+    col = list(vocab).index("market")
+    np.testing.assert_array_equal(xtr[:, col], [float(i % 3 == 0) for i in range(45)])
+
+
+def test_tiny_imagenet_folder(tmp_path):
+    from PIL import Image
+
+    wnids = ["n01", "n02"]
+    (tmp_path / "wnids.txt").write_text("\n".join(wnids))
+    rng = np.random.default_rng(0)
+    for w in wnids:
+        (tmp_path / "train" / w / "images").mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+                tmp_path / "train" / w / "images" / f"{w}_{i}.JPEG")
+    (tmp_path / "val" / "images").mkdir(parents=True)
+    ann = []
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "val" / "images" / f"v{i}.JPEG")
+        ann.append(f"v{i}.JPEG\t{wnids[i % 2]}\t0\t0\t63\t63")
+    (tmp_path / "val" / "val_annotations.txt").write_text("\n".join(ann))
+    d = data.load("tiny_imagenet", path=str(tmp_path))
+    assert d.x_train.shape[1:] == (64, 64, 3) and len(d.y_train) + len(d.y_val) == 20
+    np.testing.assert_array_equal(d.y_test, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("mnist", {"source": "path", "path": "/nonexistent/mnist.npz"}, "no MNIST at"),
+    ("mnist", {"source": "path"}, "needs path="),
+    ("tiny_imagenet", {}, "tiny-imagenet-200"),
+    ("emotion", {"source": "path", "path": "/nonexistent"}, "no data at"),
+])
+def test_missing_data_says_how_to_provide_it(name, kwargs, match):
+    with pytest.raises(DataUnavailableError, match=match):
+        data.load(name, **kwargs)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.load("cifar10")
+    with pytest.raises(ValueError, match="unknown source"):
+        data.load("mnist", source="web")

@@ -1,0 +1,127 @@
+"""Models, the network game (prefix caching) and compaction, on every architecture."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gtap_jax import compact, evaluate_coalitions, network_game
+from gtap_jax.data import synthetic
+from gtap_jax.games.network import metric_value
+from gtap_jax.models import LeNet5, alexnet, layout_for, lenet300, text_mlp
+from gtap_jax.train import init_params
+
+MODELS = {
+    "lenet300": (lenet300, (28, 28, 1), 10),
+    "lenet5": (LeNet5, (28, 28, 1), 10),
+    "text_mlp": (lambda: text_mlp(6, width=32), (50,), 6),
+    "alexnet": (lambda: alexnet(200, width=1 / 32), (64, 64, 3), 200),
+}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def net(request):
+    make, shape, classes = MODELS[request.param]
+    model = make()
+    params = init_params(jax.random.key(0), model, shape)
+    ds = synthetic(0, shape, classes, n_train=8, n_test=64)
+    return model, params, ds
+
+
+def _plain_value(model, params, x, y, flat, layout, metric, fills=None):
+    logits = model.apply({"params": params}, x, masks=layout.split(jnp.asarray(flat)), fills=fills)
+    return float(metric_value(logits, jnp.asarray(y), metric))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "neg_loss"])
+def test_cached_game_equals_masked_forward(net, metric):
+    model, params, ds = net
+    sites = list(model.site_sizes())
+    for layers in (None, sites[1:], sites[-1:]):
+        value, layout = network_game(model, params, ds.x_test, ds.y_test, layers=layers, metric=metric)
+        plain, _ = network_game(model, params, ds.x_test, ds.y_test, layers=layers, metric=metric, cache_prefix=False)
+        masks = np.random.default_rng(1).random((6, layout.num_players)) < 0.5
+        masks[0] = True
+        cached = np.asarray(evaluate_coalitions(value, masks))
+        np.testing.assert_allclose(cached, np.asarray(evaluate_coalitions(plain, masks)), rtol=1e-5, atol=1e-6)
+        for m, got in zip(masks, cached, strict=True):
+            want = _plain_value(model, params, ds.x_test, ds.y_test, m, layout, metric)
+            assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_mean_masked_value(net):
+    model, params, ds = net
+    value, layout = network_game(model, params, ds.x_test, ds.y_test, metric="neg_loss", masked_value="mean")
+    _, acts = model.apply({"params": params}, jnp.asarray(ds.x_test), capture=True)
+    fills = {n: a.reshape(-1, a.shape[-1]).mean(0) for n, a in acts.items()}
+    mask = np.random.default_rng(2).random(layout.num_players) < 0.5
+    want = _plain_value(model, params, ds.x_test, ds.y_test, mask, layout, "neg_loss", fills)
+    assert float(value(jnp.asarray(mask))) == pytest.approx(want, rel=1e-4)
+    # Mean-filling every neuron of one layer is not the same as zeroing it.
+    zero_value, _ = network_game(model, params, ds.x_test, ds.y_test, metric="neg_loss")
+    assert float(value(jnp.asarray(mask))) != pytest.approx(float(zero_value(jnp.asarray(mask))), rel=1e-6)
+
+
+def test_compact_equals_masked_network(net):
+    model, params, ds = net
+    rng = np.random.default_rng(3)
+    masks = {n: rng.random(s) < 0.5 for n, s in model.site_sizes().items()}
+    for n in masks:
+        masks[n][0] = True  # no layer empty
+    small = compact(model, params, masks, input_shape=ds.input_shape)
+    x = jnp.asarray(ds.x_test)
+    want = model.apply({"params": params}, x, masks={n: jnp.asarray(m) for n, m in masks.items()})
+    got = small.model.apply({"params": small.params}, x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert small.model.site_sizes() == {n: int(m.sum()) for n, m in masks.items()}
+    r = small.report
+    assert r.params_after < r.params_before and r.flops_after < r.flops_before
+    assert r.neurons_after == sum(int(m.sum()) for m in masks.values())
+
+
+def test_compact_errors():
+    model = lenet300()
+    params = init_params(jax.random.key(0), model, (28, 28, 1))
+    with pytest.raises(ValueError, match="unknown layer"):
+        compact(model, params, {"fc9": np.ones(3, bool)})
+    with pytest.raises(ValueError, match="every neuron"):
+        compact(model, params, {"fc2": np.zeros(100, bool)})
+    with pytest.raises(ValueError, match="bool\\[300\\]"):
+        compact(model, params, {"fc1": np.ones(3, bool)})
+
+
+def test_layout():
+    model = LeNet5()
+    layout = layout_for(model, ["fc1", "conv2"])
+    assert layout.layers == (("conv2", 16), ("fc1", 120))  # network order
+    flat = np.zeros(136, bool)
+    flat[16 + 5] = True
+    parts = layout.split(jnp.asarray(flat))
+    assert parts["fc1"].shape == (120,) and bool(parts["fc1"][5]) and not bool(parts["conv2"].any())
+    np.testing.assert_array_equal(layout.join({n: np.asarray(m) for n, m in parts.items()}), flat)
+    with pytest.raises(ValueError, match="empty"):
+        layout_for(model, [])
+    with pytest.raises(ValueError, match="unknown layer"):
+        layout_for(model, ["fc3"])
+
+
+def test_game_bad_input(net):
+    model, params, ds = net
+    with pytest.raises(ValueError, match="unknown metric"):
+        network_game(model, params, ds.x_test, ds.y_test, metric="f1")
+    with pytest.raises(ValueError, match="masked_value"):
+        network_game(model, params, ds.x_test, ds.y_test, masked_value="noise")
+
+
+def test_core_imports_no_flax():
+    code = (
+        "import sys, jax, numpy as np, gtap_jax as g\n"
+        "from gtap_jax.games import additive_game\n"
+        "g.estimate(jax.random.key(0), additive_game(np.ones(3)), 3, 'shapley', num_samples=4)\n"
+        "g.iterated_pruning(jax.random.key(0), additive_game(np.ones(3)), 3, 1, g.by_exact('banzhaf'))\n"
+        "assert 'flax' not in sys.modules, 'the core imported flax'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,43 @@
+import jax
+import numpy as np
+import pytest
+
+from gtap_jax import data
+from gtap_jax.models import LeNet5, lenet300
+from gtap_jax.train import accuracy, load_params, save_params, train
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.load("mnist")
+
+
+def test_lenet300_reaches_90_percent(mnist):
+    model = lenet300()
+    res = train(jax.random.key(0), model, mnist.x_train, mnist.y_train, epochs=8, x_val=mnist.x_val,
+                y_val=mnist.y_val, progress=False)
+    assert accuracy(model, res.params, mnist.x_test, mnist.y_test) >= 0.90
+    assert len(res.history) == 8 and res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+def test_lenet5_reaches_93_percent(mnist):
+    model = LeNet5()
+    res = train(jax.random.key(0), model, mnist.x_train, mnist.y_train, epochs=6, progress=False)
+    assert accuracy(model, res.params, mnist.x_test, mnist.y_test) >= 0.93
+
+
+def test_deterministic_and_resumable(mnist, tmp_path):
+    model = lenet300()
+    x, y = mnist.x_train[:600], mnist.y_train[:600]
+    whole = train(jax.random.key(1), model, x, y, epochs=3, progress=False)
+    again = train(jax.random.key(1), model, x, y, epochs=3, progress=False)
+    train(jax.random.key(1), model, x, y, epochs=2, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    resumed = train(jax.random.key(1), model, x, y, epochs=3, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert len(resumed.history) == 1  # only epoch 3 ran
+    for a, b, c in zip(*(jax.tree.leaves(r.params) for r in (whole, again, resumed)), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    save_params(tmp_path / "params", whole.params)
+    restored = load_params(tmp_path / "params", whole.params)
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(a, b)
