@@ -78,8 +78,12 @@ def compact(
         :class:`Compacted` (model, params, size report).
 
     Raises:
-        ValueError: for an unknown site, a mask of the wrong size, or a site
-            with every neuron removed.
+        ValueError: for an unknown site or a mask of the wrong size.
+
+    A site with every neuron removed makes the network's output constant.
+    Flax layers cannot have zero units, so it keeps one dead unit whose
+    outgoing weights are zero: the same function, a few parameters more
+    (counted in the report).
     """
     sizes = model.site_sizes()
     unknown = set(masks) - set(sizes)
@@ -94,11 +98,15 @@ def compact(
         keep = np.asarray(masks[spec.name], bool)
         if keep.shape != (sizes[spec.name],):
             raise ValueError(f"mask for {spec.name} must be bool[{sizes[spec.name]}], got shape {keep.shape}")
-        if not keep.any():
-            raise ValueError(f"every neuron of {spec.name} is removed: the network would be constant")
+        dead = not keep.any()
+        if dead:
+            keep = np.zeros_like(keep)
+            keep[0] = True
         new[spec.producer]["kernel"] = new[spec.producer]["kernel"][..., keep]
         new[spec.producer]["bias"] = new[spec.producer]["bias"][keep]
         new[spec.consumer]["kernel"] = _slice_inputs(new[spec.consumer]["kernel"], keep, spec.consumer_spatial)
+        if dead:
+            new[spec.consumer]["kernel"] = np.zeros_like(new[spec.consumer]["kernel"])
         new_sizes[spec.name] = int(keep.sum())
     small = model.with_sizes(new_sizes)
     new = jax.tree.map(jnp.asarray, new)
@@ -109,7 +117,7 @@ def compact(
         flops_before=flops_per_example(model, params, input_shape) if input_shape else nan,
         flops_after=flops_per_example(small, new, input_shape) if input_shape else nan,
         neurons_before=sum(sizes.values()),
-        neurons_after=sum(small.site_sizes().values()),
+        neurons_after=sum(int(np.sum(masks.get(k, np.ones(v, bool)))) for k, v in sizes.items()),
     )
     return Compacted(small, new, report)
 

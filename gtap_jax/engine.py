@@ -11,6 +11,7 @@ slice; nothing is communicated but the values.
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -24,11 +25,15 @@ from jaxtyping import Array, Bool, Float
 from gtap_jax.shapes import ValueFn
 
 DEFAULT_CHUNK_SIZE = 4096
+# Share of a device's free memory that one chunk's temporaries may take.
+MEMORY_FRACTION = 0.25
 
 # value_fn -> {mesh: jitted batched function}. The jitted function holds only a
 # weak reference to value_fn, so a game (and the evaluation data it closes over)
 # is freed once the caller drops it.
 _BATCHED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# value_fn -> {num_players: bytes of temporaries per coalition}.
+_FOOTPRINT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def num_shards(mesh: Mesh | None) -> int:
@@ -36,18 +41,77 @@ def num_shards(mesh: Mesh | None) -> int:
     return 1 if mesh is None else int(mesh.devices.size)
 
 
-def chunk_size_for(num_coalitions: int, chunk_size: int | None, mesh: Mesh | None) -> int:
+def free_memory_bytes(device: jax.Device | None = None) -> int:
+    """Free memory of ``device`` (default: the first local device).
+
+    Accelerators report it through ``memory_stats()``; CPU devices share the
+    host's available physical memory.
+    """
+    device = jax.local_devices()[0] if device is None else device
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def coalition_footprint(value_fn: ValueFn, num_players: int) -> int:
+    """Bytes of device temporaries one coalition adds to a vmapped chunk.
+
+    Measured from XLA's memory analysis of two small compiled chunks (8 and
+    16 coalitions), so it accounts for the activations the suffix really
+    keeps. Cached per value function. Returns 0 if the backend reports none.
+    """
+    try:
+        per_fn = _FOOTPRINT_CACHE.setdefault(value_fn, {})
+    except TypeError:
+        per_fn = {}
+    if num_players not in per_fn:
+        temps = []
+        for k in (8, 16):
+            shape = jax.ShapeDtypeStruct((k, num_players), jnp.bool_)
+            analysis = jax.jit(jax.vmap(value_fn)).lower(shape).compile().memory_analysis()
+            temps.append(getattr(analysis, "temp_size_in_bytes", 0) if analysis is not None else 0)
+        per_fn[num_players] = max(0, (temps[1] - temps[0]) // 8)
+    return per_fn[num_players]
+
+
+def max_chunk_size(value_fn: ValueFn, num_players: int, mesh: Mesh | None = None) -> int:
+    """Largest power-of-two chunk whose temporaries fit in ``MEMORY_FRACTION`` of free memory.
+
+    On a mesh, each device holds ``chunk / devices`` coalitions; CPU devices
+    share the host's memory. Capped at ``DEFAULT_CHUNK_SIZE``.
+    """
+    per = coalition_footprint(value_fn, num_players)
+    n = num_shards(mesh)
+    devices = mesh.devices.flat if mesh is not None else jax.local_devices()[:1]
+    first = next(iter(devices))
+    budget = MEMORY_FRACTION * free_memory_bytes(first)
+    if first.platform == "cpu":
+        budget /= n  # simulated CPU devices share one host memory
+    if per <= 0:
+        return DEFAULT_CHUNK_SIZE
+    per_device = max(1, int(budget // per))
+    return max(1, min(DEFAULT_CHUNK_SIZE, n * (1 << int(math.log2(per_device)))))
+
+
+def chunk_size_for(
+    num_coalitions: int, chunk_size: int | None, mesh: Mesh | None, limit: int = DEFAULT_CHUNK_SIZE
+) -> int:
     """The fixed chunk size used for ``num_coalitions`` coalitions.
 
     Without an explicit ``chunk_size``, small batches use the next power of two
     (so repeated small calls share a handful of compiled shapes) and large ones
-    ``DEFAULT_CHUNK_SIZE``. The result is always a multiple of the mesh size.
+    ``limit`` (see :func:`max_chunk_size`). The result is always a multiple of
+    the mesh size.
 
     Raises:
         ValueError: if ``chunk_size`` is not positive.
     """
     if chunk_size is None:
-        chunk_size = min(DEFAULT_CHUNK_SIZE, 1 << max(0, math.ceil(math.log2(max(num_coalitions, 1)))))
+        chunk_size = min(limit, 1 << max(0, math.ceil(math.log2(max(num_coalitions, 1)))))
     elif chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     n = num_shards(mesh)
@@ -117,7 +181,8 @@ def evaluate_coalitions(
         masks: ``bool[C, P]``, True where a player is in the coalition.
         chunk_size: coalitions per compiled call (rounded up to a multiple of
             the mesh size). The last chunk is padded, so any ``C`` reuses the
-            same compilation. Default: see :func:`chunk_size_for`.
+            same compilation. Default: the next power of two, at most what
+            fits in memory (:func:`max_chunk_size`, measured once per game).
         mesh: if given, each chunk's coalition axis is sharded over all devices
             of this mesh. Results equal the unsharded ones.
 
@@ -135,7 +200,10 @@ def evaluate_coalitions(
     total = masks.shape[0]
     if total == 0:
         return jnp.zeros((0,), jnp.float32)
-    chunk = chunk_size_for(total, chunk_size, mesh)
+    limit = DEFAULT_CHUNK_SIZE
+    if chunk_size is None and total > 16:
+        limit = max_chunk_size(value_fn, masks.shape[1], mesh)
+    chunk = chunk_size_for(total, chunk_size, mesh, limit)
     fn = batched_value_fn(value_fn, mesh)
     pad = -total % chunk
     if pad:
@@ -145,4 +213,12 @@ def evaluate_coalitions(
     return jnp.asarray(np.concatenate([np.asarray(o) for o in outs])[:total])
 
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "batched_value_fn", "chunk_size_for", "evaluate_coalitions"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "batched_value_fn",
+    "chunk_size_for",
+    "coalition_footprint",
+    "evaluate_coalitions",
+    "free_memory_bytes",
+    "max_chunk_size",
+]

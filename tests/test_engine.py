@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import evaluate_coalitions
+from gtap_jax import engine, evaluate_coalitions
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table
 
 
@@ -74,3 +74,40 @@ def test_empty_and_bad_input():
         evaluate_coalitions(game, np.ones(3, bool))
     with pytest.raises(ValueError, match="chunk_size"):
         evaluate_coalitions(game, np.ones((2, 3), bool), chunk_size=0)
+
+
+def _heavy_game(n=2000, h=64):
+    w = jax.random.normal(jax.random.key(3), (6, h))
+    w2 = jax.random.normal(jax.random.key(5), (h, 3))
+    x = jax.random.normal(jax.random.key(4), (n, 6))
+
+    def value(mask):
+        hidden = jnp.tanh(jnp.where(mask, x, 0.0) @ w)  # [n, h] per coalition, a matmul input
+        return jnp.mean(jax.nn.logsumexp(hidden @ w2, axis=-1))
+
+    return value
+
+
+def test_footprint_measures_per_coalition_activations():
+    per = engine.coalition_footprint(_heavy_game(), 6)
+    # the [2000, 64] float32 hidden activation feeds a matmul, so it must be materialised
+    assert 2000 * 64 * 4 <= per <= 4 * 2000 * 64 * 4
+
+
+def test_chunk_size_follows_free_memory(monkeypatch):
+    game = _heavy_game()
+    per = engine.coalition_footprint(game, 6)
+    monkeypatch.setattr(engine, "free_memory_bytes", lambda device=None: int(per * 100 / engine.MEMORY_FRACTION))
+    assert engine.max_chunk_size(game, 6) == 64
+    masks = _random_masks(1, 300, 6)
+    calls = []
+    real = engine.batched_value_fn
+
+    def spy(fn, mesh=None):
+        batched = real(fn, mesh)
+        return lambda m: (calls.append(m.shape[0]), batched(m))[1]
+
+    monkeypatch.setattr(engine, "batched_value_fn", spy)
+    got = evaluate_coalitions(game, masks)
+    assert set(calls) == {64}
+    np.testing.assert_allclose(np.asarray(got), np.asarray(jax.vmap(game)(jnp.asarray(masks))), rtol=1e-5, atol=1e-6)

@@ -79,6 +79,20 @@ def test_schedules():
     assert top_n(jax.random.key(0), game, 16, 16, attr).mask.all()
 
 
+def test_stops_give_every_size_of_a_grid():
+    w = np.random.default_rng(5).permutation(np.arange(16.0))
+    game, attr = additive_game(w), by_exact("banzhaf")
+    res = iterated_pruning(jax.random.key(0), game, 16, 2, attr, step=0.5, stops=(10, 5, 2))
+    assert [int(r.mask.sum()) for r in res.history] == [10, 5, 3, 2]
+    res = iterated_building(jax.random.key(0), game, 16, 12, attr, step=0.5, stops=(3, 7))
+    assert [int(r.mask.sum()) for r in res.history] == [3, 7, 9, 10, 11, 12]
+    mask, spent = res.mask_of_size(7)
+    np.testing.assert_array_equal(np.flatnonzero(mask), np.sort(np.argsort(-w)[:7]))
+    assert spent == res.history[0].num_evaluations + res.history[1].num_evaluations
+    with pytest.raises(KeyError):
+        res.mask_of_size(4)
+
+
 def test_restrict():
     w = jnp.arange(1.0, 6.0)
     sub, players = restrict(additive_game(w), np.array([1, 0, 0, 0, 0], bool), np.array([0, 0, 1, 0, 1], bool))

@@ -85,10 +85,16 @@ def _compiled(estimator: Estimator, draws_per_chunk: int):
     return jax.jit(draw), jax.jit(update), jax.jit(estimator.finalize)
 
 
-def draws_per_chunk(estimator: Estimator, num_samples: int, chunk_size: int | None, mesh: Mesh | None) -> int:
+def draws_per_chunk(
+    estimator: Estimator,
+    num_samples: int,
+    chunk_size: int | None,
+    mesh: Mesh | None,
+    limit: int = engine.DEFAULT_CHUNK_SIZE,
+) -> int:
     """Draws per compiled call: about ``chunk_size`` coalitions, a multiple of the mesh size."""
     k = estimator.draw_size
-    coalitions = engine.chunk_size_for(num_samples * k, chunk_size, mesh)
+    coalitions = engine.chunk_size_for(num_samples * k, chunk_size, mesh, limit)
     b = max(1, coalitions // k)
     n = engine.num_shards(mesh)
     step = n // math.gcd(k, n)  # b * k must split evenly over the mesh
@@ -139,7 +145,10 @@ def estimate(
     est = make_estimator(num_players, index, d=d, method=method)
     if num_samples < 0:
         raise ValueError(f"num_samples must be non-negative, got {num_samples}")
-    b = draws_per_chunk(est, max(num_samples, 1), chunk_size, mesh)
+    limit = engine.DEFAULT_CHUNK_SIZE
+    if chunk_size is None and num_samples * est.draw_size > 16:
+        limit = engine.max_chunk_size(value_fn, num_players, mesh)
+    b = draws_per_chunk(est, max(num_samples, 1), chunk_size, mesh, limit)
     draw, update, finalize = _compiled(est, b)
     evaluate = engine.batched_value_fn(value_fn, mesh)
     state = est.init() if state is None else state

@@ -66,7 +66,8 @@ def coalition_values(
             " use gtap_jax.estimate for larger games"
         )
     total = 1 << num_players
-    chunk = engine.chunk_size_for(min(total, 1 << 16), chunk_size, mesh)
+    limit = engine.max_chunk_size(value_fn, num_players, mesh) if chunk_size is None else 0
+    chunk = engine.chunk_size_for(min(total, 1 << 16), chunk_size, mesh, limit)
     fn = engine.batched_value_fn(value_fn, mesh)
     outs = []
     for start in range(0, total, chunk):

@@ -10,7 +10,7 @@ silenced; kept neurons are always present while building.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -51,6 +51,19 @@ class StrategyResult(NamedTuple):
     @property
     def num_evaluations(self) -> int:
         return sum(r.num_evaluations for r in self.history)
+
+    def mask_of_size(self, size: int) -> tuple[np.ndarray, int]:
+        """The first mask of ``size`` players in the history, and the evaluations spent to reach it.
+
+        Raises:
+            KeyError: if no round ended at that size (pass it in ``stops``).
+        """
+        spent = 0
+        for rnd in self.history:
+            spent += rnd.num_evaluations
+            if int(rnd.mask.sum()) == size:
+                return rnd.mask, spent
+        raise KeyError(f"no round ended with {size} players")
 
 
 def by_estimate(
@@ -133,6 +146,7 @@ def iterated_pruning(
     attribute: AttributeFn,
     *,
     step: int | float = 0.5,
+    stops: Sequence[int] = (),
 ) -> StrategyResult:
     """Repeatedly re-estimates on the survivors and drops the weakest until ``r`` remain.
 
@@ -142,6 +156,8 @@ def iterated_pruning(
     Args:
         step: neurons dropped per round: an int, or a fraction of the survivors
             (at least one); the last round drops only down to ``r``.
+        stops: sizes between P and r where a round must end, so one run yields
+            the mask of every size on a grid (read them from the history).
 
     Raises:
         ValueError: if r is not in [1, P] or step is invalid.
@@ -152,7 +168,8 @@ def iterated_pruning(
     while alive.sum() > r:
         sub, players = restrict(value_fn, np.zeros(num_players, bool), alive)
         values, stderr, evals = _scores(attribute, jax.random.fold_in(key, len(history)), sub, players.size)
-        n_drop = min(_step_count(step, players.size), players.size - r)
+        floor = max([r, *(t for t in stops if t < players.size)])
+        n_drop = min(_step_count(step, players.size), players.size - floor)
         alive[players[strongest_first(values)[players.size - n_drop :]]] = False
         history.append(Round(players, values, stderr, alive.copy(), evals))
     return StrategyResult(alive, tuple(history))
@@ -166,6 +183,7 @@ def iterated_building(
     attribute: AttributeFn,
     *,
     step: int | float = 0.5,
+    stops: Sequence[int] = (),
 ) -> StrategyResult:
     """Starts empty and repeatedly adds the strongest neurons until ``r`` are kept.
 
@@ -175,6 +193,8 @@ def iterated_building(
     Args:
         step: neurons added per round: an int, or a fraction of the ``r`` still
             to add (at least one).
+        stops: sizes between 0 and r where a round must end, so one run yields
+            the mask of every size on a grid (read them from the history).
 
     Raises:
         ValueError: if r is not in [1, P] or step is invalid.
@@ -185,8 +205,9 @@ def iterated_building(
     while kept.sum() < r:
         sub, players = restrict(value_fn, kept, ~kept)
         values, stderr, evals = _scores(attribute, jax.random.fold_in(key, len(history)), sub, players.size)
-        missing = r - int(kept.sum())
-        n_add = min(_step_count(step, missing), missing)
+        size = int(kept.sum())
+        ceiling = min([r, *(t for t in stops if t > size)])
+        n_add = min(_step_count(step, r - size), ceiling - size)
         kept[players[strongest_first(values)[:n_add]]] = True
         history.append(Round(players, values, stderr, kept.copy(), evals))
     return StrategyResult(kept, tuple(history))
