@@ -125,7 +125,7 @@ def _coalition_spec(mesh: Mesh) -> PS:
 
 def batched_value_fn(
     value_fn: ValueFn, mesh: Mesh | None = None
-) -> Callable[[Bool[Array, "C P"]], Float[Array, "C"]]:
+) -> Callable[[Bool[Array, "C P"]], Float[Array, C]]:
     """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh``.
 
     Cached per (value_fn, mesh) so that repeated calls reuse compilations.
@@ -173,7 +173,7 @@ def evaluate_coalitions(
     *,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
-) -> Float[Array, "C"]:
+) -> Float[Array, C]:
     """Values of many coalitions in fixed-size, vmapped, jitted chunks.
 
     Args:

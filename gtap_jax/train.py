@@ -138,7 +138,7 @@ def train(
         if x_val is not None:
             record["val_accuracy"] = accuracy(model, params, x_val, y_val, masks=masks)
         history.append(record)
-        log.info("epoch %s", record)
+        log.debug("epoch %s", record)
         if manager is not None:
             import orbax.checkpoint as ocp
 

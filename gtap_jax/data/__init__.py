@@ -7,12 +7,12 @@ tests and benchmarks only and says so in its name and ``source``.
 
 from __future__ import annotations
 
-from gtap_jax.data.base import DataUnavailableError, Dataset, stratified_split
+import numpy as np
+
+from gtap_jax.data.base import Dataset, DataUnavailableError, stratified_split
 from gtap_jax.data.mnist import load_embedded, load_path, load_tfds
 from gtap_jax.data.text import DEFAULT_VOCAB_SIZE, TEXT_SETS, load_text, vectorize
 from gtap_jax.data.tiny_imagenet import load_tiny_imagenet
-
-import numpy as np
 
 SOURCES = {
     "mnist": ("embedded", "tfds", "path"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtap_jax.data.base import DataUnavailableError, Dataset, stratified_split
+from gtap_jax.data.base import Dataset, DataUnavailableError, stratified_split
 
 EMBEDDED_SPLIT = (0.7, 0.1, 0.2)  # 3,500 train, 500 validation, 1,000 test, stratified
 

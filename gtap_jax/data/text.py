@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtap_jax.data.base import DataUnavailableError, Dataset, stratified_split
+from gtap_jax.data.base import Dataset, DataUnavailableError, stratified_split
 
 DEFAULT_VOCAB_SIZE = 5000
 TEXT_SETS = {
@@ -75,7 +75,10 @@ def _from_path(path: Path, val_fraction: float, seed: int):
         tr, va = stratified_split(train[1], (1 - val_fraction, val_fraction), seed)
         pick = lambda idx: ([train[0][i] for i in idx], train[1][idx])  # noqa: E731
         return pick(tr), pick(va), test
-    raise DataUnavailableError(f"no data at {path}")
+    raise DataUnavailableError(
+        f"no data at {path}: give a CSV / JSON / JSON-lines / parquet file with 'text' and 'label'"
+        " columns, or a folder with train.* and test.* (and optionally validation.*) files of that kind"
+    )
 
 
 def _from_hf(hub_name: str, val_fraction: float, seed: int):

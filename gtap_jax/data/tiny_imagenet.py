@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtap_jax.data.base import DataUnavailableError, Dataset, stratified_split
+from gtap_jax.data.base import Dataset, DataUnavailableError, stratified_split
 
 HF_NAME = "zh-plus/tiny-imagenet"
 

@@ -11,8 +11,8 @@ from gtap_jax.indices.estimate import (
 from gtap_jax.indices.estimators import (
     Estimator,
     EstimatorState,
-    MSRState,
     Moments,
+    MSRState,
     SampleState,
     msr_beta,
     paired_beta,

@@ -46,8 +46,8 @@ class Attribution(NamedTuple):
             same key to continue the same run.
     """
 
-    values: Float[Array, "P"]
-    stderr: Float[Array, "P"]
+    values: Float[Array, P]
+    stderr: Float[Array, P]
     num_samples: int
     num_evaluations: int
     index: str

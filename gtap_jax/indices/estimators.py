@@ -33,9 +33,9 @@ from gtap_jax.shapes import PRNGKey
 class Moments(NamedTuple):
     """Running count, mean and sum of squared deviations, per player."""
 
-    count: Float[Array, "P"]
-    mean: Float[Array, "P"]
-    m2: Float[Array, "P"]
+    count: Float[Array, P]
+    mean: Float[Array, P]
+    m2: Float[Array, P]
 
 
 def zero_moments(num_players: int) -> Moments:
@@ -57,7 +57,7 @@ def merge_moments(m: Moments, x: Float[Array, "B P"], w: Float[Array, "B P"]) ->
     return Moments(n, mean, m2)
 
 
-def mean_and_stderr(m: Moments) -> tuple[Float[Array, "P"], Float[Array, "P"]]:
+def mean_and_stderr(m: Moments) -> tuple[Float[Array, P], Float[Array, P]]:
     """Sample mean and its standard error; the error is inf with fewer than two samples."""
     var = m.m2 / jnp.maximum(m.count - 1.0, 1.0)
     se = jnp.sqrt(var / jnp.maximum(m.count, 1.0))
@@ -98,7 +98,7 @@ class Estimator(NamedTuple):
     draw: Callable[[PRNGKey, Any], Bool[Array, "K P"]]
     init: Callable[[], EstimatorState]
     update: Callable[..., EstimatorState]
-    finalize: Callable[[EstimatorState], tuple[Float[Array, "P"], Float[Array, "P"]]]
+    finalize: Callable[[EstimatorState], tuple[Float[Array, P], Float[Array, P]]]
     draw_size: int
     name: str
 
@@ -122,7 +122,7 @@ def _sample_estimator(num_players, draw, draw_size, samples_fn, name) -> Estimat
     return Estimator(draw, init, update, finalize, draw_size, name)
 
 
-def _prefix_masks(ranks: Int[Array, "P"]) -> Bool[Array, "K P"]:
+def _prefix_masks(ranks: Int[Array, P]) -> Bool[Array, "K P"]:
     """Prefixes of sizes 0..P of the order that puts player j at position ranks[j]."""
     num_players = ranks.shape[0]
     return ranks[None, :] < jnp.arange(num_players + 1)[:, None]

@@ -60,13 +60,13 @@ class PlayerLayout(NamedTuple):
             start += size
         return out
 
-    def split(self, mask: Bool[Array, "P"]) -> dict[str, Bool[Array, "_"]]:
+    def split(self, mask: Bool[Array, P]) -> dict[str, Bool[Array, _]]:
         """Per-layer masks from a flat ``bool[P]``."""
         if mask.shape[-1] != self.num_players:
             raise ValueError(f"mask has {mask.shape[-1]} players, layout has {self.num_players}")
         return {name: mask[..., a:b] for name, (a, b) in self.offsets().items()}
 
-    def join(self, masks: Mapping[str, Bool[Array, "_"]]) -> np.ndarray:
+    def join(self, masks: Mapping[str, Bool[Array, _]]) -> np.ndarray:
         """Flat ``bool[P]`` from per-layer masks (a missing layer is all kept)."""
         return np.concatenate([np.asarray(masks.get(n, np.ones(s, bool)), bool) for n, s in self.layers])
 

@@ -1,0 +1,74 @@
+"""Fields shared by every experiment config, each commented; experiment files override them."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # the only seed: data split, init, training order, estimator draws, retraining seeds
+    c.progress = True  # progress bars (does not affect results; may change between resumed runs)
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "mnist"  # mnist | twitter_financial_news_topic | emotion | tiny_imagenet
+    c.data.source = ""  # "" = the data set's default (mnist: embedded offline subset); tfds | hf | path
+    c.data.path = ""  # local file or folder when source = "path"
+    c.data.options = ml_collections.ConfigDict()  # extra loader arguments, e.g. vocab_size for text sets
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "lenet300"  # lenet300 | lenet5 | text_mlp | alexnet
+    c.model.options = ml_collections.ConfigDict()  # extra model arguments, e.g. width for alexnet
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 10  # epochs of the original training (Adam)
+    c.train.batch_size = 128  # examples per step
+    c.train.learning_rate = 1e-3  # Adam learning rate
+
+    c.game = ml_collections.ConfigDict()
+    c.game.layers = ("fc1", "fc2")  # prunable layers whose neurons are the players
+    c.game.layerwise = False  # False: one game over all layers; True: one game per layer (paper's AlexNet)
+    c.game.metric = "accuracy"  # accuracy | neg_loss, the coalition value on the evaluation set
+    c.game.masked_value = "zero"  # zero | mean: what a silenced neuron outputs
+    c.game.eval_examples = 0  # examples of the validation split the game is played on (0 = all)
+    c.game.chunk_size = 0  # coalitions per compiled call (0 = as many as fit in memory, at most 4096)
+
+    c.bands = ml_collections.ConfigDict()
+    c.bands.keep_fractions = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # grid of q
+    c.bands.num_samples = 256  # random Bernoulli(q) coalitions per q
+    c.bands.rule = "max_std"  # how d is chosen: max_std (paper) | min_keep_within
+    c.bands.tolerance = 0.01  # for min_keep_within: allowed drop of the mean below v(all)
+
+    c.gtap = ml_collections.ConfigDict()
+    c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
+    c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
+    c.gtap.methods = ml_collections.ConfigDict(  # estimator per index ("" = the library default)
+        {"shapley": "", "banzhaf": "", "beta": ""}
+    )
+    c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands
+    c.gtap.evaluations = 8192  # coalition values per estimation round (samples = this / draw size)
+    c.gtap.step = 0.5  # iterated strategies: fraction (or int count) of neurons dropped/added per round
+
+    c.baselines = ("wmp", "wgmp", "random", "lottery")  # baselines at the same neuron granularity
+
+    c.targets = (0.5, 0.3, 0.2, 0.1, 0.05)  # kept neurons: keep fractions in (0, 1) or neuron counts
+
+    c.retrain = ml_collections.ConfigDict()
+    c.retrain.modes = ("none", "scratch")  # none | scratch (compacted net from random init) | finetune
+    c.retrain.seeds = 2  # seeds of every retraining (band over seeds in the plot)
+    c.retrain.epochs = 5  # epochs of clean-slate retraining (and of each lottery-ticket level)
+    c.retrain.finetune_epochs = 2  # epochs of fine-tuning, when "finetune" is a mode
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a config to an end-to-end run of under a minute on 2 CPU cores."""
+    c.train.epochs = 1
+    c.game.eval_examples = 200
+    c.bands.keep_fractions = (0.2, 0.5, 0.8)
+    c.bands.num_samples = 32
+    c.gtap.evaluations = 256
+    c.gtap.indices = ("shapley", "beta")
+    c.gtap.step = 0.75  # few rounds: each round plays a new sub-game, which compiles anew
+    c.targets = (0.2,)
+    c.retrain.seeds = 1
+    c.retrain.epochs = 1
+    return c

@@ -1,0 +1,27 @@
+"""LeNet5 on MNIST: conv channels and dense units (6 + 16 + 120 + 84 = 226 players) in one game.
+
+Command (offline, the embedded 5,000-image MNIST subset):
+
+    python -m gtap_jax.prune --config gtap_jax/configs/lenet5_mnist.py --workdir runs/lenet5
+
+Runtime on 2 CPU cores: about 30 minutes (a coalition value runs conv2 over the
+evaluation set); ``:smoke`` under a minute. On a GPU, minutes.
+"""
+
+from gtap_jax.configs import common
+
+
+def get_config(arg=None):
+    c = common.base_config()
+    c.model.name = "lenet5"
+    c.train.epochs = 8
+    c.game.layers = ("conv1", "conv2", "fc1", "fc2")
+    c.gtap.evaluations = 2048
+    if arg == "smoke":
+        common.smoke(c)
+        c.game.eval_examples = 100
+        c.gtap.evaluations = 128
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
+    c.lock()
+    return c
