@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
         _fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
-    except KeyError as e:  # an override of a field the config does not have
-        _fail(f"no such config field: {e}")
-    except (AttributeError, ValueError, TypeError) as e:  # raised by get_config or an override
+    except (KeyError, AttributeError) as e:  # a locked ConfigDict refuses a field it does not have
+        _fail(f"no such config field: {str(e).strip(chr(34))} (check the --config.* overrides)")
+    except (ValueError, TypeError) as e:  # raised by get_config or a badly typed override
         _fail(f"bad config: {e}")
     _main(rest)
 

@@ -8,6 +8,7 @@ import pytest
 
 from gtap_jax import data
 from gtap_jax.data import DataUnavailableError
+from local_files import write_text_folder, write_tiny_imagenet
 
 
 def test_embedded_mnist():
@@ -44,12 +45,7 @@ def test_mnist_from_idx_and_npz(tmp_path):
 
 
 def test_text_from_csv_folder(tmp_path):
-    import pandas as pd
-
-    words = {0: "market stocks rally", 1: "storm rain weather", 2: "goal match team"}
-    rows = [{"text": f"{words[i % 3]} item{i}", "label": i % 3} for i in range(60)]
-    pd.DataFrame(rows[:45]).to_csv(tmp_path / "train.csv", index=False)
-    pd.DataFrame(rows[45:]).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    rows = write_text_folder(tmp_path, n=60)
     d = data.load("emotion", source="path", path=str(tmp_path), vocab_size=20)
     assert d.x_train.shape[1] == 20 and set(np.unique(d.x_train)) <= {0.0, 1.0}
     assert len(d.y_test) == 15 and d.num_classes == 6
@@ -62,22 +58,7 @@ def test_text_from_csv_folder(tmp_path):
 
 
 def test_tiny_imagenet_folder(tmp_path):
-    from PIL import Image
-
-    wnids = ["n01", "n02"]
-    (tmp_path / "wnids.txt").write_text("\n".join(wnids))
-    rng = np.random.default_rng(0)
-    for w in wnids:
-        (tmp_path / "train" / w / "images").mkdir(parents=True)
-        for i in range(10):
-            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
-                tmp_path / "train" / w / "images" / f"{w}_{i}.JPEG")
-    (tmp_path / "val" / "images").mkdir(parents=True)
-    ann = []
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "val" / "images" / f"v{i}.JPEG")
-        ann.append(f"v{i}.JPEG\t{wnids[i % 2]}\t0\t0\t63\t63")
-    (tmp_path / "val" / "val_annotations.txt").write_text("\n".join(ann))
+    write_tiny_imagenet(tmp_path, classes=2, per_class=10, val=4)
     d = data.load("tiny_imagenet", path=str(tmp_path))
     assert d.x_train.shape[1:] == (64, 64, 3) and len(d.y_train) + len(d.y_val) == 20
     np.testing.assert_array_equal(d.y_test, [0, 1, 0, 1])

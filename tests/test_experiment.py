@@ -1,0 +1,153 @@
+"""End to end: the CLI on the smoke configs, resume after a kill, and one-line errors."""
+
+import csv
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from local_files import write_text_folder, write_tiny_imagenet
+
+from gtap_jax import experiment
+from gtap_jax.baselines import allocate, keep_per_layer
+from gtap_jax.models import PlayerLayout
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "gtap_jax" / "configs"
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "gtap_jax.prune", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+def _mtimes(workdir):
+    return {p.name: p.stat().st_mtime_ns for p in (workdir / "steps").glob("*.json")}
+
+
+def test_cli_smoke_killed_then_resumed(tmp_path):
+    wd = tmp_path / "run"
+    args = ["--config", f"{CONFIGS}/lenet300_mnist.py:smoke", "--workdir", str(wd), "--config.progress=False"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "gtap_jax.prune", *args], stdout=log, stderr=log, env=env)
+    marker = wd / "steps" / "masks__iterated_pruning__shapley.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert marker.exists(), (tmp_path / "killed.log").read_text()[-2000:]
+    assert not (wd / "results.csv").exists()  # it really stopped in the middle
+    before = _mtimes(wd)
+    assert "train.json" in before and "masks__top_n__shapley.json" in before
+
+    resumed = _cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = _mtimes(wd)
+    assert {k: after[k] for k in before} == before  # nothing finished was redone
+    assert "done train" not in resumed.stderr and "done masks/top_n/shapley" not in resumed.stderr
+    assert "done masks/iterated_building/beta" in resumed.stderr
+    assert "retrain = scratch" in resumed.stdout  # the summary table
+
+    rows = list(csv.DictReader(open(wd / "results.csv")))
+    methods = {r["method"] for r in rows}
+    assert methods == {f"{s}/{i}" for s in ("top_n", "iterated_pruning", "iterated_building")
+                       for i in ("shapley", "beta")} | {"wmp", "wgmp", "random", "lottery"}
+    assert len(rows) == 10 * 2  # one size; no retraining and one scratch seed
+    for r in rows:
+        assert r["neurons"] == "80" and 0.0 <= float(r["accuracy"]) <= 1.0
+        assert int(r["params"]) < int(r["params_total"]) and float(r["flops"]) < float(r["flops_total"])
+        if r["family"] == "gtap":
+            assert int(r["evaluations"]) > 0
+    # Trained well above chance, and pruned networks are not all at chance.
+    results = json.loads((wd / "results.json").read_text())
+    assert results["summary"]["trained_test_accuracy"] > 0.6
+    assert max(float(r["accuracy"]) for r in rows) > 0.5
+    assert 0 < results["summary"]["d"] < 1
+    for name in ("compression_curves.png", "uncertainty_bands.png", "bands.json", "config.json"):
+        assert (wd / name).stat().st_size > 0
+    assert len(list((wd / "compact").iterdir())) == 6  # compacted params of every GTAP result
+
+    again = _cli(*args)
+    assert again.returncode == 0
+    assert "done " not in again.stderr  # every step skipped
+    assert _mtimes(wd) == after
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.nope=3"], "no such config field"),
+    (["--config.gtap.d=1.5"], "gtap.d must be in (0, 1)"),
+    (["--config.targets=(500,)"], "target size 500 is not in [2, 400]"),
+    (["--config.baselines=('magnitude',)"], "unknown baseline method 'magnitude'"),
+    (["--config.gtap.indices=('owen',)"], "unknown index 'owen'"),
+    (["--config.game.layers=()"], "game.layers is empty"),
+    (["--config.data.name=cifar"], "unknown dataset 'cifar'"),
+    (["--config.data.source=path"], "needs path="),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    out = _cli("--config", f"{CONFIGS}/lenet300_mnist.py:smoke", "--workdir", str(tmp_path), *args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()  # log lines of finished work may come first
+    assert lines[-1].startswith("error:") and message in lines[-1]
+    assert "Traceback" not in out.stderr and sum(line.startswith("error:") for line in lines) == 1
+
+
+def test_cli_refuses_a_workdir_of_another_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 7}))
+    out = _cli("--config", f"{CONFIGS}/lenet300_mnist.py:smoke", "--workdir", str(tmp_path))
+    assert out.returncode == 2 and "holds the results of another config" in out.stderr
+
+
+def _config(name, **fields):
+    c = importlib.import_module(f"gtap_jax.configs.{name}").get_config("smoke")
+    c.progress = False
+    for path, value in fields.items():
+        node = c
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+@pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "mlp_twitter_topic", "alexnet_tiny_imagenet"])
+def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    fields = {}
+    if name.startswith("mlp"):
+        write_text_folder(folder, n=400)
+        fields = {"data.source": "path", "data.path": str(folder)}
+    elif name.startswith("alexnet"):
+        write_tiny_imagenet(folder, classes=3, per_class=20, val=12)
+        fields = {"data.path": str(folder)}
+    config = _config(name, **fields)
+    rows = experiment.run(config, tmp_path / "run")
+    assert rows and all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    assert {r["retrain"] for r in rows} == set(config.retrain.modes)
+    assert (tmp_path / "run" / "compression_curves.png").exists()
+    assert "retrain = none" in capsys.readouterr().out
+
+
+def test_target_sizes():
+    assert experiment.target_sizes((0.5, 0.1, 20), 400) == [200, 40, 20]
+    with pytest.raises(experiment.ConfigError, match="not in"):
+        experiment.target_sizes((1.5,), 400)
+    with pytest.raises(experiment.ConfigError, match="not in"):
+        experiment.target_sizes((1,), 400, min_size=2)
+
+
+def test_allocation_is_proportional_and_exact():
+    layout = PlayerLayout((("a", 300), ("b", 100)))
+    assert allocate(layout, 80) == {"a": 60, "b": 20}
+    assert sum(allocate(layout, 7).values()) == 7 and min(allocate(layout, 2).values()) == 1
+    scores = np.arange(400.0)
+    keep = keep_per_layer(scores, layout, 80)
+    assert keep[240:300].all() and keep[380:].all() and keep.sum() == 80
