@@ -438,7 +438,9 @@ def _baseline_masks(config, key, name, model, init, params, layout, sizes, game_
             scores = bl.random_scores(jax.random.fold_in(key, 4), layout)
         masks = {s: bl.keep_per_layer(scores, layout, s) for s in sizes}
     seconds = time.perf_counter() - t0
-    return {str(s): {"kept": np.flatnonzero(m).tolist(), "evaluations": 0, "seconds": seconds} for s, m in masks.items()}
+    return {
+        str(s): {"kept": np.flatnonzero(m).tolist(), "evaluations": 0, "seconds": seconds} for s, m in masks.items()
+    }
 
 
 # ---------------------------------------------------------------------------- outputs

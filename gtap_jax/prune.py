@@ -14,7 +14,9 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (FILE.py[:variant])", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "experiment config file (FILE.py[:variant])", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, steps and results (resumes there)")
 
 

@@ -5,10 +5,10 @@ import struct
 
 import numpy as np
 import pytest
+from local_files import write_text_folder, write_tiny_imagenet
 
 from gtap_jax import data
 from gtap_jax.data import DataUnavailableError
-from local_files import write_text_folder, write_tiny_imagenet
 
 
 def test_embedded_mnist():

@@ -70,7 +70,9 @@ def load_path(path: str | os.PathLike, *, val_fraction: float = 0.1, seed: int =
         with np.load(path) as z:
             xtr, ytr, xte, yte = z["x_train"], z["y_train"], z["x_test"], z["y_test"]
     elif path.is_dir():
-        stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+        stems = [
+            "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+        ]
         files = [_find(path, s) for s in stems]
         if any(f is None for f in files):
             missing = [s for s, f in zip(stems, files, strict=True) if f is None]

@@ -88,7 +88,9 @@ def by_estimate(
     return attribute
 
 
-def by_exact(index: str, *, d: float | None = None, chunk_size: int | None = None, mesh: Mesh | None = None) -> AttributeFn:
+def by_exact(
+    index: str, *, d: float | None = None, chunk_size: int | None = None, mesh: Mesh | None = None
+) -> AttributeFn:
     """Attribute function that enumerates the (sub-)game exactly; for small games."""
     resolve_d(index, d)
 

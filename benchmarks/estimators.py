@@ -1,0 +1,150 @@
+"""Estimator efficiency: evaluations each estimator needs to rank 20 players like the exact index.
+
+Two 20-player games with exact values by enumeration (2^20 coalitions):
+
+* ``neuron``: LeNet-300-100 trained on the embedded MNIST subset; the players are
+  the 20 units of fc2 with the largest weight x gradient score, every other fc2
+  unit silenced; v = validation accuracy (500 examples).
+* ``majority``: a weighted majority game, integer weights 1..10, quota half the
+  total weight.
+
+For every index (Shapley; Banzhaf = beta_0.5; beta_d with d chosen by the
+"max_std" rule on the neuron game) and every estimator of it, each seed adds
+samples to one running estimate (``estimate(..., state=...)``), and at each
+budget of a geometric grid we record Kendall tau against the exact values and
+the precision of the top-k and bottom-k sets (k = 5; bottom-k is what pruning
+needs). The table reports the median over seeds; "evals to tau>=0.9" is the
+smallest budget of the grid where the median tau reaches 0.9.
+
+    python benchmarks/estimators.py            # about 5 minutes on 2 CPU cores
+    python benchmarks/estimators.py --quick    # under a minute: fewer seeds and budgets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+
+import jax
+import numpy as np
+from scipy.stats import kendalltau
+
+import gtap_jax as g
+from gtap_jax.games import restrict, weighted_majority_game
+from gtap_jax.indices.estimate import METHODS, make_estimator
+
+K = 5
+
+
+def neuron_game(num_players: int = 20):
+    from gtap_jax import data
+    from gtap_jax.baselines import taylor_scores
+    from gtap_jax.models import layout_for, lenet300
+    from gtap_jax.train import train
+
+    ds = data.load("mnist")
+    model = lenet300()
+    params = train(jax.random.key(0), model, ds.x_train, ds.y_train, epochs=5, progress=False).params
+    value_fn, layout = g.network_game(model, params, ds.x_val, ds.y_val, layers=["fc2"])
+    scores = taylor_scores(model, params, ds.x_val, ds.y_val, layout_for(model, ["fc2"]))
+    free = np.zeros(layout.num_players, bool)
+    free[np.argsort(-scores)[:num_players]] = True
+    sub, _ = restrict(value_fn, np.zeros(layout.num_players, bool), free)
+    return sub
+
+
+def majority_game(num_players: int = 20):
+    w = np.random.default_rng(0).integers(1, 11, num_players)
+    return weighted_majority_game(w, quota=int(w.sum()) // 2 + 1)
+
+
+def precision(est: np.ndarray, exact: np.ndarray, k: int, top: bool) -> float:
+    order_e, order_x = np.argsort(-est), np.argsort(-exact)
+    if not top:
+        order_e, order_x = order_e[::-1], order_x[::-1]
+    return len(set(order_e[:k]) & set(order_x[:k])) / k
+
+
+def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20):
+    rows = []
+    specs = [("shapley", None), ("banzhaf", None), ("beta", d_beta)]
+    for index, d in specs:
+        t0 = time.perf_counter()
+        exact = g.exact(value_fn, num_players, index, d=d)
+        t_exact = time.perf_counter() - t0
+        for method in METHODS[index]:
+            draw = make_estimator(num_players, index, d=d, method=method).draw_size
+            taus = np.full((len(seeds), len(budgets)), np.nan)
+            top = np.full_like(taus, np.nan)
+            bottom = np.full_like(taus, np.nan)
+            for si, seed in enumerate(seeds):
+                state, done = None, 0
+                for bi, budget in enumerate(budgets):
+                    add = budget // draw - done
+                    if add <= 0 and state is None:
+                        continue
+                    att = g.estimate(jax.random.key(seed), value_fn, num_players, index, d=d, method=method,
+                                     num_samples=max(add, 0), state=state)
+                    state, done = att.state, done + max(add, 0)
+                    v = np.asarray(att.values)
+                    taus[si, bi] = kendalltau(v, exact).statistic if np.ptp(v) > 0 else 0.0
+                    top[si, bi] = precision(v, exact, K, True)
+                    bottom[si, bi] = precision(v, exact, K, False)
+            med = np.nanmedian(taus, axis=0)
+            reach = [b for b, t in zip(budgets, med, strict=True) if t >= 0.9]
+            rows.append({
+                "game": name, "index": index, "d": d, "method": method, "draw_size": draw,
+                "evals_to_tau_0.9": reach[0] if reach else None,
+                "budgets": list(budgets), "median_tau": med.tolist(),
+                "median_top_k": np.nanmedian(top, axis=0).tolist(),
+                "median_bottom_k": np.nanmedian(bottom, axis=0).tolist(),
+                "exact_seconds": t_exact,
+            })
+            r = rows[-1]
+            print(f"{name:9s} {index:8s} {method:12s} evals to tau>=0.9: {str(r['evals_to_tau_0.9']):>8s}"
+                  f"   tau at {budgets[-1]}: {med[-1]:.3f}", flush=True)
+    return rows
+
+
+def table(rows, budgets) -> str:
+    lines = ["| game | index | estimator | evals to median tau >= 0.9 | median tau / top-5 / bottom-5 precision at "
+             + ", ".join(str(b) for b in budgets[2::2]) + " evals |", "|---|---|---|---|---|"]
+    for r in rows:
+        idx = f"beta (d={r['d']:.2f})" if r["index"] == "beta" else r["index"]
+        cells = ", ".join(
+            f"{r['median_tau'][i]:.2f}/{r['median_top_k'][i]:.1f}/{r['median_bottom_k'][i]:.1f}"
+            for i in range(2, len(budgets), 2)
+        )
+        lines.append(f"| {r['game']} | {idx} | {r['method']} | {r['evals_to_tau_0.9'] or '> ' + str(budgets[-1])} "
+                     f"| {cells} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds, budgets up to 2^14")
+    parser.add_argument("--out", default="", help="write the rows as JSON here")
+    args = parser.parse_args()
+    seeds = range(3) if args.quick else range(5)
+    budgets = [2**k for k in range(8, 15 if args.quick else 18)]
+    games = {"neuron": neuron_game(), "majority": majority_game()}
+    bands = g.uncertainty_bands(jax.random.key(9), games["neuron"], 20,
+                                keep_fractions=np.linspace(0.1, 0.9, 9), num_samples=512)
+    d = float(g.choose_d(bands, "max_std"))
+    rows = []
+    for name, fn in games.items():
+        rows += run_game(name, fn, d, budgets, list(seeds))
+    print()
+    print(f"{date.today()} | {platform.processor() or platform.machine()} | jax {jax.__version__} "
+          f"| {jax.devices()[0].device_kind} | seeds {len(seeds)} | d (max_std on neuron game) = {d:.2f}")
+    print(table(rows, budgets))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Coalition values per second of each model's game, three ways.
+
+(a) ``loop``: a jitted value function called once per coalition from Python (how
+    per-coalition neuron-Shapley code evaluates);
+(b) ``batched``: the engine (vmap + jit over fixed-size chunks) without prefix caching;
+(c) ``cached``: the engine with prefix caching (the default).
+
+Compile time (first call) is reported apart from the steady state, which is timed
+with ``block_until_ready`` over fresh masks. The FLOPs of one coalition value
+(XLA's cost analysis of the jitted value function: the suffix over the evaluation
+set) give the achieved FLOP/s. Weights are random (throughput does not depend on
+training) and the evaluation inputs are synthetic (``gtap_jax.data.synthetic``).
+
+    python benchmarks/throughput.py            # a few minutes on 2 CPU cores
+    python benchmarks/throughput.py --quick    # under a minute; ratios in the last lines
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from datetime import date
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gtap_jax as g
+from gtap_jax.data import synthetic
+from gtap_jax.models import INPUT_SHAPES, LeNet5, alexnet, layout_for, lenet300, text_mlp
+from gtap_jax.train import init_params
+
+
+def games(quick: bool):
+    """(name, model, input shape, classes, layers, examples)."""
+    out = [
+        ("lenet300", lenet300(), INPUT_SHAPES["lenet300"], 10, ["fc1", "fc2"], 1000),
+        ("lenet5", LeNet5(), INPUT_SHAPES["lenet5"], 10, ["conv1", "conv2", "fc1", "fc2"], 250 if quick else 1000),
+        ("text_mlp", text_mlp(20), (5000,), 20, ["fc1", "fc2", "fc3"], 1000),
+    ]
+    width = 1 / 8 if jax.devices()[0].platform == "cpu" else 1.0
+    out.append((f"alexnet(w={width:g}) fc6", alexnet(200, width=width), INPUT_SHAPES["alexnet"], 200, ["fc6"],
+                100 if quick else 500))
+    return out
+
+
+def flops_of(fn, num_players) -> float:
+    cost = jax.jit(fn).lower(jax.ShapeDtypeStruct((num_players,), jnp.bool_)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def time_loop(fn, masks) -> tuple[float, float]:
+    jitted = jax.jit(fn)
+    t0 = time.perf_counter()
+    jitted(jnp.asarray(masks[0])).block_until_ready()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for m in masks[1:]:
+        jitted(jnp.asarray(m)).block_until_ready()
+    return compile_s, (len(masks) - 1) / (time.perf_counter() - t0)
+
+
+def time_batched(fn, masks, chunk) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    g.evaluate_coalitions(fn, masks[:chunk], chunk_size=chunk).block_until_ready()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    g.evaluate_coalitions(fn, masks[chunk:], chunk_size=chunk).block_until_ready()
+    return compile_s, (len(masks) - chunk) / (time.perf_counter() - t0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    dev = jax.devices()[0]
+    print(f"{date.today()} | {dev.platform} {dev.device_kind} | {platform.machine()} | jax {jax.__version__}")
+    print("| game | players | examples | mode | chunk | compile s | values/s | GFLOP per value | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for name, model, shape, classes, layers, n in games(args.quick):
+        ds = synthetic(0, shape, classes, n_train=8, n_test=n)
+        params = init_params(jax.random.key(0), model, shape)
+        p = layout_for(model, layers).num_players
+        rng = np.random.default_rng(0)
+        cached, _ = g.network_game(model, params, ds.x_test, ds.y_test, layers=layers)
+        plain, _ = g.network_game(model, params, ds.x_test, ds.y_test, layers=layers, cache_prefix=False)
+        flops = {"cached": flops_of(cached, p), "plain": flops_of(plain, p)}
+        n_loop = 20 if args.quick else 60
+        c_s, rate_loop = time_loop(cached, rng.random((n_loop, p)) < 0.5)
+        print(f"| {name} | {p} | {n} | (a) loop | 1 | {c_s:.2f} | {rate_loop:.1f} | {flops['cached'] / 1e9:.4f} "
+              f"| {rate_loop * flops['cached'] / 1e9:.1f} |", flush=True)
+        chunks = [64, 256] if args.quick else [16, 64, 256, 1024]
+        best = {}
+        for mode, fn in (("(b) batched, no prefix cache", plain), ("(c) batched + prefix cache", cached)):
+            for chunk in chunks:
+                limit = g.engine.max_chunk_size(fn, p)
+                if chunk > limit:
+                    print(f"| {name} | {p} | {n} | {mode} | {chunk} | - | over the memory limit ({limit}) | | |")
+                    continue
+                reps = 3 if args.quick else 6
+                c_s, rate = time_batched(fn, rng.random((chunk * (reps + 1), p)) < 0.5, chunk)
+                f = flops["plain" if "no prefix" in mode else "cached"]
+                best[mode[:3]] = max(best.get(mode[:3], 0.0), rate)
+                print(f"| {name} | {p} | {n} | {mode} | {chunk} | {c_s:.2f} | {rate:.1f} | {f / 1e9:.4f} "
+                      f"| {rate * f / 1e9:.1f} |", flush=True)
+        ratios.append((name, best.get("(c)", np.nan) / rate_loop, best.get("(c)", np.nan) / best.get("(b)", np.nan)))
+    print()
+    for name, vs_loop, vs_plain in ratios:
+        print(f"{name}: (c)/(a) = {vs_loop:.1f}x   (c)/(b) = {vs_plain:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
