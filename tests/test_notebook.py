@@ -1,6 +1,5 @@
 """examples/quickstart.ipynb runs top to bottom on the embedded data."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -16,5 +15,4 @@ def test_quickstart_runs(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "pruned test accuracy (no retraining):" in text
     accuracy = float(text.split("pruned test accuracy (no retraining):")[1].split()[0])
-    assert 0.1 < accuracy <= 1.0
-    assert os.path.exists(NOTEBOOK)
+    assert 0.5 < accuracy <= 1.0  # 80 of 400 neurons, no retraining; chance is 0.1

@@ -89,7 +89,10 @@ def network_game(
     else:
 
         def value(mask):
-            logits = model.apply(variables, x, masks=layout.split(mask), fills=fills)
+            # Without the barrier XLA would constant-fold the mask-independent prefix
+            # of the closed-over data at compile time: prefix caching in disguise.
+            x_in = jax.lax.optimization_barrier(x)
+            logits = model.apply(variables, x_in, masks=layout.split(mask), fills=fills)
             return metric_value(logits, y, metric)
 
     return value, layout
