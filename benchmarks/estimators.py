@@ -5,8 +5,9 @@ Two 20-player games with exact values by enumeration (2^20 coalitions):
 * ``neuron``: LeNet-300-100 trained on the embedded MNIST subset; the players are
   the 20 units of fc2 with the largest weight x gradient score, every other fc2
   unit silenced; v = validation accuracy (500 examples).
-* ``majority``: a weighted majority game, integer weights 1..10, quota half the
-  total weight.
+* ``majority``: a weighted majority game with the distinct weights 1..20 in a
+  random order, quota half the total weight (distinct weights: no ties in the
+  exact ranking, which would cap Kendall tau below 1 for any estimator).
 
 For every index (Shapley; Banzhaf = beta_0.5; beta_d with d chosen by the
 "max_std" rule on the neuron game) and every estimator of it, each seed adds
@@ -57,7 +58,7 @@ def neuron_game(num_players: int = 20):
 
 
 def majority_game(num_players: int = 20):
-    w = np.random.default_rng(0).integers(1, 11, num_players)
+    w = np.random.default_rng(0).permutation(np.arange(1, num_players + 1))
     return weighted_majority_game(w, quota=int(w.sum()) // 2 + 1)
 
 
