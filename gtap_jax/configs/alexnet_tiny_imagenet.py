@@ -7,8 +7,9 @@ Players: the channels of conv1-conv5 and the units of fc6-fc7, one game per laye
     python -m gtap_jax.prune --config gtap_jax/configs/alexnet_tiny_imagenet.py \
         --workdir runs/alexnet --config.data.path=/data/tiny-imagenet-200
 
-Runtime: hours on a GPU (full width, 100k training images); ``:smoke`` (width
-1/16, two layers, few samples) under a minute on 2 CPU cores given a small folder.
+Runtime: the full run (full width, 100k training images, 30 epochs) is not measured
+yet and is meant for a GPU; ``:smoke`` (width 1/16, two layers, few samples) runs in
+under a minute on 2 CPU cores given a small folder.
 """
 
 from gtap_jax.configs import common

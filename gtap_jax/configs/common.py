@@ -72,3 +72,25 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.retrain.seeds = 1
     c.retrain.epochs = 1
     return c
+
+
+def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The paper's 3 x 256 text MLP on binary term-frequency vectors of ``dataset``.
+
+    Players: the 768 hidden units of the three layers, in one game.
+    """
+    c = base_config()
+    c.data.name = dataset
+    c.data.source = "hf"
+    c.data.options = {"vocab_size": 5000}  # binary term-frequency vocabulary size
+    c.model.name = "text_mlp"
+    c.game.layers = ("fc1", "fc2", "fc3")
+    c.train.epochs = 5
+    c.targets = (0.5, 0.3, 0.2, 0.1)
+    if arg == "smoke":
+        smoke(c)
+        c.data.options = {"vocab_size": 1000}
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
+    c.lock()
+    return c
