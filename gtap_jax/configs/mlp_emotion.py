@@ -7,9 +7,9 @@ or a local CSV / JSON / parquet file or folder
 
     python -m gtap_jax.prune --config gtap_jax/configs/mlp_emotion.py --workdir runs/mlp_emotion
 
-Runtime: the full run is not measured yet (no data offline here); ``:smoke`` runs in under a minute
-on 2 CPU cores (it needs the
-data too; nothing falls back to synthetic inputs).
+Runtime: the full run is not measured yet (no data offline here). ``:smoke`` runs
+in under a minute on 2 CPU cores; it needs the data too (nothing falls back to
+synthetic inputs).
 """
 
 from gtap_jax.configs import common
