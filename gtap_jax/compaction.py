@@ -39,12 +39,24 @@ def count_params(params: PyTree) -> int:
 
 
 def flops_per_example(model: StagedModel, params: PyTree, input_shape: Sequence[int]) -> float:
-    """FLOPs of one forward pass on one example, as counted by XLA's cost analysis."""
-    fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    cost = fn.lower(params, x).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
-    return float(cost.get("flops", float("nan")))
+    """FLOPs of one forward pass on one example, as counted by XLA's cost analysis.
+
+    They depend only on the architecture and the parameter shapes, so the
+    compiled count is memoised on those (a pruning run compacts to the same
+    architectures many times).
+    """
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), params)
+    key = (model, tuple(input_shape), jax.tree.structure(shapes), tuple(jax.tree.leaves(shapes)))
+    if key not in _FLOPS:
+        fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
+        x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+        cost = fn.lower(shapes, x).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list | tuple) else cost
+        _FLOPS[key] = float(cost.get("flops", float("nan")))
+    return _FLOPS[key]
+
+
+_FLOPS: dict = {}
 
 
 def _slice_inputs(kernel: np.ndarray, keep: np.ndarray, spatial: tuple[int, int] | None) -> np.ndarray:

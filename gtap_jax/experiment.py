@@ -36,12 +36,13 @@ from tqdm.auto import tqdm
 
 from gtap_jax import baselines as bl
 from gtap_jax import data as data_lib
-from gtap_jax.compaction import compact
+from gtap_jax.compaction import compact, count_params
 from gtap_jax.engine import max_chunk_size
 from gtap_jax.games.network import MASKED_VALUES, METRICS, network_game
 from gtap_jax.indices.estimate import METHODS, estimate, make_estimator
 from gtap_jax.models import MODELS, PlayerLayout, layout_for
 from gtap_jax.strategies import STRATEGIES
+from gtap_jax.strategies.pruning import strongest_first
 from gtap_jax.train import accuracy, init_params, load_params, save_params, train
 from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
 
@@ -210,7 +211,7 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
     key = jax.random.key(config.seed)
     t_start = time.perf_counter()
 
-    kwargs = {k: v for k, v in config.data.options.items()}
+    kwargs = dict(config.data.options)
     ds = data_lib.load(
         config.data.name, source=config.data.source or None, path=config.data.path or None, seed=config.seed, **kwargs
     )
@@ -353,13 +354,9 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
     }
     _write_json(workdir / "results.json", {"summary": summary, "rows": rows})
     _write_csv(workdir / "results.csv", rows)
-    _plot_curves(rows, trained_record["test_accuracy"], count_full_params(params), workdir / "compression_curves.png")
+    _plot_curves(rows, trained_record["test_accuracy"], count_params(params), workdir / "compression_curves.png")
     print(summary_table(rows, trained_record["test_accuracy"]))
     return rows
-
-
-def count_full_params(params) -> int:
-    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
 
 
 def _stable_id(name: str) -> int:
@@ -400,7 +397,7 @@ def _gtap_masks(config, key, games, layout: PlayerLayout, sizes, strategy, index
         t0 = time.perf_counter()
         if strategy == "top_n":
             res = STRATEGIES["top_n"](gk, fn, p, max(game_sizes.values()), attribute)
-            order = np.lexsort((np.arange(p), -res.history[0].values))
+            order = strongest_first(res.history[0].values)
             found = {s: (np.sort(order[:r]), res.num_evaluations) for s, r in game_sizes.items()}
         else:
             targets = sorted(set(game_sizes.values()))

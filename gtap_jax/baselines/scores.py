@@ -15,6 +15,7 @@ import optax
 
 from gtap_jax.models.staged import PlayerLayout, StagedModel
 from gtap_jax.shapes import PyTree
+from gtap_jax.strategies.pruning import strongest_first
 
 
 def _producers(model: StagedModel, layout: PlayerLayout) -> dict[str, str]:
@@ -125,8 +126,7 @@ def keep_per_layer(
     keep = np.zeros(layout.num_players, bool)
     for name, count in allocate(layout, r).items():
         a, b = layout.offsets()[name]
-        local = np.where(within[a:b], scores[a:b], -np.inf)
-        order = np.lexsort((np.arange(b - a), -local))
+        order = strongest_first(np.where(within[a:b], scores[a:b], -np.inf))
         keep[a + order[: min(count, int(within[a:b].sum()))]] = True
     return keep
 
