@@ -3,9 +3,12 @@
 This is the one place where a value function of a single coalition is vmapped
 over the coalition axis and jitted. Chunks have a fixed size (the last one is
 padded), so evaluating any number of coalitions compiles once per chunk size.
-Given a :class:`jax.sharding.Mesh`, each chunk's coalition axis is split over
-every device of the mesh with ``shard_map``: each device evaluates its own
-slice; nothing is communicated but the values.
+Each chunk's coalition axis is split over every device of a
+:class:`jax.sharding.Mesh` with ``shard_map``: each device evaluates its own
+slice; nothing is communicated but the values, which every device then holds.
+``mesh=None`` means :func:`default_mesh`: every device of every process when
+there is more than one (after :func:`gtap_jax.distributed.initialize`, that
+spans hosts), else plain ``jit`` on the one device.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +28,7 @@ from jaxtyping import Array, Bool, Float
 from gtap_jax.shapes import ValueFn
 
 DEFAULT_CHUNK_SIZE = 4096
+COALITION_AXIS = "coalitions"
 # Share of a device's free memory that one chunk's temporaries may take.
 MEMORY_FRACTION = 0.25
 
@@ -36,8 +40,34 @@ _BATCHED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FOOTPRINT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def coalition_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh (``"coalitions"``) over ``devices``; default: every device of every process.
+
+    ``coalition_mesh(jax.local_devices()[:1])`` keeps evaluation on one device
+    where the default would use them all.
+
+    Raises:
+        ValueError: if ``devices`` is empty.
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("a mesh needs at least one device")
+    return Mesh(np.array(devices), (COALITION_AXIS,))
+
+
+def default_mesh() -> Mesh | None:
+    """The mesh used when none is given: all devices if there are several, else None (one device)."""
+    return coalition_mesh() if jax.device_count() > 1 else None
+
+
+def resolve_mesh(mesh: Mesh | None) -> Mesh | None:
+    """``mesh``, or :func:`default_mesh` when it is None."""
+    return default_mesh() if mesh is None else mesh
+
+
 def num_shards(mesh: Mesh | None) -> int:
-    """Number of devices the coalition axis is split over."""
+    """Number of devices the coalition axis is split over (None: the default mesh)."""
+    mesh = resolve_mesh(mesh)
     return 1 if mesh is None else int(mesh.devices.size)
 
 
@@ -84,10 +114,10 @@ def max_chunk_size(value_fn: ValueFn, num_players: int, mesh: Mesh | None = None
     On a mesh, each device holds ``chunk / devices`` coalitions; CPU devices
     share the host's memory. Capped at ``DEFAULT_CHUNK_SIZE``.
     """
+    mesh = resolve_mesh(mesh)
     per = coalition_footprint(value_fn, num_players)
     n = num_shards(mesh)
-    devices = mesh.devices.flat if mesh is not None else jax.local_devices()[:1]
-    first = next(iter(devices))
+    first = mesh.local_devices[0] if mesh is not None else jax.local_devices()[0]
     budget = MEMORY_FRACTION * free_memory_bytes(first)
     if first.platform == "cpu":
         budget /= n  # simulated CPU devices share one host memory
@@ -128,8 +158,11 @@ def batched_value_fn(
 ) -> Callable[[Bool[Array, "C P"]], Float[Array, C]]:
     """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh``.
 
-    Cached per (value_fn, mesh) so that repeated calls reuse compilations.
+    On a mesh the values come back replicated on every device (one all-gather
+    of ``C`` floats), so every process can read them all. Cached per
+    (value_fn, mesh) so that repeated calls reuse compilations.
     """
+    mesh = resolve_mesh(mesh)
     try:
         per_fn = _BATCHED_CACHE.setdefault(value_fn, {})
         ref = weakref.ref(value_fn)
@@ -147,18 +180,40 @@ def batched_value_fn(
         if mesh is None:
             per_fn[mesh] = jax.jit(local)
         else:
-            spec = _coalition_spec(mesh)
+            axes = tuple(mesh.axis_names)
+
+            def gathered(masks):
+                return jax.lax.all_gather(local(masks), axes, tiled=True)
+
+            # check_vma=False: all_gather's result is the same on every device,
+            # which the replicated out_spec states but the type system does not infer.
             per_fn[mesh] = jax.jit(
-                jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
+                jax.shard_map(
+                    gathered, mesh=mesh, in_specs=_coalition_spec(mesh), out_specs=PS(), check_vma=False
+                )
             )
     return per_fn[mesh]
 
 
-def place(masks: Array, mesh: Mesh | None) -> Array:
-    """Puts a chunk of masks on the device(s), split over ``mesh`` if given."""
+def place(masks: Array | np.ndarray, mesh: Mesh | None) -> Array:
+    """Puts a chunk of masks on the device(s), split over ``mesh`` (None: the default mesh).
+
+    On a mesh spanning several processes every process passes the same masks
+    and keeps only its devices' slices.
+    """
+    mesh = resolve_mesh(mesh)
     if mesh is None:
         return jnp.asarray(masks)
-    return jax.device_put(masks, NamedSharding(mesh, _coalition_spec(mesh)))
+    sharding = NamedSharding(mesh, _coalition_spec(mesh))
+    if mesh.is_multi_process:
+        host = np.asarray(masks)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.device_put(masks, sharding)
+
+
+def local_copy(values: Array) -> Array:
+    """This process's copy of replicated ``values`` (from :func:`batched_value_fn`)."""
+    return values if values.is_fully_addressable else values.addressable_data(0)
 
 
 def iter_chunks(total: int, chunk: int) -> Iterator[tuple[int, int]]:
@@ -183,8 +238,9 @@ def evaluate_coalitions(
             the mesh size). The last chunk is padded, so any ``C`` reuses the
             same compilation. Default: the next power of two, at most what
             fits in memory (:func:`max_chunk_size`, measured once per game).
-        mesh: if given, each chunk's coalition axis is sharded over all devices
-            of this mesh. Results equal the unsharded ones.
+        mesh: each chunk's coalition axis is sharded over all devices of this
+            mesh. Default: :func:`default_mesh`. Results equal the
+            single-device ones.
 
     Returns:
         ``float32[C]``, the value of each coalition.
@@ -200,6 +256,7 @@ def evaluate_coalitions(
     total = masks.shape[0]
     if total == 0:
         return jnp.zeros((0,), jnp.float32)
+    mesh = resolve_mesh(mesh)
     limit = DEFAULT_CHUNK_SIZE
     if chunk_size is None and total > 16:
         limit = max_chunk_size(value_fn, masks.shape[1], mesh)
@@ -214,11 +271,16 @@ def evaluate_coalitions(
 
 
 __all__ = [
+    "COALITION_AXIS",
     "DEFAULT_CHUNK_SIZE",
     "batched_value_fn",
     "chunk_size_for",
     "coalition_footprint",
+    "coalition_mesh",
+    "default_mesh",
     "evaluate_coalitions",
     "free_memory_bytes",
+    "local_copy",
     "max_chunk_size",
+    "resolve_mesh",
 ]

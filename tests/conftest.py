@@ -20,3 +20,11 @@ def mesh():
     """A one-axis mesh over the four simulated CPU devices."""
     assert len(jax.devices()) == 4, "conftest must configure 4 CPU devices before JAX starts"
     return jax.make_mesh((4,), ("coalitions",))
+
+
+@pytest.fixture(scope="session")
+def one_device():
+    """A mesh of one device: what ``mesh=None`` would be on a single-device machine."""
+    from gtap_jax import engine
+
+    return engine.coalition_mesh(jax.devices()[:1])

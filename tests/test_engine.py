@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,21 +53,37 @@ def test_compiles_once_per_chunk_size():
 
 
 @pytest.mark.parametrize("make_game", [lambda: lookup_game(random_lookup_table(1, 10)), lambda: _tanh_net_game(10)])
-def test_sharded_equals_unsharded(mesh, make_game):
+def test_sharded_equals_unsharded(mesh, one_device, make_game):
     game = make_game()
     masks = _random_masks(2, 1003, 10)
-    plain = evaluate_coalitions(game, masks, chunk_size=256)
+    plain = evaluate_coalitions(game, masks, chunk_size=256, mesh=one_device)
     sharded = evaluate_coalitions(game, masks, chunk_size=256, mesh=mesh)
+    default = evaluate_coalitions(game, masks)
     np.testing.assert_array_equal(np.asarray(plain), np.asarray(sharded))
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(default))
 
 
-def test_two_axis_mesh():
+def test_default_mesh_is_every_device():
+    mesh = engine.default_mesh()
+    assert mesh.devices.size == 4 and mesh.axis_names == (engine.COALITION_AXIS,)
+    assert engine.num_shards(None) == 4
+    assert engine.chunk_size_for(10, None, None) == 16 and engine.chunk_size_for(10, 5, None) == 8
+    with pytest.raises(ValueError, match="device"):
+        engine.coalition_mesh([])
+    # With one device there is no mesh: plain jit.
+    code = "from gtap_jax import engine; import jax; print(jax.device_count(), engine.default_mesh())"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "None"]
+
+
+def test_two_axis_mesh(one_device):
     mesh2 = jax.make_mesh((2, 2), ("a", "b"))
     game = lookup_game(random_lookup_table(3, 8))
     masks = _random_masks(3, 50, 8)
     np.testing.assert_array_equal(
         np.asarray(evaluate_coalitions(game, masks, chunk_size=6, mesh=mesh2)),
-        np.asarray(evaluate_coalitions(game, masks)),
+        np.asarray(evaluate_coalitions(game, masks, mesh=one_device)),
     )
 
 

@@ -71,11 +71,11 @@ def test_shapley_samples_are_efficient(method):
 
 
 @pytest.mark.parametrize("index,d,method", CASES)
-def test_independent_of_chunk_size_and_mesh(mesh, index, d, method):
+def test_independent_of_chunk_size_and_mesh(mesh, one_device, index, d, method):
     game = lookup_game(random_lookup_table(9, 6))
     runs = [
         estimate(jax.random.key(5), game, 6, index, num_samples=301, d=d, method=method, chunk_size=c, mesh=m)
-        for c, m in [(7, None), (64, None), (4096, None), (64, mesh)]
+        for c, m in [(7, one_device), (64, one_device), (4096, one_device), (64, mesh), (None, None)]
     ]
     for other in runs[1:]:
         np.testing.assert_allclose(other.values, runs[0].values, rtol=1e-5, atol=1e-5)

@@ -131,7 +131,8 @@ def estimate(
         method: ``"permutation"`` or ``"antithetic"`` for Shapley; ``"msr"`` or
             ``"paired"`` for Banzhaf and beta_d. Default: ``DEFAULT_METHODS``.
         chunk_size: coalitions per compiled call (see ``evaluate_coalitions``).
-        mesh: shard each chunk's coalitions over this mesh's devices.
+        mesh: shard each chunk's coalitions over this mesh's devices
+            (default: :func:`gtap_jax.engine.default_mesh`).
         state: a previous :attr:`Attribution.state` to continue (same key).
         progress: show a progress bar.
 
@@ -145,6 +146,7 @@ def estimate(
     est = make_estimator(num_players, index, d=d, method=method)
     if num_samples < 0:
         raise ValueError(f"num_samples must be non-negative, got {num_samples}")
+    mesh = engine.resolve_mesh(mesh)
     limit = engine.DEFAULT_CHUNK_SIZE
     if chunk_size is None and num_samples * est.draw_size > 16:
         limit = engine.max_chunk_size(value_fn, num_players, mesh)
@@ -158,7 +160,7 @@ def estimate(
         for start in range(first, first + num_samples, b):
             masks = draw(key, start)
             values = evaluate(engine.place(masks.reshape(b * k, num_players), mesh))
-            values = jax.device_put(values, masks.sharding).reshape(b, k)
+            values = jax.device_put(engine.local_copy(values), masks.sharding).reshape(b, k)
             valid = min(b, first + num_samples - start)
             state = update(state, masks, values, valid)
             bar.update(valid)

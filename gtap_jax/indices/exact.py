@@ -66,6 +66,7 @@ def coalition_values(
             " use gtap_jax.estimate for larger games"
         )
     total = 1 << num_players
+    mesh = engine.resolve_mesh(mesh)
     limit = engine.max_chunk_size(value_fn, num_players, mesh) if chunk_size is None else engine.DEFAULT_CHUNK_SIZE
     chunk = engine.chunk_size_for(min(total, 1 << 16), chunk_size, mesh, limit)
     fn = engine.batched_value_fn(value_fn, mesh)
