@@ -4,7 +4,8 @@
     Python (how per-coalition neuron-Shapley code evaluates);
 (b) ``batched``: the engine (vmap + jit over fixed-size chunks) without prefix
     caching; under vmap the mask-independent prefix is computed once per chunk;
-(c) ``cached``: the engine with prefix caching (the default): the prefix once per game.
+(c) ``cached``: the engine with prefix caching (the default): the prefix once per game;
+(d) as (c), with the suffix in bfloat16 (``network_game(..., dtype="bfloat16")``).
 
 Compile time (first call) is reported apart from the steady state, which is timed
 with ``block_until_ready`` over fresh masks. The floor for one coalition value is
@@ -91,6 +92,7 @@ def main():
         rng = np.random.default_rng(0)
         cached, _ = g.network_game(model, params, ds.x_test, ds.y_test, layers=layers)
         plain, _ = g.network_game(model, params, ds.x_test, ds.y_test, layers=layers, cache_prefix=False)
+        bf16, _ = g.network_game(model, params, ds.x_test, ds.y_test, layers=layers, dtype="bfloat16")
         flops = {"cached": flops_of(cached, p), "plain": flops_of(plain, p)}
         n_loop = 20 if args.quick else 60
         c_s, rate_loop = time_loop(plain, rng.random((n_loop, p)) < 0.5)
@@ -99,7 +101,9 @@ def main():
               flush=True)
         chunks = [64, 256] if args.quick else [16, 64, 256, 1024]
         best = {}
-        for mode, fn in (("(b) batched, no prefix cache", plain), ("(c) batched + prefix cache", cached)):
+        modes = (("(b) batched, no prefix cache", plain), ("(c) batched + prefix cache", cached),
+                 ("(d) prefix cache, bfloat16", bf16))
+        for mode, fn in modes:
             for chunk in chunks:
                 limit = g.engine.max_chunk_size(fn, p)
                 if chunk > limit:
@@ -111,10 +115,11 @@ def main():
                 best[mode[:3]] = max(best.get(mode[:3], 0.0), rate)
                 print(f"| {name} | {p} | {n} | {mode} | {chunk} | {c_s:.2f} | {rate:.1f} | {f / 1e9:.4f} "
                       f"| {flops['cached'] / 1e9:.4f} | {rate * flops['cached'] / 1e9:.1f} |", flush=True)
-        ratios.append((name, best.get("(c)", np.nan) / rate_loop, best.get("(c)", np.nan) / best.get("(b)", np.nan)))
+        c = best.get("(c)", np.nan)
+        ratios.append((name, c / rate_loop, c / best.get("(b)", np.nan), best.get("(d)", np.nan) / c))
     print()
-    for name, vs_loop, vs_plain in ratios:
-        print(f"{name}: (c)/(a) = {vs_loop:.1f}x   (c)/(b) = {vs_plain:.1f}x")
+    for name, vs_loop, vs_plain, bf16_gain in ratios:
+        print(f"{name}: (c)/(a) = {vs_loop:.1f}x   (c)/(b) = {vs_plain:.1f}x   (d)/(c) = {bf16_gain:.2f}x")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from gtap_jax import baselines as bl
 from gtap_jax import data as data_lib
 from gtap_jax.compaction import compact, count_params
 from gtap_jax.engine import max_chunk_size
-from gtap_jax.games.network import MASKED_VALUES, METRICS, network_game
+from gtap_jax.games.network import DTYPES, MASKED_VALUES, METRICS, network_game
 from gtap_jax.indices.estimate import METHODS, estimate, make_estimator
 from gtap_jax.models import MODELS, PlayerLayout, layout_for
 from gtap_jax.strategies import STRATEGIES
@@ -127,6 +127,8 @@ def validate(config) -> None:
         raise ConfigError(f"game.metric must be one of {METRICS}, got {config.game.metric!r}")
     if config.game.masked_value not in MASKED_VALUES:
         raise ConfigError(f"game.masked_value must be one of {MASKED_VALUES}, got {config.game.masked_value!r}")
+    if config.game.dtype not in DTYPES:
+        raise ConfigError(f"game.dtype must be one of {DTYPES}, got {config.game.dtype!r}")
     for s in config.gtap.strategies:
         if s not in STRATEGIES:
             raise ConfigError(f"unknown strategy {s!r} in gtap.strategies; expected some of {list(STRATEGIES)}")
@@ -251,7 +253,7 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
     x_game, y_game = ds.x_val[:n_eval], ds.y_val[:n_eval]
     value_fn, _ = network_game(
         model, params, x_game, y_game, layers=layout.names, metric=config.game.metric,
-        masked_value=config.game.masked_value,
+        masked_value=config.game.masked_value, dtype=config.game.dtype,
     )
     chunk = config.game.chunk_size or max_chunk_size(value_fn, layout.num_players)
     if config.game.layerwise:
@@ -259,7 +261,7 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
         for name in layout.names:
             fn, sub_layout = network_game(
                 model, params, x_game, y_game, layers=[name], metric=config.game.metric,
-                masked_value=config.game.masked_value,
+                masked_value=config.game.masked_value, dtype=config.game.dtype,
             )
             games.append((name, fn, sub_layout))
     else:

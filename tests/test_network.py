@@ -126,6 +126,27 @@ def test_game_bad_input(net):
         network_game(model, params, ds.x_test, ds.y_test, metric="f1")
     with pytest.raises(ValueError, match="masked_value"):
         network_game(model, params, ds.x_test, ds.y_test, masked_value="noise")
+    with pytest.raises(ValueError, match="dtype"):
+        network_game(model, params, ds.x_test, ds.y_test, dtype="float16")
+
+
+@pytest.mark.parametrize("cache_prefix", [True, False])
+def test_bfloat16_game(net, cache_prefix):
+    """The suffix's matmuls run in bfloat16, and its values stay near float32's."""
+    model, params, ds = net
+    kw = dict(metric="neg_loss", masked_value="mean", cache_prefix=cache_prefix)
+    f32, layout = network_game(model, params, ds.x_test, ds.y_test, **kw)
+    bf16, _ = network_game(model, params, ds.x_test, ds.y_test, dtype="bfloat16", **kw)
+    mask = jnp.asarray(np.random.default_rng(4).random(layout.num_players) < 0.7)
+    jaxpr = str(jax.make_jaxpr(bf16)(mask))
+    products = [line for line in jaxpr.splitlines() if "dot_general" in line or "conv_general" in line]
+    assert products and all("bf16" in line and "f32[" not in line.split("=")[0] for line in products)
+    assert bf16(mask).dtype == jnp.float32
+    masks = np.random.default_rng(5).random((8, layout.num_players)) < 0.7
+    want, got = np.asarray(evaluate_coalitions(f32, masks)), np.asarray(evaluate_coalitions(bf16, masks))
+    # bfloat16 keeps 8 bits of mantissa: relative error about 2^-8 per op, a few percent in the loss.
+    np.testing.assert_allclose(got, want, rtol=0.05)
+    assert not np.array_equal(got, want)
 
 
 def test_core_imports_no_flax():

@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.game.metric = "accuracy"  # accuracy | neg_loss, the coalition value on the evaluation set
     c.game.masked_value = "zero"  # zero | mean: what a silenced neuron outputs
     c.game.eval_examples = 0  # examples of the validation split the game is played on (0 = all)
+    c.game.dtype = "float32"  # float32 | bfloat16: precision of each coalition's forward pass (see README)
     c.game.chunk_size = 0  # coalitions per compiled call (0 = as many as fit in memory, at most 4096)
 
     c.bands = ml_collections.ConfigDict()
