@@ -17,6 +17,14 @@ the precision of the top-k and bottom-k sets (k = 5; bottom-k is what pruning
 needs). The table reports the median over seeds; "evals to tau>=0.9" is the
 smallest budget of the grid where the median tau reaches 0.9.
 
+Side by side, shapiq's approximators (``pip install -e ".[bench]"``; skipped
+if shapiq is missing) play the same games: permutation sampling and
+KernelSHAP for Shapley; SVARM and the order-1 Faith-Banzhaf regression for
+Banzhaf (shapiq has no beta_d). shapiq cannot continue a run, so each budget
+is a fresh run with the seed as its random state. Its value function looks the
+coalitions up in the exact enumeration's table, the same values our
+estimators get; the evaluations it actually requested are counted.
+
     python benchmarks/estimators.py            # about 5 minutes on 2 CPU cores
     python benchmarks/estimators.py --quick    # under a minute: fewer seeds and budgets
 """
@@ -36,20 +44,36 @@ from scipy.stats import kendalltau
 import gtap_jax as g
 from gtap_jax.games import restrict, weighted_majority_game
 from gtap_jax.indices.estimate import METHODS, make_estimator
+from gtap_jax.indices.exact import coalition_values, indices_from_table
 
 K = 5
 
+# index -> (label, shapiq approximator class name, keyword arguments)
+SHAPIQ_APPROXIMATORS = {
+    "shapley": [("shapiq permutation", "PermutationSamplingSV", {}), ("shapiq KernelSHAP", "KernelSHAP", {})],
+    "banzhaf": [("shapiq SVARM", "SVARM", {"index": "BV"}), ("shapiq regression", "RegressionFBII", {"max_order": 1})],
+}
 
-def neuron_game(num_players: int = 20):
+
+def trained_lenet300(epochs: int = 5):
+    """LeNet-300-100 trained on the embedded MNIST subset: ``(model, params, dataset)``."""
     from gtap_jax import data
-    from gtap_jax.baselines import taylor_scores
-    from gtap_jax.models import layout_for, lenet300
+    from gtap_jax.models import lenet300
     from gtap_jax.train import train
 
     ds = data.load("mnist")
     model = lenet300()
-    params = train(jax.random.key(0), model, ds.x_train, ds.y_train, epochs=5, progress=False).params
-    value_fn, layout = g.network_game(model, params, ds.x_val, ds.y_val, layers=["fc2"])
+    params = train(jax.random.key(0), model, ds.x_train, ds.y_train, epochs=epochs, progress=False).params
+    return model, params, ds
+
+
+def neuron_game(num_players: int = 20, dtype: str = "float32", trained=None):
+    """The 20 fc2 units with the largest weight x gradient score; the rest of fc2 silenced."""
+    from gtap_jax.baselines import taylor_scores
+    from gtap_jax.models import layout_for
+
+    model, params, ds = trained or trained_lenet300()
+    value_fn, layout = g.network_game(model, params, ds.x_val, ds.y_val, layers=["fc2"], dtype=dtype)
     scores = taylor_scores(model, params, ds.x_val, ds.y_val, layout_for(model, ["fc2"]))
     free = np.zeros(layout.num_players, bool)
     free[np.argsort(-scores)[:num_players]] = True
@@ -69,13 +93,66 @@ def precision(est: np.ndarray, exact: np.ndarray, k: int, top: bool) -> float:
     return len(set(order_e[:k]) & set(order_x[:k])) / k
 
 
-def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20):
+def _row(name, index, d, method, draw, budgets, taus, top, bottom, t_exact):
+    med = np.nanmedian(taus, axis=0)
+    reach = [b for b, t in zip(budgets, med, strict=True) if t >= 0.9]
+    row = {
+        "game": name, "index": index, "d": d, "method": method, "draw_size": draw,
+        "evals_to_tau_0.9": reach[0] if reach else None,
+        "budgets": list(budgets), "median_tau": med.tolist(),
+        "median_top_k": np.nanmedian(top, axis=0).tolist(),
+        "median_bottom_k": np.nanmedian(bottom, axis=0).tolist(),
+        "exact_seconds": t_exact,
+    }
+    print(f"{name:9s} {index:8s} {method:20s} evals to tau>=0.9: {str(row['evals_to_tau_0.9']):>8s}"
+          f"   tau at {budgets[-1]}: {med[-1]:.3f}", flush=True)
+    return row
+
+
+def _scores(v, exact):
+    tau = kendalltau(v, exact).statistic if np.ptp(v) > 0 else 0.0
+    return tau, precision(v, exact, K, True), precision(v, exact, K, False)
+
+
+def run_shapiq(name, table, index, exact, budgets, seeds, num_players, t_exact):
+    """Rows for shapiq's approximators of ``index`` on the game with value table ``table``."""
+    import shapiq
+
+    powers = 1 << np.arange(num_players)
+
+    class TableGame(shapiq.Game):
+        def __init__(self):
+            self.calls = 0
+            super().__init__(n_players=num_players, normalization_value=float(table[0]))
+
+        def value_function(self, coalitions):
+            self.calls += len(coalitions)
+            return table[coalitions.astype(np.int64) @ powers]
+
+    rows = []
+    for label, cls, kwargs in SHAPIQ_APPROXIMATORS.get(index, []):
+        taus, top, bottom = (np.full((len(seeds), len(budgets)), np.nan) for _ in range(3))
+        calls = []
+        for si, seed in enumerate(seeds):
+            for bi, budget in enumerate(budgets):
+                game = TableGame()
+                iv = getattr(shapiq, cls)(num_players, random_state=seed, **kwargs).approximate(budget, game)
+                v = np.array([iv[(i,)] for i in range(num_players)])
+                taus[si, bi], top[si, bi], bottom[si, bi] = _scores(v, exact)
+                calls.append(game.calls / budget)
+        rows.append(_row(name, index, None, label, 1, budgets, taus, top, bottom, t_exact))
+        rows[-1]["evaluations_used_per_budget"] = [min(calls), max(calls)]
+    return rows
+
+
+def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20, with_shapiq=True):
     rows = []
     specs = [("shapley", None), ("banzhaf", None), ("beta", d_beta)]
+    t0 = time.perf_counter()
+    table = coalition_values(value_fn, num_players)
+    t_exact = time.perf_counter() - t0  # enumerating the 2^20 coalitions
     for index, d in specs:
-        t0 = time.perf_counter()
-        exact = g.exact(value_fn, num_players, index, d=d)
-        t_exact = time.perf_counter() - t0
+        exact = indices_from_table(table, index, d=d)
         for method in METHODS[index]:
             draw = make_estimator(num_players, index, d=d, method=method).draw_size
             taus = np.full((len(seeds), len(budgets)), np.nan)
@@ -90,23 +167,10 @@ def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20):
                     att = g.estimate(jax.random.key(seed), value_fn, num_players, index, d=d, method=method,
                                      num_samples=max(add, 0), state=state)
                     state, done = att.state, done + max(add, 0)
-                    v = np.asarray(att.values)
-                    taus[si, bi] = kendalltau(v, exact).statistic if np.ptp(v) > 0 else 0.0
-                    top[si, bi] = precision(v, exact, K, True)
-                    bottom[si, bi] = precision(v, exact, K, False)
-            med = np.nanmedian(taus, axis=0)
-            reach = [b for b, t in zip(budgets, med, strict=True) if t >= 0.9]
-            rows.append({
-                "game": name, "index": index, "d": d, "method": method, "draw_size": draw,
-                "evals_to_tau_0.9": reach[0] if reach else None,
-                "budgets": list(budgets), "median_tau": med.tolist(),
-                "median_top_k": np.nanmedian(top, axis=0).tolist(),
-                "median_bottom_k": np.nanmedian(bottom, axis=0).tolist(),
-                "exact_seconds": t_exact,
-            })
-            r = rows[-1]
-            print(f"{name:9s} {index:8s} {method:12s} evals to tau>=0.9: {str(r['evals_to_tau_0.9']):>8s}"
-                  f"   tau at {budgets[-1]}: {med[-1]:.3f}", flush=True)
+                    taus[si, bi], top[si, bi], bottom[si, bi] = _scores(np.asarray(att.values), exact)
+            rows.append(_row(name, index, d, method, draw, budgets, taus, top, bottom, t_exact))
+        if with_shapiq:
+            rows += run_shapiq(name, np.asarray(table, np.float64), index, exact, budgets, seeds, num_players, t_exact)
     return rows
 
 
@@ -129,6 +193,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="3 seeds, budgets up to 2^14")
     parser.add_argument("--out", default="", help="write the rows as JSON here")
     args = parser.parse_args()
+    try:
+        import shapiq  # noqa: F401
+
+        with_shapiq = True
+    except ImportError:
+        print('shapiq is not installed (pip install -e ".[bench]"): its approximators are skipped')
+        with_shapiq = False
     seeds = range(3) if args.quick else range(5)
     budgets = [2**k for k in range(8, 15 if args.quick else 18)]
     games = {"neuron": neuron_game(), "majority": majority_game()}
@@ -137,7 +208,7 @@ def main():
     d = float(g.choose_d(bands, "max_std"))
     rows = []
     for name, fn in games.items():
-        rows += run_game(name, fn, d, budgets, list(seeds))
+        rows += run_game(name, fn, d, budgets, list(seeds), with_shapiq=with_shapiq)
     print()
     print(f"{date.today()} | {platform.processor() or platform.machine()} | jax {jax.__version__} "
           f"| {jax.devices()[0].device_kind} | seeds {len(seeds)} | d (max_std on neuron game) = {d:.2f}")
