@@ -25,8 +25,14 @@ is a fresh run with the seed as its random state. Its value function looks the
 coalitions up in the exact enumeration's table, the same values our
 estimators get; the evaluations it actually requested are counted.
 
-    python benchmarks/estimators.py            # about 5 minutes on 2 CPU cores
-    python benchmarks/estimators.py --quick    # under a minute: fewer seeds and budgets
+A third part plays the game pruning really plays, all 400 units of fc1 and fc2,
+too large to enumerate: for Banzhaf and beta_d, two seeds per estimator and
+budget, reporting the Kendall tau between the two seeds' estimates and the median
+standard error (at equal budget, the better estimator agrees with itself more).
+
+    python benchmarks/estimators.py            # about 20 minutes on 2 CPU cores
+    python benchmarks/estimators.py --quick    # a few minutes: fewer seeds and budgets
+    python benchmarks/estimators.py --large-only   # only the 400-player part
 """
 
 from __future__ import annotations
@@ -174,6 +180,27 @@ def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20, with_shapiq
     return rows
 
 
+def large_game(trained, d_beta, budgets):
+    """Seed-to-seed agreement of the Banzhaf and beta_d estimators on the 400-player game."""
+    model, params, ds = trained
+    value_fn, layout = g.network_game(model, params, ds.x_val, ds.y_val, layers=["fc1", "fc2"])
+    p = layout.num_players
+    print("\n400-player game (fc1 + fc2): Kendall tau between seeds 0 and 1 / median stderr")
+    print("| index | estimator | " + " | ".join(f"{b:,} evals" for b in budgets) + " |")
+    print("|---|---|" + "---|" * len(budgets))
+    for index, d in (("banzhaf", None), ("beta", d_beta)):
+        for method in METHODS[index]:
+            draw = make_estimator(p, index, d=d, method=method).draw_size
+            cells = []
+            for budget in budgets:
+                a, b = (g.estimate(jax.random.key(s), value_fn, p, index, d=d, method=method,
+                                   num_samples=max(1, budget // draw)) for s in (0, 1))
+                tau = kendalltau(np.asarray(a.values), np.asarray(b.values)).statistic
+                cells.append(f"{tau:.3f} / {float(np.median(np.asarray(a.stderr))):.2e}")
+            name = f"beta (d={d:.2f})" if d else index
+            print(f"| {name} | {method} | " + " | ".join(cells) + " |", flush=True)
+
+
 def table(rows, budgets) -> str:
     lines = ["| game | index | estimator | evals to median tau >= 0.9 | median tau / top-5 / bottom-5 precision at "
              + ", ".join(str(b) for b in budgets[2::2]) + " evals |", "|---|---|---|---|---|"]
@@ -192,6 +219,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds, budgets up to 2^14")
     parser.add_argument("--out", default="", help="write the rows as JSON here")
+    parser.add_argument("--large-only", action="store_true", help="only the 400-player part")
     args = parser.parse_args()
     try:
         import shapiq  # noqa: F401
@@ -202,10 +230,15 @@ def main():
         with_shapiq = False
     seeds = range(3) if args.quick else range(5)
     budgets = [2**k for k in range(8, 15 if args.quick else 18)]
-    games = {"neuron": neuron_game(), "majority": majority_game()}
+    trained = trained_lenet300()
+    games = {"neuron": neuron_game(trained=trained), "majority": majority_game()}
     bands = g.uncertainty_bands(jax.random.key(9), games["neuron"], 20,
                                 keep_fractions=np.linspace(0.1, 0.9, 9), num_samples=512)
     d = float(g.choose_d(bands, "max_std"))
+    large_budgets = [2048, 8192] if args.quick else [2048, 8192, 32768]
+    if args.large_only:
+        large_game(trained, d, large_budgets)
+        return
     rows = []
     for name, fn in games.items():
         rows += run_game(name, fn, d, budgets, list(seeds), with_shapiq=with_shapiq)
@@ -213,6 +246,7 @@ def main():
     print(f"{date.today()} | {platform.processor() or platform.machine()} | jax {jax.__version__} "
           f"| {jax.devices()[0].device_kind} | seeds {len(seeds)} | d (max_std on neuron game) = {d:.2f}")
     print(table(rows, budgets))
+    large_game(trained, d, large_budgets)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)

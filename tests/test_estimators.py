@@ -15,6 +15,9 @@ CASES = [
     ("beta", 0.25, "msr"),
     ("beta", 0.25, "paired"),
     ("beta", 0.8, "paired"),
+    ("banzhaf", None, "regression"),
+    ("beta", 0.25, "regression"),
+    ("beta", 0.8, "regression"),
 ]
 GAMES = {
     "unanimity": (lambda: unanimity_game(8, [0, 3, 5]), 8),
@@ -49,13 +52,14 @@ def test_stderr_shrinks_like_inverse_sqrt(index, d, method):
     assert np.median(ratio) == pytest.approx(0.25, rel=0.15)
 
 
-def test_stderr_is_calibrated():
+@pytest.mark.parametrize("method", ["msr", "regression"])
+def test_stderr_is_calibrated(method):
     """Across independent keys, the estimate's error has the spread its stderr claims."""
     game = lookup_game(random_lookup_table(3, 6))
     truth = exact(game, 6, "banzhaf")
     z = []
     for seed in range(40):
-        att = estimate(jax.random.key(seed), game, 6, "banzhaf", num_samples=400, method="msr")
+        att = estimate(jax.random.key(seed), game, 6, "banzhaf", num_samples=400, method=method)
         z.append((np.asarray(att.values) - truth) / np.asarray(att.stderr))
     z = np.concatenate(z)  # 240 z-scores: their variance should be ~1, +- ~0.1
     assert np.var(z) == pytest.approx(1.0, abs=0.3)
@@ -83,7 +87,7 @@ def test_independent_of_chunk_size_and_mesh(mesh, one_device, index, d, method):
         assert other.num_evaluations == runs[0].num_evaluations
 
 
-@pytest.mark.parametrize("method", ["msr", "paired"])
+@pytest.mark.parametrize("method", ["msr", "paired", "regression"])
 def test_resume_continues_the_same_run(method):
     game = lookup_game(random_lookup_table(4, 6))
     key = jax.random.key(8)
@@ -113,3 +117,20 @@ def test_bad_input():
         estimate(key, game, 3, "beta", num_samples=10, d=0.0)
     with pytest.raises(ValueError, match="non-negative"):
         estimate(key, game, 3, "banzhaf", num_samples=-1)
+
+
+@pytest.mark.parametrize("d", [0.5, 0.3])
+def test_regression_is_exact_on_an_additive_game(d):
+    """A linear game has no residual: the fit recovers the weights from any P + 2 distinct draws."""
+    w = np.linspace(-2, 3, 8)
+    att = estimate(jax.random.key(0), additive_game(w), 8, "beta", num_samples=200, d=d, method="regression")
+    np.testing.assert_allclose(np.asarray(att.values), w, atol=1e-4)
+    assert np.all(np.asarray(att.stderr) < 1e-3)
+    msr = estimate(jax.random.key(0), additive_game(w), 8, "beta", num_samples=200, d=d, method="msr")
+    assert np.all(np.asarray(msr.stderr) > 0.1)  # the difference of means carries the others' noise
+
+
+def test_regression_stderr_is_infinite_until_the_fit_is_determined():
+    att = estimate(jax.random.key(0), lookup_game(random_lookup_table(1, 6)), 6, "banzhaf", num_samples=7,
+                   method="regression")
+    assert np.all(np.isinf(np.asarray(att.stderr)))

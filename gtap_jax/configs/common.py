@@ -41,7 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.gtap = ml_collections.ConfigDict()
     c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
-    c.gtap.methods = ml_collections.ConfigDict(  # estimator per index ("" = the library default)
+    # estimator per index: shapley permutation | antithetic; banzhaf, beta msr | paired | regression
+    # ("" = the library default, gtap_jax.indices.DEFAULT_METHODS)
+    c.gtap.methods = ml_collections.ConfigDict(
         {"shapley": "", "banzhaf": "", "beta": ""}
     )
     c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands

@@ -13,10 +13,12 @@ from gtap_jax.indices.estimators import (
     EstimatorState,
     Moments,
     MSRState,
+    RegressionState,
     SampleState,
     msr_beta,
     paired_beta,
     permutation_shapley,
+    regression_beta,
 )
 from gtap_jax.indices.exact import (
     INDEX_NAMES,
@@ -40,6 +42,7 @@ __all__ = [
     "EstimatorState",
     "MSRState",
     "Moments",
+    "RegressionState",
     "SampleState",
     "coalition_values",
     "draws_per_chunk",
@@ -50,5 +53,6 @@ __all__ = [
     "msr_beta",
     "paired_beta",
     "permutation_shapley",
+    "regression_beta",
     "resolve_d",
 ]

@@ -19,14 +19,15 @@ from gtap_jax.indices.estimators import (
     msr_beta,
     paired_beta,
     permutation_shapley,
+    regression_beta,
 )
 from gtap_jax.indices.exact import resolve_d
 from gtap_jax.shapes import PRNGKey, ValueFn
 
 METHODS = {
     "shapley": ("permutation", "antithetic"),
-    "banzhaf": ("msr", "paired"),
-    "beta": ("msr", "paired"),
+    "banzhaf": ("msr", "paired", "regression"),
+    "beta": ("msr", "paired", "regression"),
 }
 # Chosen from the evaluations each needs to reach Kendall tau >= 0.9 against
 # exact values (benchmarks/estimators.py; README, "Choosing an estimator").
@@ -70,7 +71,7 @@ def make_estimator(num_players: int, index: str, *, d: float | None = None, meth
         raise ValueError(f"unknown method {method!r} for index {index!r}; expected one of {METHODS[index]}")
     if index == "shapley":
         return permutation_shapley(num_players, antithetic=method == "antithetic")
-    return (msr_beta if method == "msr" else paired_beta)(num_players, d)
+    return {"msr": msr_beta, "paired": paired_beta, "regression": regression_beta}[method](num_players, d)
 
 
 @functools.lru_cache(maxsize=128)
@@ -126,10 +127,11 @@ def estimate(
         num_players: P.
         index: ``"shapley"``, ``"banzhaf"`` (beta_0.5) or ``"beta"`` (beta_d).
         num_samples: draws to add; each costs ``estimator.draw_size`` evaluations
-            (P + 1 for permutation and paired, 2P + 2 antithetic, 1 for MSR).
+            (P + 1 for permutation and paired, 2P + 2 antithetic, 1 for MSR and regression).
         d: the Bernoulli parameter of ``"beta"``, in (0, 1).
-        method: ``"permutation"`` or ``"antithetic"`` for Shapley; ``"msr"`` or
-            ``"paired"`` for Banzhaf and beta_d. Default: ``DEFAULT_METHODS``.
+        method: ``"permutation"`` or ``"antithetic"`` for Shapley; ``"msr"``,
+            ``"paired"`` or ``"regression"`` for Banzhaf and beta_d. Default:
+            ``DEFAULT_METHODS``.
         chunk_size: coalitions per compiled call (see ``evaluate_coalitions``).
         mesh: shard each chunk's coalitions over this mesh's devices
             (default: :func:`gtap_jax.engine.default_mesh`).
