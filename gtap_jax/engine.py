@@ -5,7 +5,8 @@ over the coalition axis and jitted. Chunks have a fixed size (the last one is
 padded), so evaluating any number of coalitions compiles once per chunk size.
 Each chunk's coalition axis is split over every device of a
 :class:`jax.sharding.Mesh` with ``shard_map``: each device evaluates its own
-slice; nothing is communicated but the values, which every device then holds.
+slice; nothing is communicated but the values (all-gathered when the mesh
+spans processes).
 ``mesh=None`` means :func:`default_mesh`: every device of every process when
 there is more than one (after :func:`gtap_jax.distributed.initialize`, that
 spans hosts), else plain ``jit`` on the one device.
@@ -158,8 +159,9 @@ def batched_value_fn(
 ) -> Callable[[Bool[Array, "C P"]], Float[Array, C]]:
     """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh``.
 
-    On a mesh the values come back replicated on every device (one all-gather
-    of ``C`` floats), so every process can read them all. Cached per
+    On one process the values stay split over the mesh's devices (no
+    collective at all). On a mesh spanning processes they are all-gathered
+    (``C`` floats) so that every process can read them all. Cached per
     (value_fn, mesh) so that repeated calls reuse compilations.
     """
     mesh = resolve_mesh(mesh)
@@ -179,20 +181,34 @@ def batched_value_fn(
 
         if mesh is None:
             per_fn[mesh] = jax.jit(local)
+        elif not mesh.is_multi_process:
+            spec = _coalition_spec(mesh)
+            per_fn[mesh] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec))
         else:
-            axes = tuple(mesh.axis_names)
-
-            def gathered(masks):
-                return jax.lax.all_gather(local(masks), axes, tiled=True)
-
-            # check_vma=False: all_gather's result is the same on every device,
-            # which the replicated out_spec states but the type system does not infer.
-            per_fn[mesh] = jax.jit(
-                jax.shard_map(
-                    gathered, mesh=mesh, in_specs=_coalition_spec(mesh), out_specs=PS(), check_vma=False
-                )
-            )
+            per_fn[mesh] = _gathered(local, mesh)
     return per_fn[mesh]
+
+
+def _gathered(local, mesh: Mesh):
+    """``local`` over a multi-process mesh, its values all-gathered to every device."""
+    axes = tuple(mesh.axis_names)
+
+    def gathered(masks):
+        return jax.lax.all_gather(local(masks), axes, tiled=True)
+
+    # check_vma=False: all_gather's result is the same on every device, which
+    # the replicated out_spec states but the type system does not infer.
+    fn = jax.jit(jax.shard_map(gathered, mesh=mesh, in_specs=_coalition_spec(mesh), out_specs=PS(), check_vma=False))
+    if mesh.local_devices[0].platform != "cpu":
+        return fn
+
+    def one_at_a_time(masks):
+        # CPU collectives wait for every local device's thread; with several
+        # chunks in flight the threads can all be waiting on different chunks
+        # (a deadlock XLA ends by aborting), so a chunk finishes before the next.
+        return fn(masks).block_until_ready()
+
+    return one_at_a_time
 
 
 def place(masks: Array | np.ndarray, mesh: Mesh | None) -> Array:
@@ -212,7 +228,7 @@ def place(masks: Array | np.ndarray, mesh: Mesh | None) -> Array:
 
 
 def local_copy(values: Array) -> Array:
-    """This process's copy of replicated ``values`` (from :func:`batched_value_fn`)."""
+    """``values`` from :func:`batched_value_fn`, readable by this process (its copy when replicated)."""
     return values if values.is_fully_addressable else values.addressable_data(0)
 
 
