@@ -39,7 +39,7 @@ from gtap_jax import data as data_lib
 from gtap_jax.compaction import compact, count_params
 from gtap_jax.engine import max_chunk_size
 from gtap_jax.games.network import DTYPES, MASKED_VALUES, METRICS, network_game
-from gtap_jax.indices.estimate import METHODS, estimate, make_estimator
+from gtap_jax.indices.estimate import METHODS, default_method, estimate, make_estimator
 from gtap_jax.models import MODELS, PlayerLayout, layout_for
 from gtap_jax.strategies import STRATEGIES
 from gtap_jax.strategies.pruning import strongest_first
@@ -369,10 +369,12 @@ def _attribute(index: str, d: float, method: str | None, evaluations: int, chunk
     """An attribute function spending about ``evaluations`` coalition values per round."""
 
     def attribute(k, fn, num_players):
-        est = make_estimator(num_players, index, d=d if index == "beta" else None, method=method)
+        # Banzhaf and beta_d defaults (MSR, regression) both cost one evaluation per draw.
+        m = method or default_method(index, num_players, evaluations)
+        est = make_estimator(num_players, index, d=d if index == "beta" else None, method=m)
         num_samples = max(2, evaluations // est.draw_size)
         return estimate(
-            k, fn, num_players, index, num_samples=num_samples, d=d if index == "beta" else None, method=method,
+            k, fn, num_players, index, num_samples=num_samples, d=d if index == "beta" else None, method=m,
             chunk_size=chunk, progress=progress,
         )
 

@@ -6,6 +6,8 @@ import pytest
 
 from gtap_jax import estimate, exact
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table, unanimity_game, weighted_majority_game
+from gtap_jax.indices import default_method
+from gtap_jax.indices.estimate import REGRESSION_MAX_PLAYERS
 
 CASES = [
     ("shapley", None, "permutation"),
@@ -134,3 +136,18 @@ def test_regression_stderr_is_infinite_until_the_fit_is_determined():
     att = estimate(jax.random.key(0), lookup_game(random_lookup_table(1, 6)), 6, "banzhaf", num_samples=7,
                    method="regression")
     assert np.all(np.isinf(np.asarray(att.stderr)))
+
+
+def test_default_method_follows_the_budget_and_the_state():
+    game = lookup_game(random_lookup_table(2, 6))
+    key = jax.random.key(0)
+    # 5 draws per player and more: regression; fewer: MSR (6 players, 7 = P + 1).
+    assert estimate(key, game, 6, "banzhaf", num_samples=35).method == "regression"
+    small = estimate(key, game, 6, "beta", d=0.3, num_samples=34)
+    assert small.method == "msr"
+    # Continuing a run keeps its method, whatever the budget of this call.
+    assert estimate(key, game, 6, "beta", d=0.3, num_samples=500, state=small.state).method == "msr"
+    paired = estimate(key, game, 6, "banzhaf", num_samples=3, method="paired")
+    assert estimate(key, game, 6, "banzhaf", num_samples=500, state=paired.state).method == "paired"
+    assert estimate(key, game, 6, "shapley", num_samples=500).method == "permutation"
+    assert default_method("banzhaf", REGRESSION_MAX_PLAYERS + 1, 10**9) == "msr"

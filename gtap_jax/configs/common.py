@@ -42,7 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
     # estimator per index: shapley permutation | antithetic; banzhaf, beta msr | paired | regression
-    # ("" = the library default, gtap_jax.indices.DEFAULT_METHODS)
+    # ("" = the library default, gtap_jax.indices.default_method: permutation for shapley;
+    # regression for banzhaf and beta at >= 5 evaluations per player per round, else msr)
     c.gtap.methods = ml_collections.ConfigDict(
         {"shapley": "", "banzhaf": "", "beta": ""}
     )

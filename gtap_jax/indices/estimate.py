@@ -16,6 +16,9 @@ from gtap_jax import engine
 from gtap_jax.indices.estimators import (
     Estimator,
     EstimatorState,
+    MSRState,
+    RegressionState,
+    SampleState,
     msr_beta,
     paired_beta,
     permutation_shapley,
@@ -30,8 +33,16 @@ METHODS = {
     "beta": ("msr", "paired", "regression"),
 }
 # Chosen from the evaluations each needs to reach Kendall tau >= 0.9 against
-# exact values (benchmarks/estimators.py; README, "Choosing an estimator").
+# exact values (benchmarks/estimators.py; benchmarks/RESULTS.md). The default
+# when the budget is not known; estimate() picks regression for Banzhaf and
+# beta_d when it is large enough (default_method).
 DEFAULT_METHODS = {"shapley": "permutation", "banzhaf": "msr", "beta": "msr"}
+# Regression is the Banzhaf / beta_d default from this many draws per player:
+# within noise of MSR at 5 draws per player on the 400-player game, ahead at 20
+# and 80, and needing half of MSR's evaluations on the 20-player games.
+REGRESSION_MIN_DRAWS_PER_PLAYER = 5
+# ... and up to this many players: its state is P x P and its finish a P x P solve.
+REGRESSION_MAX_PLAYERS = 4096
 
 
 class Attribution(NamedTuple):
@@ -72,6 +83,26 @@ def make_estimator(num_players: int, index: str, *, d: float | None = None, meth
     if index == "shapley":
         return permutation_shapley(num_players, antithetic=method == "antithetic")
     return {"msr": msr_beta, "paired": paired_beta, "regression": regression_beta}[method](num_players, d)
+
+
+def default_method(index: str, num_players: int, num_samples: int, state: EstimatorState | None = None) -> str:
+    """The estimator :func:`estimate` uses for ``index`` when no method is given.
+
+    Shapley: permutation sampling. Banzhaf and beta_d: the method of ``state``
+    when continuing one; else regression when there are at least
+    ``REGRESSION_MIN_DRAWS_PER_PLAYER`` draws per player (so the fit is well
+    determined) and at most ``REGRESSION_MAX_PLAYERS`` players, MSR otherwise.
+    """
+    if index == "shapley":
+        return DEFAULT_METHODS[index]
+    if isinstance(state, RegressionState):
+        return "regression"
+    if isinstance(state, SampleState):
+        return "paired"
+    if isinstance(state, MSRState):
+        return "msr"
+    enough = num_samples >= REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1)
+    return "regression" if enough and num_players <= REGRESSION_MAX_PLAYERS else DEFAULT_METHODS[index]
 
 
 @functools.lru_cache(maxsize=128)
@@ -131,7 +162,8 @@ def estimate(
         d: the Bernoulli parameter of ``"beta"``, in (0, 1).
         method: ``"permutation"`` or ``"antithetic"`` for Shapley; ``"msr"``,
             ``"paired"`` or ``"regression"`` for Banzhaf and beta_d. Default:
-            ``DEFAULT_METHODS``.
+            :func:`default_method` (regression for Banzhaf and beta_d when
+            ``num_samples`` is at least 5 (P + 1), else MSR).
         chunk_size: coalitions per compiled call (see ``evaluate_coalitions``).
         mesh: shard each chunk's coalitions over this mesh's devices
             (default: :func:`gtap_jax.engine.default_mesh`).
@@ -145,6 +177,8 @@ def estimate(
         ValueError: for bad arguments (see :func:`make_estimator`), or
             ``num_samples < 0``.
     """
+    if method is None and index in METHODS:
+        method = default_method(index, num_players, num_samples, state)
     est = make_estimator(num_players, index, d=d, method=method)
     if num_samples < 0:
         raise ValueError(f"num_samples must be non-negative, got {num_samples}")
@@ -171,4 +205,14 @@ def estimate(
     return Attribution(values, stderr, total, total * k, index, est.name, resolve_d(index, d), state)
 
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "Attribution", "draws_per_chunk", "estimate", "make_estimator"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
+    "REGRESSION_MAX_PLAYERS",
+    "REGRESSION_MIN_DRAWS_PER_PLAYER",
+    "Attribution",
+    "default_method",
+    "draws_per_chunk",
+    "estimate",
+    "make_estimator",
+]
