@@ -10,7 +10,9 @@
 Compile time (first call) is reported apart from the steady state, which is timed
 with ``block_until_ready`` over fresh masks. The floor for one coalition value is
 the suffix's FLOPs over the evaluation set (XLA's cost analysis of the cached
-value function); "suffix GFLOP/s" is values/s times that floor, the useful work rate.
+value function); "suffix GFLOP/s" is values/s times that floor, the useful work rate,
+and "of peak" is that rate over the device's matrix-product peak measured in the
+same run (a large square product in float32, and in bfloat16 for (d)).
 "GFLOP per value (run)" is what one unbatched call of that mode computes.
 Weights are random (throughput does not depend on training) and the evaluation
 inputs are synthetic (``gtap_jax.data.synthetic``).
@@ -55,6 +57,19 @@ def flops_of(fn, num_players) -> float:
     return float(cost.get("flops", float("nan")))
 
 
+def matmul_peak(dtype: str, reps: int = 5) -> float:
+    """FLOP/s of a large square matrix product on the default device (the device's practical peak)."""
+    n = 2048 if jax.devices()[0].platform == "cpu" else 8192
+    a, b = (jax.random.normal(k, (n, n), dtype) for k in jax.random.split(jax.random.key(0)))
+    f = jax.jit(jnp.matmul)
+    f(a, b).block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = f(a, b)
+    out.block_until_ready()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
 def time_loop(fn, masks) -> tuple[float, float]:
     jitted = jax.jit(fn)
     t0 = time.perf_counter()
@@ -81,9 +96,12 @@ def main():
     args = parser.parse_args()
     dev = jax.devices()[0]
     print(f"{date.today()} | {dev.platform} {dev.device_kind} | {platform.machine()} | jax {jax.__version__}")
+    peak = {dt: matmul_peak(dt) for dt in ("float32", "bfloat16")}
+    print(f"matmul peak of this device: float32 {peak['float32'] / 1e9:.0f} GFLOP/s, "
+          f"bfloat16 {peak['bfloat16'] / 1e9:.0f} GFLOP/s")
     print("| game | players | examples | mode | chunk | compile s | values/s | GFLOP per value (run) "
-          "| suffix GFLOP per value (floor) | suffix GFLOP/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| suffix GFLOP per value (floor) | suffix GFLOP/s | of peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for name, model, shape, classes, layers, n in games(args.quick):
         ds = synthetic(0, shape, classes, n_train=8, n_test=n)
@@ -97,8 +115,8 @@ def main():
         n_loop = 20 if args.quick else 60
         c_s, rate_loop = time_loop(plain, rng.random((n_loop, p)) < 0.5)
         print(f"| {name} | {p} | {n} | (a) loop, full forward | 1 | {c_s:.2f} | {rate_loop:.1f} "
-              f"| {flops['plain'] / 1e9:.4f} | {flops['cached'] / 1e9:.4f} | {rate_loop * flops['cached'] / 1e9:.1f} |",
-              flush=True)
+              f"| {flops['plain'] / 1e9:.4f} | {flops['cached'] / 1e9:.4f} | {rate_loop * flops['cached'] / 1e9:.1f} "
+              f"| {rate_loop * flops['cached'] / peak['float32']:.1%} |", flush=True)
         chunks = [64, 256] if args.quick else [16, 64, 256, 1024]
         best = {}
         modes = (("(b) batched, no prefix cache", plain), ("(c) batched + prefix cache", cached),
@@ -107,14 +125,16 @@ def main():
             for chunk in chunks:
                 limit = g.engine.max_chunk_size(fn, p)
                 if chunk > limit:
-                    print(f"| {name} | {p} | {n} | {mode} | {chunk} | - | over the memory limit ({limit}) | | | |")
+                    print(f"| {name} | {p} | {n} | {mode} | {chunk} | - | over the memory limit ({limit}) | | | | |")
                     continue
                 reps = 3 if args.quick else 6
                 c_s, rate = time_batched(fn, rng.random((chunk * (reps + 1), p)) < 0.5, chunk)
                 f = flops["plain" if "no prefix" in mode else "cached"]
                 best[mode[:3]] = max(best.get(mode[:3], 0.0), rate)
+                top = peak["bfloat16" if "bfloat16" in mode else "float32"]
                 print(f"| {name} | {p} | {n} | {mode} | {chunk} | {c_s:.2f} | {rate:.1f} | {f / 1e9:.4f} "
-                      f"| {flops['cached'] / 1e9:.4f} | {rate * flops['cached'] / 1e9:.1f} |", flush=True)
+                      f"| {flops['cached'] / 1e9:.4f} | {rate * flops['cached'] / 1e9:.1f} "
+                      f"| {rate * flops['cached'] / top:.1%} |", flush=True)
         c = best.get("(c)", np.nan)
         ratios.append((name, c / rate_loop, c / best.get("(b)", np.nan), best.get("(d)", np.nan) / c))
     print()
