@@ -82,18 +82,18 @@ def main():
     header = " | ".join(f"weakest {s:.0%} overlap" for s in PRUNED_SHARES)
     print(f"| index | pair | Kendall tau | {header} |")
     print("|---|---|---|" + "---|" * len(PRUNED_SHARES))
-    for index, samples in (("shapley", perms), ("banzhaf", perms * (p + 1))):
+    for index, method, samples in (("shapley", "permutation", perms), ("banzhaf", "msr", perms * (p + 1))):
+        pairs = (("f32 key 0", 0, "float32"), ("bf16 key 0", 0, "bfloat16"), ("f32 key 1", 1, "float32"))
         runs = {
-            "f32 key 0": g.estimate(jax.random.key(0), games["float32"], p, index, num_samples=samples).values,
-            "bf16 key 0": g.estimate(jax.random.key(0), games["bfloat16"], p, index, num_samples=samples).values,
-            "f32 key 1": g.estimate(jax.random.key(1), games["float32"], p, index, num_samples=samples).values,
+            label: g.estimate(jax.random.key(seed), games[dt], p, index, num_samples=samples, method=method).values
+            for label, seed, dt in pairs
         }
         runs = {k: np.asarray(v, np.float64) for k, v in runs.items()}
         for other, label in (("bf16 key 0", "float32 vs bfloat16, same samples"),
                              ("f32 key 1", "float32 vs float32, other samples (noise floor)")):
             a, b = runs["f32 key 0"], runs[other]
             cells = " | ".join(f"{weakest_overlap(a, b, s):.2f}" for s in PRUNED_SHARES)
-            print(f"| {index} | {label} | {kendalltau(a, b).statistic:.3f} | {cells} |", flush=True)
+            print(f"| {index} ({method}) | {label} | {kendalltau(a, b).statistic:.3f} | {cells} |", flush=True)
 
     # 3. Speed ----------------------------------------------------------------------------
     rates = {dt: values_per_second(fn, p) for dt, fn in games.items()}
