@@ -82,10 +82,11 @@ def main():
     header = " | ".join(f"weakest {s:.0%} overlap" for s in PRUNED_SHARES)
     print(f"| index | pair | Kendall tau | {header} |")
     print("|---|---|---|" + "---|" * len(PRUNED_SHARES))
-    for index, method, samples in (("shapley", "permutation", perms), ("banzhaf", "msr", perms * (p + 1))):
+    budget = perms * (p + 1)
+    for index, method in (("shapley", "permutation"), ("banzhaf", "msr")):
         pairs = (("f32 key 0", 0, "float32"), ("bf16 key 0", 0, "bfloat16"), ("f32 key 1", 1, "float32"))
         runs = {
-            label: g.estimate(jax.random.key(seed), games[dt], p, index, num_samples=samples, method=method).values
+            label: g.estimate(jax.random.key(seed), games[dt], p, index, evaluations=budget, method=method).values
             for label, seed, dt in pairs
         }
         runs = {k: np.asarray(v, np.float64) for k, v in runs.items()}

@@ -49,7 +49,7 @@ from scipy.stats import kendalltau
 
 import gtap_jax as g
 from gtap_jax.games import restrict, weighted_majority_game
-from gtap_jax.indices.estimate import METHODS, make_estimator
+from gtap_jax.indices import make_estimator, methods_for
 from gtap_jax.indices.exact import coalition_values, indices_from_table
 
 K = 5
@@ -159,7 +159,7 @@ def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20, with_shapiq
     t_exact = time.perf_counter() - t0  # enumerating the 2^20 coalitions
     for index, d in specs:
         exact = indices_from_table(table, index, d=d)
-        for method in METHODS[index]:
+        for method in methods_for(index):
             draw = make_estimator(num_players, index, d=d, method=method).draw_size
             taus = np.full((len(seeds), len(budgets)), np.nan)
             top = np.full_like(taus, np.nan)
@@ -171,7 +171,7 @@ def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20, with_shapiq
                     if add <= 0 and state is None:
                         continue
                     att = g.estimate(jax.random.key(seed), value_fn, num_players, index, d=d, method=method,
-                                     num_samples=max(add, 0), state=state)
+                                     evaluations=max(add, 0) * draw, state=state)
                     state, done = att.state, done + max(add, 0)
                     taus[si, bi], top[si, bi], bottom[si, bi] = _scores(np.asarray(att.values), exact)
             rows.append(_row(name, index, d, method, draw, budgets, taus, top, bottom, t_exact))
@@ -189,12 +189,12 @@ def large_game(trained, d_beta, budgets):
     print("| index | estimator | " + " | ".join(f"{b:,} evals" for b in budgets) + " |")
     print("|---|---|" + "---|" * len(budgets))
     for index, d in (("banzhaf", None), ("beta", d_beta)):
-        for method in METHODS[index]:
+        for method in methods_for(index):
             draw = make_estimator(p, index, d=d, method=method).draw_size
             cells = []
             for budget in budgets:
                 a, b = (g.estimate(jax.random.key(s), value_fn, p, index, d=d, method=method,
-                                   num_samples=max(1, budget // draw)) for s in (0, 1))
+                                   evaluations=max(1, budget // draw) * draw) for s in (0, 1))
                 tau = kendalltau(np.asarray(a.values), np.asarray(b.values)).statistic
                 cells.append(f"{tau:.3f} / {float(np.median(np.asarray(a.stderr))):.2e}")
             name = f"beta (d={d:.2f})" if d else index

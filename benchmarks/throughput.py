@@ -123,7 +123,7 @@ def main():
                  ("(d) prefix cache, bfloat16", bf16))
         for mode, fn in modes:
             for chunk in chunks:
-                limit = g.engine.max_chunk_size(fn, p)
+                limit = g.memory.max_chunk_size(fn, p)
                 if chunk > limit:
                     print(f"| {name} | {p} | {n} | {mode} | {chunk} | - | over the memory limit ({limit}) | | | | |")
                     continue

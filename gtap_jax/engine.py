@@ -9,15 +9,17 @@ slice; nothing is communicated but the values (all-gathered when the mesh
 spans processes).
 ``mesh=None`` means :func:`default_mesh`: every device of every process when
 there is more than one (after :func:`gtap_jax.distributed.initialize`, that
-spans hosts), else plain ``jit`` on the one device.
+spans hosts), else plain ``jit`` on the one device. :func:`make_plan` decides
+the mesh and the chunk size once; every evaluating function (here, in
+``indices`` and ``uncertainty``) takes that decision as ``plan=``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,19 +28,15 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as PS
 from jaxtyping import Array, Bool, Float
 
+from gtap_jax.memory import DEFAULT_CHUNK_SIZE, max_chunk_size
 from gtap_jax.shapes import ValueFn
 
-DEFAULT_CHUNK_SIZE = 4096
 COALITION_AXIS = "coalitions"
-# Share of a device's free memory that one chunk's temporaries may take.
-MEMORY_FRACTION = 0.25
 
 # value_fn -> {mesh: jitted batched function}. The jitted function holds only a
 # weak reference to value_fn, so a game (and the evaluation data it closes over)
 # is freed once the caller drops it.
 _BATCHED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# value_fn -> {num_players: bytes of temporaries per coalition}.
-_FOOTPRINT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def coalition_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -61,92 +59,88 @@ def default_mesh() -> Mesh | None:
     return coalition_mesh() if jax.device_count() > 1 else None
 
 
-def resolve_mesh(mesh: Mesh | None) -> Mesh | None:
-    """``mesh``, or :func:`default_mesh` when it is None."""
-    return default_mesh() if mesh is None else mesh
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
-def num_shards(mesh: Mesh | None) -> int:
-    """Number of devices the coalition axis is split over (None: the default mesh)."""
-    mesh = resolve_mesh(mesh)
-    return 1 if mesh is None else int(mesh.devices.size)
+class Plan(NamedTuple):
+    """Where and in what chunks coalitions are evaluated, decided once by :func:`make_plan`.
 
-
-def free_memory_bytes(device: jax.Device | None = None) -> int:
-    """Free memory of ``device`` (default: the first local device).
-
-    Accelerators report it through ``memory_stats()``; CPU devices share the
-    host's available physical memory.
+    Attributes:
+        mesh: the resolved mesh (None: one device, plain ``jit``).
+        limit: the largest chunk, a multiple of the mesh size.
+        fixed: True when the caller fixed the chunk size: every call uses ``limit``.
     """
-    device = jax.local_devices()[0] if device is None else device
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
+
+    mesh: Mesh | None
+    limit: int
+    fixed: bool = False
+
+    @property
+    def shards(self) -> int:
+        """Devices the coalition axis is split over."""
+        return 1 if self.mesh is None else int(self.mesh.devices.size)
+
+    def chunk(self, num_coalitions: int) -> int:
+        """The fixed chunk size for ``num_coalitions`` coalitions.
+
+        Without a fixed size, small batches use the next power of two (so
+        repeated small calls share a handful of compiled shapes) and large ones
+        ``limit``; always a multiple of the mesh size.
+        """
+        if self.fixed:
+            return self.limit
+        size = min(self.limit, 1 << max(0, math.ceil(math.log2(max(num_coalitions, 1)))))
+        return _round_up(size, self.shards)
 
 
-def coalition_footprint(value_fn: ValueFn, num_players: int) -> int:
-    """Bytes of device temporaries one coalition adds to a vmapped chunk.
-
-    Measured from XLA's memory analysis of two small compiled chunks (8 and
-    16 coalitions), so it accounts for the activations the suffix really
-    keeps. Cached per value function. Returns 0 if the backend reports none.
-    """
-    try:
-        per_fn = _FOOTPRINT_CACHE.setdefault(value_fn, {})
-    except TypeError:
-        per_fn = {}
-    if num_players not in per_fn:
-        temps = []
-        for k in (8, 16):
-            shape = jax.ShapeDtypeStruct((k, num_players), jnp.bool_)
-            analysis = jax.jit(jax.vmap(value_fn)).lower(shape).compile().memory_analysis()
-            temps.append(getattr(analysis, "temp_size_in_bytes", 0) if analysis is not None else 0)
-        per_fn[num_players] = max(0, (temps[1] - temps[0]) // 8)
-    return per_fn[num_players]
+# Below this many coalitions a call does not measure the game's memory footprint
+# (which compiles two probe chunks): the chunk is small anyway.
+SMALL_CALL = 16
 
 
-def max_chunk_size(value_fn: ValueFn, num_players: int, mesh: Mesh | None = None) -> int:
-    """Largest power-of-two chunk whose temporaries fit in ``MEMORY_FRACTION`` of free memory.
+def make_plan(
+    value_fn: ValueFn | None = None,
+    num_players: int | None = None,
+    *,
+    num_coalitions: int | None = None,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    plan: Plan | None = None,
+) -> Plan:
+    """Decides the mesh and the chunk size once, for one call or for many.
 
-    On a mesh, each device holds ``chunk / devices`` coalitions; CPU devices
-    share the host's memory. Capped at ``DEFAULT_CHUNK_SIZE``.
-    """
-    mesh = resolve_mesh(mesh)
-    per = coalition_footprint(value_fn, num_players)
-    n = num_shards(mesh)
-    first = mesh.local_devices[0] if mesh is not None else jax.local_devices()[0]
-    budget = MEMORY_FRACTION * free_memory_bytes(first)
-    if first.platform == "cpu":
-        budget /= n  # simulated CPU devices share one host memory
-    if per <= 0:
-        return DEFAULT_CHUNK_SIZE
-    per_device = max(1, int(budget // per))
-    return max(1, min(DEFAULT_CHUNK_SIZE, n * (1 << int(math.log2(per_device)))))
+    ``evaluate_coalitions``, ``estimate``, ``exact``, ``uncertainty_bands`` and the
+    strategies' attribute functions each call this once; pass the result as
+    their ``plan=`` to reuse one decision over many calls (the experiment and
+    ``by_estimate`` do, so sub-games of a strategy do not re-measure memory).
 
-
-def chunk_size_for(
-    num_coalitions: int, chunk_size: int | None, mesh: Mesh | None, limit: int = DEFAULT_CHUNK_SIZE
-) -> int:
-    """The fixed chunk size used for ``num_coalitions`` coalitions.
-
-    Without an explicit ``chunk_size``, small batches use the next power of two
-    (so repeated small calls share a handful of compiled shapes) and large ones
-    ``limit`` (see :func:`max_chunk_size`). The result is always a multiple of
-    the mesh size.
+    Args:
+        value_fn, num_players: the game, whose per-coalition memory footprint
+            bounds the chunk (:func:`max_chunk_size`) when ``chunk_size`` is None.
+        num_coalitions: the size of the call, if known; calls of at most
+            ``SMALL_CALL`` coalitions skip the footprint measurement.
+        chunk_size: a fixed chunk (rounded up to a multiple of the mesh size).
+        mesh: default :func:`default_mesh`.
+        plan: an earlier decision, returned as it is.
 
     Raises:
-        ValueError: if ``chunk_size`` is not positive.
+        ValueError: if ``chunk_size`` is not positive, or ``plan`` comes with
+            ``chunk_size`` or ``mesh``.
     """
-    if chunk_size is None:
-        chunk_size = min(limit, 1 << max(0, math.ceil(math.log2(max(num_coalitions, 1)))))
-    elif chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    n = num_shards(mesh)
-    return -(-chunk_size // n) * n
+    if plan is not None:
+        if chunk_size is not None or mesh is not None:
+            raise ValueError("give either plan= or chunk_size= / mesh=, not both")
+        return plan
+    mesh = default_mesh() if mesh is None else mesh
+    shards = 1 if mesh is None else int(mesh.devices.size)
+    if chunk_size is not None:
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        return Plan(mesh, _round_up(chunk_size, shards), fixed=True)
+    if value_fn is None or (num_coalitions is not None and num_coalitions <= SMALL_CALL):
+        return Plan(mesh, DEFAULT_CHUNK_SIZE)
+    return Plan(mesh, max_chunk_size(value_fn, num_players, mesh))
 
 
 def _coalition_spec(mesh: Mesh) -> PS:
@@ -154,17 +148,14 @@ def _coalition_spec(mesh: Mesh) -> PS:
     return PS(tuple(mesh.axis_names))
 
 
-def batched_value_fn(
-    value_fn: ValueFn, mesh: Mesh | None = None
-) -> Callable[[Bool[Array, "C P"]], Float[Array, C]]:
-    """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh``.
+def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[Bool[Array, "C P"]], Float[Array, C]]:
+    """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh`` (None: one device).
 
     On one process the values stay split over the mesh's devices (no
     collective at all). On a mesh spanning processes they are all-gathered
     (``C`` floats) so that every process can read them all. Cached per
     (value_fn, mesh) so that repeated calls reuse compilations.
     """
-    mesh = resolve_mesh(mesh)
     try:
         per_fn = _BATCHED_CACHE.setdefault(value_fn, {})
         ref = weakref.ref(value_fn)
@@ -177,7 +168,10 @@ def batched_value_fn(
     if mesh not in per_fn:
 
         def local(masks):
-            return jax.vmap(ref())(masks).astype(jnp.float32)
+            values = jax.vmap(ref())(masks)
+            if values.ndim != 1:
+                raise ValueError(f"a value function must return one scalar per coalition, got shape {values.shape[1:]}")
+            return values.astype(jnp.float32)
 
         if mesh is None:
             per_fn[mesh] = jax.jit(local)
@@ -212,12 +206,11 @@ def _gathered(local, mesh: Mesh):
 
 
 def place(masks: Array | np.ndarray, mesh: Mesh | None) -> Array:
-    """Puts a chunk of masks on the device(s), split over ``mesh`` (None: the default mesh).
+    """Puts a chunk of masks on the device(s), split over ``mesh`` (None: one device).
 
     On a mesh spanning several processes every process passes the same masks
     and keeps only its devices' slices.
     """
-    mesh = resolve_mesh(mesh)
     if mesh is None:
         return jnp.asarray(masks)
     sharding = NamedSharding(mesh, _coalition_spec(mesh))
@@ -232,10 +225,16 @@ def local_copy(values: Array) -> Array:
     return values if values.is_fully_addressable else values.addressable_data(0)
 
 
-def iter_chunks(total: int, chunk: int) -> Iterator[tuple[int, int]]:
-    """Yields ``(start, valid)`` for fixed-size chunks covering ``range(total)``."""
-    for start in range(0, total, chunk):
-        yield start, min(chunk, total - start)
+def _as_masks(masks) -> np.ndarray:
+    """``bool[C, P]`` from booleans or 0/1 integers; anything else is an error."""
+    arr = np.asarray(masks)
+    if arr.ndim != 2:
+        raise ValueError(f"masks must be bool[C, P], got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) and np.isin(arr, (0, 1)).all():
+        return arr.astype(bool)
+    raise ValueError(f"masks must be boolean (or 0/1 integers), got dtype {arr.dtype} with values {np.unique(arr)[:5]}")
 
 
 def evaluate_coalitions(
@@ -244,6 +243,7 @@ def evaluate_coalitions(
     *,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    plan: Plan | None = None,
 ) -> Float[Array, C]:
     """Values of many coalitions in fixed-size, vmapped, jitted chunks.
 
@@ -257,26 +257,24 @@ def evaluate_coalitions(
         mesh: each chunk's coalition axis is sharded over all devices of this
             mesh. Default: :func:`default_mesh`. Results equal the
             single-device ones.
+        plan: chunk size and mesh decided earlier (:func:`make_plan`), instead
+            of ``chunk_size`` and ``mesh``.
 
     Returns:
         ``float32[C]``, the value of each coalition.
 
     Raises:
-        ValueError: if ``masks`` is not two-dimensional.
+        ValueError: if ``masks`` is not two-dimensional, not boolean (or 0/1
+            integers), or if ``value_fn`` does not return one scalar.
     """
     # Chunks are cut on the host: slicing a device array at a new offset each
     # chunk would compile a new slice for every offset.
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 2:
-        raise ValueError(f"masks must be bool[C, P], got shape {masks.shape}")
+    masks = _as_masks(masks)
     total = masks.shape[0]
     if total == 0:
         return jnp.zeros((0,), jnp.float32)
-    mesh = resolve_mesh(mesh)
-    limit = DEFAULT_CHUNK_SIZE
-    if chunk_size is None and total > 16:
-        limit = max_chunk_size(value_fn, masks.shape[1], mesh)
-    chunk = chunk_size_for(total, chunk_size, mesh, limit)
+    decided = make_plan(value_fn, masks.shape[1], num_coalitions=total, chunk_size=chunk_size, mesh=mesh, plan=plan)
+    chunk, mesh = decided.chunk(total), decided.mesh
     fn = batched_value_fn(value_fn, mesh)
     pad = -total % chunk
     if pad:
@@ -288,15 +286,13 @@ def evaluate_coalitions(
 
 __all__ = [
     "COALITION_AXIS",
-    "DEFAULT_CHUNK_SIZE",
+    "SMALL_CALL",
+    "Plan",
     "batched_value_fn",
-    "chunk_size_for",
-    "coalition_footprint",
     "coalition_mesh",
     "default_mesh",
     "evaluate_coalitions",
-    "free_memory_bytes",
     "local_copy",
-    "max_chunk_size",
-    "resolve_mesh",
+    "make_plan",
+    "place",
 ]

@@ -67,6 +67,7 @@ def uncertainty_bands(
     quantile_levels: Sequence[float] = DEFAULT_QUANTILES,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    plan: engine.Plan | None = None,
 ) -> Bands:
     """Mean, spread and quantiles of v over random Bernoulli(q) coalitions, per q.
 
@@ -77,9 +78,10 @@ def uncertainty_bands(
         value_fn: value of one coalition.
         num_players: P.
         keep_fractions: the grid of q, each in (0, 1].
-        num_samples: coalitions per q (at least 2).
+        num_samples: coalitions per q (at least 2): the budget is
+            ``len(keep_fractions) * num_samples + 2`` evaluations.
         quantile_levels: levels in [0, 1] of the reported quantiles.
-        chunk_size, mesh: as in :func:`gtap_jax.evaluate_coalitions`.
+        chunk_size, mesh, plan: as in :func:`gtap_jax.evaluate_coalitions`.
 
     Returns:
         :class:`Bands`.
@@ -99,7 +101,8 @@ def uncertainty_bands(
         [np.asarray(_draw(jax.random.fold_in(key, j), q, num_samples, num_players)) for j, q in enumerate(qs)]
         + [np.ones((1, num_players), bool), np.zeros((1, num_players), bool)]
     )
-    values = np.asarray(engine.evaluate_coalitions(value_fn, masks, chunk_size=chunk_size, mesh=mesh), np.float64)
+    values = engine.evaluate_coalitions(value_fn, masks, chunk_size=chunk_size, mesh=mesh, plan=plan)
+    values = np.asarray(values, np.float64)
     full, empty = values[-2], values[-1]
     v = values[:-2].reshape(qs.size, num_samples)
     std = v.std(axis=1, ddof=1)

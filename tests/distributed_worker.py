@@ -28,8 +28,8 @@ def compute():
     free[:10] = True
     sub, _ = restrict(value, ~free, free)
     key = jax.random.key(1)
-    pruned = iterated_pruning(key, value, p, p // 2, by_estimate("banzhaf", num_samples=64), step=p // 4)
-    shapley = estimate(key, value, p, "shapley", num_samples=20)
+    pruned = iterated_pruning(key, value, p, p // 2, by_estimate("banzhaf", evaluations=64), step=p // 4)
+    shapley = estimate(key, value, p, "shapley", evaluations=20 * (p + 1))
     return {
         "values": np.asarray(evaluate_coalitions(value, masks)),
         "exact_banzhaf": np.asarray(exact(sub, 10, "banzhaf")),

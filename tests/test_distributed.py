@@ -43,7 +43,7 @@ def test_two_processes_match_one(tmp_path):
         assert proc.returncode == 0, out[-3000:]
 
     # One process, its four simulated devices as the default mesh: the same four-way split.
-    assert engine.num_shards(None) == 4
+    assert engine.make_plan().shards == 4
     want = distributed_worker.compute()
     for i in range(2):
         got = np.load(tmp_path / f"process{i}.npz")

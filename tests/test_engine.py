@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import engine, evaluate_coalitions
+from gtap_jax import engine, evaluate_coalitions, memory
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table
 
 
@@ -66,8 +66,8 @@ def test_sharded_equals_unsharded(mesh, one_device, make_game):
 def test_default_mesh_is_every_device():
     mesh = engine.default_mesh()
     assert mesh.devices.size == 4 and mesh.axis_names == (engine.COALITION_AXIS,)
-    assert engine.num_shards(None) == 4
-    assert engine.chunk_size_for(10, None, None) == 16 and engine.chunk_size_for(10, 5, None) == 8
+    plan = engine.make_plan()
+    assert plan.shards == 4 and plan.chunk(10) == 16 and engine.make_plan(chunk_size=5).chunk(10) == 8
     with pytest.raises(ValueError, match="device"):
         engine.coalition_mesh([])
     # With one device there is no mesh: plain jit.
@@ -94,6 +94,28 @@ def test_empty_and_bad_input():
         evaluate_coalitions(game, np.ones(3, bool))
     with pytest.raises(ValueError, match="chunk_size"):
         evaluate_coalitions(game, np.ones((2, 3), bool), chunk_size=0)
+    np.testing.assert_array_equal(evaluate_coalitions(game, np.array([[1, 0, 1]])), [2.0])  # 0/1 integers
+    for bad in (np.full((1, 3), 0.5), np.array([[2, 0, 1]]), np.array([[-1, 0, 1]])):
+        with pytest.raises(ValueError, match="boolean"):
+            evaluate_coalitions(game, bad)
+    with pytest.raises(ValueError, match=r"one scalar per coalition, got shape \(1,\)"):
+        evaluate_coalitions(lambda s: jnp.sum(s, keepdims=True).astype(jnp.float32), np.ones((2, 3), bool))
+
+
+def test_one_plan_serves_many_calls(monkeypatch):
+    """A plan decided once is reused: no call measures the game's memory again."""
+    game = _heavy_game()
+    plan = engine.make_plan(game, 6)  # measures the footprint here, once
+    measured = []
+    monkeypatch.setattr(memory, "coalition_footprint", lambda *a: measured.append(a) or 1)
+    masks = _random_masks(2, 100, 6)
+    np.testing.assert_allclose(
+        np.asarray(evaluate_coalitions(game, masks, plan=plan)), np.asarray(jax.vmap(game)(jnp.asarray(masks))),
+        rtol=1e-5, atol=1e-6,
+    )
+    assert measured == [] and plan.chunk(100) == 128 and not plan.fixed
+    with pytest.raises(ValueError, match="not both"):
+        evaluate_coalitions(game, masks, plan=plan, chunk_size=8)
 
 
 def _heavy_game(n=2000, h=64):
@@ -109,16 +131,16 @@ def _heavy_game(n=2000, h=64):
 
 
 def test_footprint_measures_per_coalition_activations():
-    per = engine.coalition_footprint(_heavy_game(), 6)
+    per = memory.coalition_footprint(_heavy_game(), 6)
     # the [2000, 64] float32 hidden activation feeds a matmul, so it must be materialised
     assert 2000 * 64 * 4 <= per <= 4 * 2000 * 64 * 4
 
 
 def test_chunk_size_follows_free_memory(monkeypatch):
     game = _heavy_game()
-    per = engine.coalition_footprint(game, 6)
-    monkeypatch.setattr(engine, "free_memory_bytes", lambda device=None: int(per * 100 / engine.MEMORY_FRACTION))
-    assert engine.max_chunk_size(game, 6) == 64
+    per = memory.coalition_footprint(game, 6)
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda device=None: int(per * 100 / memory.MEMORY_FRACTION))
+    assert memory.max_chunk_size(game, 6) == 64
     masks = _random_masks(1, 300, 6)
     calls = []
     real = engine.batched_value_fn

@@ -6,7 +6,7 @@ import pytest
 
 from gtap_jax import estimate, exact
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table, unanimity_game, weighted_majority_game
-from gtap_jax.indices import default_method
+from gtap_jax.indices import ESTIMATORS, EstimatorEntry, default_method, make_estimator, methods_for, msr_beta
 from gtap_jax.indices.estimate import REGRESSION_MAX_PLAYERS
 
 CASES = [
@@ -21,6 +21,11 @@ CASES = [
     ("beta", 0.25, "regression"),
     ("beta", 0.8, "regression"),
 ]
+def _budget(draws, p, index, d, method):
+    """Evaluations that buy ``draws`` draws of ``method``: tests compare methods at equal draws."""
+    return draws * make_estimator(p, index, d=d, method=method).draw_size
+
+
 GAMES = {
     "unanimity": (lambda: unanimity_game(8, [0, 3, 5]), 8),
     "majority": (lambda: weighted_majority_game(np.array([5, 4, 3, 3, 2, 1, 1, 0]), 10), 8),
@@ -35,9 +40,10 @@ def test_within_standard_errors_of_exact(game_name, index, d, method):
     make, p = GAMES[game_name]
     game = make()
     truth = exact(game, p, index, d=d)
-    att = estimate(jax.random.key(42), game, p, index, num_samples=3000, d=d, method=method)
+    budget = _budget(3000, p, index, d, method)
+    att = estimate(jax.random.key(42), game, p, index, evaluations=budget, d=d, method=method)
     values, se = np.asarray(att.values), np.asarray(att.stderr)
-    assert att.num_samples == 3000
+    assert att.num_draws == 3000 and att.num_evaluations == budget
     # 5 standard errors per player (plus float32 rounding) over ~200 comparisons in all.
     assert np.all(np.abs(values - truth) <= 5 * se + 1e-4), (values, truth, se)
     # The errors are real: a player with zero stderr must be estimated exactly.
@@ -47,8 +53,10 @@ def test_within_standard_errors_of_exact(game_name, index, d, method):
 @pytest.mark.parametrize("index,d,method", CASES)
 def test_stderr_shrinks_like_inverse_sqrt(index, d, method):
     game = lookup_game(random_lookup_table(5, 7))
-    small = estimate(jax.random.key(0), game, 7, index, num_samples=500, d=d, method=method)
-    large = estimate(jax.random.key(1), game, 7, index, num_samples=8000, d=d, method=method)
+    small, large = (
+        estimate(jax.random.key(s), game, 7, index, evaluations=_budget(n, 7, index, d, method), d=d, method=method)
+        for s, n in [(0, 500), (1, 8000)]
+    )
     ratio = np.asarray(large.stderr) / np.asarray(small.stderr)
     # Expected 0.25; the stderr of a stderr from 500 samples is a few percent.
     assert np.median(ratio) == pytest.approx(0.25, rel=0.15)
@@ -61,7 +69,7 @@ def test_stderr_is_calibrated(method):
     truth = exact(game, 6, "banzhaf")
     z = []
     for seed in range(40):
-        att = estimate(jax.random.key(seed), game, 6, "banzhaf", num_samples=400, method=method)
+        att = estimate(jax.random.key(seed), game, 6, "banzhaf", evaluations=400, method=method)
         z.append((np.asarray(att.values) - truth) / np.asarray(att.stderr))
     z = np.concatenate(z)  # 240 z-scores: their variance should be ~1, +- ~0.1
     assert np.var(z) == pytest.approx(1.0, abs=0.3)
@@ -72,7 +80,8 @@ def test_stderr_is_calibrated(method):
 def test_shapley_samples_are_efficient(method):
     """Every permutation sample sums to v(N) - v(empty), so the estimate does too."""
     table = random_lookup_table(2, 7)
-    att = estimate(jax.random.key(3), lookup_game(table), 7, "shapley", num_samples=50, method=method)
+    budget = _budget(50, 7, "shapley", None, method)
+    att = estimate(jax.random.key(3), lookup_game(table), 7, "shapley", evaluations=budget, method=method)
     assert float(np.sum(att.values)) == pytest.approx(table[-1] - table[0], abs=1e-4)
 
 
@@ -80,7 +89,8 @@ def test_shapley_samples_are_efficient(method):
 def test_independent_of_chunk_size_and_mesh(mesh, one_device, index, d, method):
     game = lookup_game(random_lookup_table(9, 6))
     runs = [
-        estimate(jax.random.key(5), game, 6, index, num_samples=301, d=d, method=method, chunk_size=c, mesh=m)
+        estimate(jax.random.key(5), game, 6, index, evaluations=_budget(301, 6, index, d, method), d=d, method=method,
+                 chunk_size=c, mesh=m)
         for c, m in [(7, one_device), (64, one_device), (4096, one_device), (64, mesh), (None, None)]
     ]
     for other in runs[1:]:
@@ -93,10 +103,11 @@ def test_independent_of_chunk_size_and_mesh(mesh, one_device, index, d, method):
 def test_resume_continues_the_same_run(method):
     game = lookup_game(random_lookup_table(4, 6))
     key = jax.random.key(8)
-    whole = estimate(key, game, 6, "banzhaf", num_samples=600, method=method)
-    first = estimate(key, game, 6, "banzhaf", num_samples=250, method=method)
-    resumed = estimate(key, game, 6, "banzhaf", num_samples=350, method=method, state=first.state)
-    assert resumed.num_samples == 600
+    k = make_estimator(6, "banzhaf", method=method).draw_size
+    whole = estimate(key, game, 6, "banzhaf", evaluations=600 * k, method=method)
+    first = estimate(key, game, 6, "banzhaf", evaluations=250 * k, method=method)
+    resumed = estimate(key, game, 6, "banzhaf", evaluations=350 * k, state=first)  # the method comes with the state
+    assert resumed.num_draws == 600 and resumed.method == method
     np.testing.assert_allclose(resumed.values, whole.values, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(resumed.stderr, whole.stderr, rtol=1e-4, atol=1e-7)
 
@@ -104,36 +115,43 @@ def test_resume_continues_the_same_run(method):
 def test_evaluation_counts():
     game = additive_game(np.ones(5))
     key = jax.random.key(0)
-    assert estimate(key, game, 5, "shapley", num_samples=10, method="permutation").num_evaluations == 60
-    assert estimate(key, game, 5, "shapley", num_samples=10, method="antithetic").num_evaluations == 120
-    assert estimate(key, game, 5, "banzhaf", num_samples=10, method="paired").num_evaluations == 60
-    assert estimate(key, game, 5, "banzhaf", num_samples=10, method="msr").num_evaluations == 10
+    # A budget buys whole draws: 65 evaluations are 10 permutations of 5 players (6 each), 5 antithetic pairs.
+    assert estimate(key, game, 5, "shapley", evaluations=65, method="permutation").num_evaluations == 60
+    assert estimate(key, game, 5, "shapley", evaluations=65, method="antithetic").num_evaluations == 60
+    assert estimate(key, game, 5, "banzhaf", evaluations=65, method="paired").num_evaluations == 60
+    assert estimate(key, game, 5, "banzhaf", evaluations=65, method="msr").num_evaluations == 65
 
 
 def test_bad_input():
     game = additive_game(np.ones(3))
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match="unknown method"):
-        estimate(key, game, 3, "shapley", num_samples=10, method="msr")
+    with pytest.raises(ValueError, match="unknown method 'msr' for index 'shapley'"):
+        estimate(key, game, 3, "shapley", evaluations=10, method="msr")
+    with pytest.raises(ValueError, match=r"unknown estimator 'owen'; expected one of \['antithetic'"):
+        estimate(key, game, 3, "shapley", evaluations=10, method="owen")
+    with pytest.raises(ValueError, match=r"unknown index 'owen'; expected one of \['banzhaf', 'beta', 'shapley'\]"):
+        estimate(key, game, 3, "owen", evaluations=10)
     with pytest.raises(ValueError, match="strictly between"):
-        estimate(key, game, 3, "beta", num_samples=10, d=0.0)
-    with pytest.raises(ValueError, match="non-negative"):
-        estimate(key, game, 3, "banzhaf", num_samples=-1)
+        estimate(key, game, 3, "beta", evaluations=10, d=0.0)
+    with pytest.raises(ValueError, match="at least one"):
+        estimate(key, game, 3, "banzhaf", evaluations=-1)
+    with pytest.raises(ValueError, match=r"at least one permutation draw \(4 coalitions\)"):
+        estimate(key, game, 3, "shapley", evaluations=3)
 
 
 @pytest.mark.parametrize("d", [0.5, 0.3])
 def test_regression_is_exact_on_an_additive_game(d):
     """A linear game has no residual: the fit recovers the weights from any P + 2 distinct draws."""
     w = np.linspace(-2, 3, 8)
-    att = estimate(jax.random.key(0), additive_game(w), 8, "beta", num_samples=200, d=d, method="regression")
+    att = estimate(jax.random.key(0), additive_game(w), 8, "beta", evaluations=200, d=d, method="regression")
     np.testing.assert_allclose(np.asarray(att.values), w, atol=1e-4)
     assert np.all(np.asarray(att.stderr) < 1e-3)
-    msr = estimate(jax.random.key(0), additive_game(w), 8, "beta", num_samples=200, d=d, method="msr")
+    msr = estimate(jax.random.key(0), additive_game(w), 8, "beta", evaluations=200, d=d, method="msr")
     assert np.all(np.asarray(msr.stderr) > 0.1)  # the difference of means carries the others' noise
 
 
 def test_regression_stderr_is_infinite_until_the_fit_is_determined():
-    att = estimate(jax.random.key(0), lookup_game(random_lookup_table(1, 6)), 6, "banzhaf", num_samples=7,
+    att = estimate(jax.random.key(0), lookup_game(random_lookup_table(1, 6)), 6, "banzhaf", evaluations=7,
                    method="regression")
     assert np.all(np.isinf(np.asarray(att.stderr)))
 
@@ -142,12 +160,60 @@ def test_default_method_follows_the_budget_and_the_state():
     game = lookup_game(random_lookup_table(2, 6))
     key = jax.random.key(0)
     # 5 draws per player and more: regression; fewer: MSR (6 players, 7 = P + 1).
-    assert estimate(key, game, 6, "banzhaf", num_samples=35).method == "regression"
-    small = estimate(key, game, 6, "beta", d=0.3, num_samples=34)
+    assert estimate(key, game, 6, "banzhaf", evaluations=35).method == "regression"
+    small = estimate(key, game, 6, "beta", d=0.3, evaluations=34)
     assert small.method == "msr"
     # Continuing a run keeps its method, whatever the budget of this call.
-    assert estimate(key, game, 6, "beta", d=0.3, num_samples=500, state=small.state).method == "msr"
-    paired = estimate(key, game, 6, "banzhaf", num_samples=3, method="paired")
-    assert estimate(key, game, 6, "banzhaf", num_samples=500, state=paired.state).method == "paired"
-    assert estimate(key, game, 6, "shapley", num_samples=500).method == "permutation"
+    assert estimate(key, game, 6, "beta", d=0.3, evaluations=500, state=small.state).method == "msr"
+    paired = estimate(key, game, 6, "banzhaf", evaluations=21, method="paired")
+    assert estimate(key, game, 6, "banzhaf", evaluations=500, state=paired.state).method == "paired"
+    assert estimate(key, game, 6, "shapley", evaluations=500).method == "permutation"
     assert default_method("banzhaf", REGRESSION_MAX_PLAYERS + 1, 10**9) == "msr"
+
+
+def test_antithetic_resume_stays_antithetic():
+    """Continuing without method= keeps the state's method and its cost per draw (2P + 2)."""
+    game = lookup_game(random_lookup_table(6, 5))
+    key = jax.random.key(1)
+    whole = estimate(key, game, 5, "shapley", evaluations=40 * 12, method="antithetic")
+    first = estimate(key, game, 5, "shapley", evaluations=15 * 12, method="antithetic")
+    resumed = estimate(key, game, 5, "shapley", evaluations=25 * 12, state=first.state)
+    assert resumed.method == "antithetic" and resumed.num_draws == 40 and resumed.num_evaluations == 40 * 12
+    np.testing.assert_allclose(resumed.values, whole.values, rtol=1e-5, atol=1e-6)
+
+
+def test_a_state_of_another_run_is_refused():
+    game = lookup_game(random_lookup_table(2, 6))
+    key = jax.random.key(0)
+    beta = estimate(key, game, 6, "beta", d=0.3, evaluations=50, method="msr")
+    with pytest.raises(ValueError, match=r"continues msr estimation of beta \(d=0.3\)"):
+        estimate(key, game, 6, "beta", d=0.6, evaluations=50, state=beta)
+    with pytest.raises(ValueError, match="continues msr estimation"):
+        estimate(key, game, 6, "banzhaf", evaluations=50, state=beta)
+    with pytest.raises(ValueError, match="over 6 players"):
+        estimate(key, lookup_game(random_lookup_table(2, 5)), 5, "beta", d=0.3, evaluations=50, state=beta)
+    with pytest.raises(ValueError, match="asks for paired"):
+        estimate(key, game, 6, "beta", d=0.3, evaluations=50, method="paired", state=beta)
+
+
+def test_a_new_estimator_is_one_function_and_one_registry_line(monkeypatch):
+    """A toy estimator (MSR with draws from the complement of MSR's, so a different run) plugs in by name."""
+
+    def complement_msr(num_players, d):
+        base = msr_beta(num_players, d)
+        return base._replace(draw=lambda key, i: ~base.draw(key, i) if d == 0.5 else base.draw(key, i),
+                             name="complement")
+
+    monkeypatch.setitem(ESTIMATORS, "complement", EstimatorEntry(complement_msr, ("banzhaf",)))
+    assert "complement" in methods_for("banzhaf") and "complement" not in methods_for("shapley")
+    game = lookup_game(random_lookup_table(7, 6))
+    truth = exact(game, 6, "banzhaf")
+    key = jax.random.key(4)
+    att = estimate(key, game, 6, "banzhaf", evaluations=4000, method="complement")
+    assert att.method == "complement"
+    assert np.all(np.abs(np.asarray(att.values) - truth) <= 5 * np.asarray(att.stderr))
+    first = estimate(key, game, 6, "banzhaf", evaluations=1500, method="complement")
+    resumed = estimate(key, game, 6, "banzhaf", evaluations=2500, state=first)
+    np.testing.assert_allclose(resumed.values, att.values, rtol=1e-5, atol=1e-6)
+    msr = estimate(key, game, 6, "banzhaf", evaluations=4000, method="msr")
+    assert not np.allclose(msr.values, att.values)  # it really ran the toy's draws

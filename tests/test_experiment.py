@@ -14,8 +14,9 @@ import pytest
 from local_files import write_text_folder, write_tiny_imagenet
 
 from gtap_jax import experiment
-from gtap_jax.baselines import allocate, keep_per_layer
-from gtap_jax.models import PlayerLayout
+from gtap_jax.baselines import BASELINES
+from gtap_jax.layout import PlayerLayout, allocate, keep_per_layer, mask_of
+from gtap_jax.strategies import STRATEGIES, Round, StrategyResult
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "gtap_jax" / "configs"
@@ -151,3 +152,38 @@ def test_allocation_is_proportional_and_exact():
     scores = np.arange(400.0)
     keep = keep_per_layer(scores, layout, 80)
     assert keep[240:300].all() and keep[380:].all() and keep.sum() == 80
+
+
+def test_a_new_strategy_and_baseline_are_one_function_and_one_registry_line(tmp_path, monkeypatch):
+    """A toy strategy and a toy baseline, registered by name, run through the experiment like the built-in ones."""
+    picked = {}
+
+    def first_players(key, value_fn, num_players, sizes, attribute, *, step=None):
+        """Keeps the first r players for every r: no estimates at all."""
+        rounds = tuple(Round(np.arange(0), np.zeros(0), np.zeros(0), np.arange(num_players) < r, 0)
+                       for r in sorted([sizes] if isinstance(sizes, int) else sizes, reverse=True))
+        return StrategyResult(rounds[-1].mask, rounds)
+
+    def last_players(inputs, sizes):
+        picked.update({s: np.arange(inputs.layout.num_players) >= inputs.layout.num_players - s for s in sizes})
+        return dict(picked)
+
+    monkeypatch.setitem(STRATEGIES, "first", first_players)
+    monkeypatch.setitem(BASELINES, "last", last_players)
+    config = _config("lenet300_mnist", **{"gtap.strategies": ("first",), "gtap.indices": ("banzhaf",),
+                                          "baselines": ("last",), "targets": (0.5, 20), "retrain.modes": ("none",)})
+    rows = experiment.run(config, tmp_path / "run")
+    assert {(r["method"], r["neurons"]) for r in rows} == {(m, s) for m in ("first/banzhaf", "last") for s in (200, 20)}
+    masks = {n: json.loads((tmp_path / "run" / "steps" / f"masks__{n}.json").read_text())
+             for n in ("first__banzhaf", "last")}
+    for size in (200, 20):
+        assert masks["first__banzhaf"][str(size)]["kept"] == list(range(size))
+        np.testing.assert_array_equal(mask_of(masks["last"][str(size)]["kept"], 400), picked[size])
+    assert all(r["evaluations"] == 0 for r in rows)
+
+
+def test_unknown_names_list_the_registered_ones():
+    with pytest.raises(experiment.ConfigError, match=r"unknown strategy 'greedy'.*\['iterated_building'"):
+        experiment.validate(_config("lenet300_mnist", **{"gtap.strategies": ("greedy",)}))
+    with pytest.raises(ValueError, match=r"unknown baseline 'magnitude'; expected one of \['lottery', 'random'"):
+        BASELINES["magnitude"]

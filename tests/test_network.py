@@ -153,7 +153,7 @@ def test_core_imports_no_flax():
     code = (
         "import sys, jax, numpy as np, gtap_jax as g\n"
         "from gtap_jax.games import additive_game\n"
-        "g.estimate(jax.random.key(0), additive_game(np.ones(3)), 3, 'shapley', num_samples=4)\n"
+        "g.estimate(jax.random.key(0), additive_game(np.ones(3)), 3, 'shapley', evaluations=16)\n"
         "g.iterated_pruning(jax.random.key(0), additive_game(np.ones(3)), 3, 1, g.by_exact('banzhaf'))\n"
         "assert 'flax' not in sys.modules, 'the core imported flax'\n"
     )

@@ -24,7 +24,7 @@ def test_additive_game_keeps_top_r_exact(strategy, r):
 def test_additive_game_keeps_top_r_noisy_estimator(strategy):
     # Weights 1 apart; MSR's stderr here is ~0.15, so neighbours are ~6 stderr apart.
     w = np.random.default_rng(0).permutation(np.arange(12.0))
-    attribute = by_estimate("banzhaf", num_samples=20000, method="msr")
+    attribute = by_estimate("banzhaf", evaluations=20000, method="msr")
     res = strategy(jax.random.key(1), additive_game(w), 12, 5, attribute)
     np.testing.assert_array_equal(np.flatnonzero(res.mask), np.sort(np.argsort(-w)[:5]))
     assert res.num_evaluations == 20000 * len(res.history)
@@ -79,18 +79,39 @@ def test_schedules():
     assert top_n(jax.random.key(0), game, 16, 16, attr).mask.all()
 
 
-def test_stops_give_every_size_of_a_grid():
+def test_a_grid_of_sizes_gives_a_round_ending_at_each():
     w = np.random.default_rng(5).permutation(np.arange(16.0))
     game, attr = additive_game(w), by_exact("banzhaf")
-    res = iterated_pruning(jax.random.key(0), game, 16, 2, attr, step=0.5, stops=(10, 5, 2))
+    res = iterated_pruning(jax.random.key(0), game, 16, (10, 5, 2), attr, step=0.5)
     assert [int(r.mask.sum()) for r in res.history] == [10, 5, 3, 2]
-    res = iterated_building(jax.random.key(0), game, 16, 12, attr, step=0.5, stops=(3, 7))
+    res = iterated_building(jax.random.key(0), game, 16, (3, 7, 12), attr, step=0.5)
     assert [int(r.mask.sum()) for r in res.history] == [3, 7, 9, 10, 11, 12]
     mask, spent = res.mask_of_size(7)
     np.testing.assert_array_equal(np.flatnonzero(mask), np.sort(np.argsort(-w)[:7]))
     assert spent == res.history[0].num_evaluations + res.history[1].num_evaluations
     with pytest.raises(KeyError):
         res.mask_of_size(4)
+
+
+@pytest.mark.parametrize("strategy", STRATS)
+def test_every_strategy_serves_every_size_of_a_grid(strategy):
+    """One call shape: any strategy, any grid (the whole game included), a mask of each size with its cost."""
+    w = np.random.default_rng(2).permutation(np.arange(12.0))
+    res = strategy(jax.random.key(0), additive_game(w), 12, [12, 6, 3], by_exact("banzhaf"), step=0.5)
+    spent = []
+    for size in (12, 6, 3):
+        mask, cost = res.mask_of_size(size)
+        np.testing.assert_array_equal(np.flatnonzero(mask), np.sort(np.argsort(-w)[:size]))
+        spent.append(cost)
+    assert spent == sorted(spent) if strategy is not iterated_building else spent == sorted(spent, reverse=True)
+    assert res.num_evaluations == max(spent) and res.num_evaluations > 0
+
+
+def test_top_n_records_a_round_per_size():
+    res = top_n(jax.random.key(0), additive_game(np.arange(8.0)), 8, [2, 6, 4], by_exact("shapley"))
+    assert [int(r.mask.sum()) for r in res.history] == [6, 4, 2]
+    assert [r.num_evaluations for r in res.history] == [256, 0, 0]  # one estimate serves every size
+    assert np.flatnonzero(res.mask).tolist() == [6, 7]
 
 
 def test_restrict():

@@ -1,24 +1,20 @@
-"""Baselines at neuron granularity: weight magnitude, weight x gradient, random, lottery ticket."""
+"""Baselines at neuron granularity: weight magnitude, weight x gradient, random, lottery ticket.
+
+All are reached through one registry, ``BASELINES``, of functions
+``baseline(inputs, sizes) -> {size: bool[P]}``.
+"""
 
 from gtap_jax.baselines.lottery import lottery_ticket
-from gtap_jax.baselines.scores import (
-    allocate,
-    keep_per_layer,
-    magnitude_scores,
-    masks_dict,
-    random_scores,
-    taylor_scores,
-)
-
-BASELINES = ("wmp", "wgmp", "random", "lottery")
+from gtap_jax.baselines.registry import BASELINES, BaselineFn, BaselineInputs, by_scores
+from gtap_jax.baselines.scores import magnitude_scores, random_scores, taylor_scores
 
 __all__ = [
     "BASELINES",
-    "allocate",
-    "keep_per_layer",
+    "BaselineFn",
+    "BaselineInputs",
+    "by_scores",
     "lottery_ticket",
     "magnitude_scores",
-    "masks_dict",
     "random_scores",
     "taylor_scores",
 ]

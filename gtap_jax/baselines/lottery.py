@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gtap_jax.baselines.scores import keep_per_layer, magnitude_scores, masks_dict
-from gtap_jax.models.staged import PlayerLayout, StagedModel
+from gtap_jax.baselines.scores import magnitude_scores
+from gtap_jax.layout import PlayerLayout, keep_per_layer, masks_dict
+from gtap_jax.models.staged import StagedModel
 from gtap_jax.shapes import PyTree
 
 # (params to start from, per-layer masks) -> trained params

@@ -1,4 +1,4 @@
-"""Neuron scores of the baselines, and per-layer allocation of a kept-neuron budget.
+"""Neuron scores of the baselines: weight magnitude, weight x gradient, random.
 
 All baselines work at the granularity of GTAP: whole dense units and conv
 output channels, the players of a :class:`~gtap_jax.models.PlayerLayout`.
@@ -6,16 +6,14 @@ output channels, the players of a :class:`~gtap_jax.models.PlayerLayout`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gtap_jax.models.staged import PlayerLayout, StagedModel
+from gtap_jax.layout import PlayerLayout
+from gtap_jax.models.staged import StagedModel
 from gtap_jax.shapes import PyTree
-from gtap_jax.strategies.pruning import strongest_first
 
 
 def _producers(model: StagedModel, layout: PlayerLayout) -> dict[str, str]:
@@ -80,60 +78,4 @@ def random_scores(key, layout: PlayerLayout) -> np.ndarray:
     return np.asarray(jax.random.uniform(key, (layout.num_players,)), np.float64)
 
 
-def allocate(layout: PlayerLayout, r: int) -> dict[str, int]:
-    """Splits ``r`` kept neurons over the layers in proportion to their sizes.
-
-    Largest remainders; every layer keeps at least one neuron.
-
-    Raises:
-        ValueError: if r is not in [number of layers, P].
-    """
-    sizes = dict(layout.layers)
-    if not len(sizes) <= r <= layout.num_players:
-        raise ValueError(f"target size r must be in [{len(sizes)}, {layout.num_players}], got {r}")
-    exact = {n: r * s / layout.num_players for n, s in sizes.items()}
-    out = {n: max(1, int(np.floor(e))) for n, e in exact.items()}
-    by_remainder = sorted(sizes, key=lambda n: (-(exact[n] - np.floor(exact[n])), list(sizes).index(n)))
-    i = 0
-    while sum(out.values()) < r:
-        n = by_remainder[i % len(by_remainder)]
-        if out[n] < sizes[n]:
-            out[n] += 1
-        i += 1
-    while sum(out.values()) > r:  # the at-least-one floor overshot: take from the largest
-        n = max(out, key=lambda k: out[k])
-        out[n] -= 1
-    return out
-
-
-def keep_per_layer(
-    scores: np.ndarray, layout: PlayerLayout, r: int, *, within: np.ndarray | None = None
-) -> np.ndarray:
-    """Keeps the highest-scoring neurons of each layer, ``allocate(layout, r)`` per layer.
-
-    Args:
-        scores: ``float[P]``; ties broken by position.
-        layout: the players.
-        r: neurons to keep in all.
-        within: optional ``bool[P]``: choose only among these (iterative
-            pruning); each layer keeps at most its survivors.
-
-    Returns:
-        ``bool[P]``.
-    """
-    scores = np.asarray(scores, np.float64)
-    within = np.ones(layout.num_players, bool) if within is None else np.asarray(within, bool)
-    keep = np.zeros(layout.num_players, bool)
-    for name, count in allocate(layout, r).items():
-        a, b = layout.offsets()[name]
-        order = strongest_first(np.where(within[a:b], scores[a:b], -np.inf))
-        keep[a + order[: min(count, int(within[a:b].sum()))]] = True
-    return keep
-
-
-def masks_dict(layout: PlayerLayout, mask: np.ndarray) -> Mapping[str, np.ndarray]:
-    """Per-layer numpy masks from a flat ``bool[P]``."""
-    return {n: np.asarray(m) for n, m in layout.split(np.asarray(mask, bool)).items()}
-
-
-__all__ = ["allocate", "keep_per_layer", "magnitude_scores", "masks_dict", "random_scores", "taylor_scores"]
+__all__ = ["magnitude_scores", "random_scores", "taylor_scores"]

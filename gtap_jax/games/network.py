@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike
 
-from gtap_jax.models.staged import PlayerLayout, StagedModel, apply_site, layout_for
+from gtap_jax.layout import PlayerLayout
+from gtap_jax.models.staged import StagedModel, apply_site, layout_for
 from gtap_jax.shapes import PyTree, ValueFn
 
 METRICS = ("accuracy", "neg_loss")

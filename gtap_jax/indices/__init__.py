@@ -1,60 +1,68 @@
-"""Power indices: exact enumeration and Monte Carlo estimators with standard errors."""
+"""Power indices: exact enumeration and Monte Carlo estimators with standard errors.
 
+Two registries: ``INDICES`` (what is estimated: its weights and its d) and
+``ESTIMATORS`` (how: a factory and the indices it serves).
+"""
+
+from gtap_jax.indices.base import INDICES, IndexSpec, bernoulli_weights, index_weights, resolve_d, shapley_weights
 from gtap_jax.indices.estimate import (
-    DEFAULT_METHODS,
-    METHODS,
+    ESTIMATORS,
+    REGRESSION_MAX_PLAYERS,
+    REGRESSION_MIN_DRAWS_PER_PLAYER,
     Attribution,
+    EstimateState,
+    EstimatorEntry,
     default_method,
     draws_per_chunk,
     estimate,
     make_estimator,
+    methods_for,
 )
 from gtap_jax.indices.estimators import (
     Estimator,
     EstimatorState,
     Moments,
     MSRState,
-    RegressionState,
     SampleState,
+    antithetic_shapley,
     msr_beta,
     paired_beta,
     permutation_shapley,
-    regression_beta,
 )
-from gtap_jax.indices.exact import (
-    INDEX_NAMES,
-    MAX_EXACT_PLAYERS,
-    coalition_values,
-    exact,
-    indices_from_table,
-    resolve_d,
-)
-
-INDICES = {"shapley": permutation_shapley, "banzhaf": msr_beta, "beta": msr_beta}
+from gtap_jax.indices.exact import MAX_EXACT_PLAYERS, coalition_values, exact, indices_from_table
+from gtap_jax.indices.regression import RegressionState, regression_beta
 
 __all__ = [
-    "DEFAULT_METHODS",
-    "INDEX_NAMES",
+    "ESTIMATORS",
     "INDICES",
     "MAX_EXACT_PLAYERS",
-    "METHODS",
+    "REGRESSION_MAX_PLAYERS",
+    "REGRESSION_MIN_DRAWS_PER_PLAYER",
     "Attribution",
+    "EstimateState",
     "Estimator",
+    "EstimatorEntry",
     "EstimatorState",
+    "IndexSpec",
     "MSRState",
     "Moments",
     "RegressionState",
     "SampleState",
+    "antithetic_shapley",
+    "bernoulli_weights",
     "coalition_values",
     "default_method",
     "draws_per_chunk",
     "estimate",
     "exact",
+    "index_weights",
     "indices_from_table",
     "make_estimator",
+    "methods_for",
     "msr_beta",
     "paired_beta",
     "permutation_shapley",
     "regression_beta",
     "resolve_d",
+    "shapley_weights",
 ]

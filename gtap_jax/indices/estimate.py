@@ -1,10 +1,17 @@
-"""The Monte Carlo driver: draw, evaluate in chunks on the mesh, update, finalize."""
+"""The Monte Carlo driver: draw, evaluate in chunks on the mesh, update, finalize.
+
+Budgets are counted in coalition evaluations, whatever one draw of an estimator
+costs (1 for MSR and regression, P + 1 for permutation and paired, 2P + 2 for
+antithetic), as shapiq's ``approximate(budget, game)`` counts them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,36 +20,101 @@ from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
 from gtap_jax import engine
-from gtap_jax.indices.estimators import (
-    Estimator,
-    EstimatorState,
-    MSRState,
-    RegressionState,
-    SampleState,
-    msr_beta,
-    paired_beta,
-    permutation_shapley,
-    regression_beta,
-)
-from gtap_jax.indices.exact import resolve_d
+from gtap_jax.indices.base import INDICES, resolve_d
+from gtap_jax.indices.estimators import Estimator, antithetic_shapley, msr_beta, paired_beta, permutation_shapley
+from gtap_jax.indices.regression import regression_beta
+from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
 
-METHODS = {
-    "shapley": ("permutation", "antithetic"),
-    "banzhaf": ("msr", "paired", "regression"),
-    "beta": ("msr", "paired", "regression"),
-}
-# Chosen from the evaluations each needs to reach Kendall tau >= 0.9 against
-# exact values (benchmarks/estimators.py; benchmarks/RESULTS.md). The default
-# when the budget is not known; estimate() picks regression for Banzhaf and
-# beta_d when it is large enough (default_method).
-DEFAULT_METHODS = {"shapley": "permutation", "banzhaf": "msr", "beta": "msr"}
-# Regression is the Banzhaf / beta_d default from this many draws per player:
-# within noise of MSR at 5 draws per player on the 400-player game, ahead at 20
-# and 80, and needing half of MSR's evaluations on the 20-player games.
+
+class EstimatorEntry(NamedTuple):
+    """A registered estimator: ``factory(num_players, d) -> Estimator`` and the indices it serves."""
+
+    factory: Callable[[int, float | None], Estimator]
+    indices: tuple[str, ...]
+
+
+# Adding an estimator: one factory and one line here.
+ESTIMATORS = Registry(
+    "estimator",
+    {
+        "permutation": EstimatorEntry(permutation_shapley, ("shapley",)),
+        "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",)),
+        "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta")),
+        "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta")),
+        "regression": EstimatorEntry(regression_beta, ("banzhaf", "beta")),
+    },
+)
+
+# Regression is the Banzhaf / beta_d default from this many evaluations per player
+# (one draw is one evaluation): within noise of MSR at 5 per player on the
+# 400-player game, ahead at 20 and 80, and needing half of MSR's evaluations on the
+# 20-player games (benchmarks/estimators.py; benchmarks/RESULTS.md).
 REGRESSION_MIN_DRAWS_PER_PLAYER = 5
 # ... and up to this many players: its state is P x P and its finish a P x P solve.
 REGRESSION_MAX_PLAYERS = 4096
+
+
+def methods_for(index: str) -> tuple[str, ...]:
+    """Names of the registered estimators that serve ``index``."""
+    INDICES.check(index)
+    return tuple(name for name, entry in ESTIMATORS.items() if index in entry.indices)
+
+
+def default_method(index: str, num_players: int, evaluations: int) -> str:
+    """The estimator :func:`estimate` uses for a new run of ``index`` when no method is given.
+
+    Shapley: permutation sampling. Banzhaf and beta_d: regression with at least
+    ``REGRESSION_MIN_DRAWS_PER_PLAYER`` evaluations per player (so the fit is
+    well determined) and at most ``REGRESSION_MAX_PLAYERS`` players, MSR
+    otherwise. A continued run keeps its state's method.
+    """
+    if not INDICES[index].takes_d:
+        return "permutation"
+    enough = evaluations >= REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1)
+    return "regression" if enough and num_players <= REGRESSION_MAX_PLAYERS else "msr"
+
+
+def make_estimator(num_players: int, index: str, *, d: float | None = None, method: str | None = None) -> Estimator:
+    """The estimator for ``index`` by ``method`` (default: ``default_method`` for a small budget).
+
+    Raises:
+        ValueError: for an unknown index or method (listing the registered
+            ones), a method that does not serve the index, a bad d, or
+            num_players < 1.
+    """
+    d = resolve_d(index, d)
+    if num_players < 1:
+        raise ValueError(f"num_players must be at least 1, got {num_players}")
+    method = default_method(index, num_players, 0) if method is None else method
+    entry = ESTIMATORS[method]
+    if index not in entry.indices:
+        raise ValueError(f"unknown method {method!r} for index {index!r}; expected one of {methods_for(index)}")
+    return entry.factory(num_players, d)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["draws"], meta_fields=["index", "method", "d", "num_players"]
+)
+@dataclasses.dataclass(frozen=True)
+class EstimateState:
+    """Where a Monte Carlo run stands: what it estimates (static) and its estimator's state (arrays).
+
+    Attributes:
+        index, method, d, num_players: what is estimated and how; a continued
+            run must agree.
+        draws: the estimator's own state (running moments; ``num_draws`` first).
+    """
+
+    index: str
+    method: str
+    d: float | None
+    num_players: int
+    draws: Any
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.draws.num_draws)
 
 
 class Attribution(NamedTuple):
@@ -51,58 +123,20 @@ class Attribution(NamedTuple):
     Attributes:
         values: ``float32[P]``, the estimate.
         stderr: ``float32[P]``, its standard error per player.
-        num_samples: draws folded in so far (all calls on this state).
+        num_draws: draws folded in so far (all calls on this state).
         num_evaluations: coalition values computed for them.
         index, method, d: what was estimated and how.
-        state: the estimator state; pass it back to :func:`estimate` with the
-            same key to continue the same run.
+        state: pass it back to :func:`estimate` with the same key to continue the same run.
     """
 
     values: Float[Array, P]
     stderr: Float[Array, P]
-    num_samples: int
+    num_draws: int
     num_evaluations: int
     index: str
     method: str
     d: float | None
-    state: EstimatorState
-
-
-def make_estimator(num_players: int, index: str, *, d: float | None = None, method: str | None = None) -> Estimator:
-    """The estimator for ``index`` by ``method`` (default: ``DEFAULT_METHODS``).
-
-    Raises:
-        ValueError: for an unknown index or method, a bad d, or num_players < 1.
-    """
-    d = resolve_d(index, d)
-    if num_players < 1:
-        raise ValueError(f"num_players must be at least 1, got {num_players}")
-    method = DEFAULT_METHODS[index] if method is None else method
-    if method not in METHODS[index]:
-        raise ValueError(f"unknown method {method!r} for index {index!r}; expected one of {METHODS[index]}")
-    if index == "shapley":
-        return permutation_shapley(num_players, antithetic=method == "antithetic")
-    return {"msr": msr_beta, "paired": paired_beta, "regression": regression_beta}[method](num_players, d)
-
-
-def default_method(index: str, num_players: int, num_samples: int, state: EstimatorState | None = None) -> str:
-    """The estimator :func:`estimate` uses for ``index`` when no method is given.
-
-    Shapley: permutation sampling. Banzhaf and beta_d: the method of ``state``
-    when continuing one; else regression when there are at least
-    ``REGRESSION_MIN_DRAWS_PER_PLAYER`` draws per player (so the fit is well
-    determined) and at most ``REGRESSION_MAX_PLAYERS`` players, MSR otherwise.
-    """
-    if index == "shapley":
-        return DEFAULT_METHODS[index]
-    if isinstance(state, RegressionState):
-        return "regression"
-    if isinstance(state, SampleState):
-        return "paired"
-    if isinstance(state, MSRState):
-        return "msr"
-    enough = num_samples >= REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1)
-    return "regression" if enough and num_players <= REGRESSION_MAX_PLAYERS else DEFAULT_METHODS[index]
+    state: EstimateState
 
 
 @functools.lru_cache(maxsize=128)
@@ -117,20 +151,32 @@ def _compiled(estimator: Estimator, draws_per_chunk: int):
     return jax.jit(draw), jax.jit(update), jax.jit(estimator.finalize)
 
 
-def draws_per_chunk(
-    estimator: Estimator,
-    num_samples: int,
-    chunk_size: int | None,
-    mesh: Mesh | None,
-    limit: int = engine.DEFAULT_CHUNK_SIZE,
-) -> int:
-    """Draws per compiled call: about ``chunk_size`` coalitions, a multiple of the mesh size."""
+def draws_per_chunk(estimator: Estimator, num_draws: int, plan: engine.Plan) -> int:
+    """Draws per compiled call: about one chunk of coalitions, their count a multiple of the mesh size."""
     k = estimator.draw_size
-    coalitions = engine.chunk_size_for(num_samples * k, chunk_size, mesh, limit)
-    b = max(1, coalitions // k)
-    n = engine.num_shards(mesh)
-    step = n // math.gcd(k, n)  # b * k must split evenly over the mesh
+    b = max(1, plan.chunk(num_draws * k) // k)
+    step = plan.shards // math.gcd(k, plan.shards)  # b * k must split evenly over the mesh
     return -(-b // step) * step
+
+
+def _start(num_players, index, d, method, evaluations, state) -> EstimateState:
+    """The state to continue: ``state`` (checked against the arguments) or a new one."""
+    d = resolve_d(index, d)
+    if state is None:
+        method = default_method(index, num_players, evaluations) if method is None else method
+        est = make_estimator(num_players, index, d=d, method=method)
+        return EstimateState(index, method, d, num_players, est.init())
+    if isinstance(state, Attribution):
+        state = state.state
+    asked = (index, d, num_players) + ((method,) if method is not None else ())
+    has = (state.index, state.d, state.num_players) + ((state.method,) if method is not None else ())
+    if asked != has:
+        raise ValueError(
+            f"the state continues {state.method} estimation of {state.index} (d={state.d}) over"
+            f" {state.num_players} players; this call asks for {method or state.method} estimation of"
+            f" {index} (d={d}) over {num_players} players"
+        )
+    return state
 
 
 def estimate(
@@ -139,12 +185,13 @@ def estimate(
     num_players: int,
     index: str,
     *,
-    num_samples: int,
+    evaluations: int,
     d: float | None = None,
     method: str | None = None,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
-    state: EstimatorState | None = None,
+    plan: engine.Plan | None = None,
+    state: EstimateState | Attribution | None = None,
     progress: bool = False,
 ) -> Attribution:
     """Monte Carlo estimate of a power index with per-player standard errors.
@@ -156,63 +203,63 @@ def estimate(
         key: a ``jax.random.key``.
         value_fn: value of one coalition, ``bool[P] -> scalar``.
         num_players: P.
-        index: ``"shapley"``, ``"banzhaf"`` (beta_0.5) or ``"beta"`` (beta_d).
-        num_samples: draws to add; each costs ``estimator.draw_size`` evaluations
-            (P + 1 for permutation and paired, 2P + 2 antithetic, 1 for MSR and regression).
+        index: a name in ``INDICES``: ``"shapley"``, ``"banzhaf"`` (beta_0.5) or ``"beta"`` (beta_d).
+        evaluations: the budget of this call in coalition values; it buys
+            ``evaluations // draw_size`` draws (a permutation costs P + 1).
         d: the Bernoulli parameter of ``"beta"``, in (0, 1).
-        method: ``"permutation"`` or ``"antithetic"`` for Shapley; ``"msr"``,
-            ``"paired"`` or ``"regression"`` for Banzhaf and beta_d. Default:
-            :func:`default_method` (regression for Banzhaf and beta_d when
-            ``num_samples`` is at least 5 (P + 1), else MSR).
-        chunk_size: coalitions per compiled call (see ``evaluate_coalitions``).
-        mesh: shard each chunk's coalitions over this mesh's devices
-            (default: :func:`gtap_jax.engine.default_mesh`).
-        state: a previous :attr:`Attribution.state` to continue (same key).
+        method: a name in ``ESTIMATORS`` serving ``index`` (``"permutation"``,
+            ``"antithetic"`` for Shapley; ``"msr"``, ``"paired"``,
+            ``"regression"`` for Banzhaf and beta_d). Default: the state's when
+            continuing, else :func:`default_method`.
+        chunk_size, mesh, plan: as in :func:`gtap_jax.evaluate_coalitions`.
+        state: an earlier :class:`Attribution` (or its ``state``) to continue (same key).
         progress: show a progress bar.
 
     Returns:
         An :class:`Attribution`.
 
     Raises:
-        ValueError: for bad arguments (see :func:`make_estimator`), or
-            ``num_samples < 0``.
+        ValueError: for bad arguments (see :func:`make_estimator`), a negative
+            budget or one smaller than a draw, or a state of another index,
+            d, method or number of players.
     """
-    if method is None and index in METHODS:
-        method = default_method(index, num_players, num_samples, state)
-    est = make_estimator(num_players, index, d=d, method=method)
-    if num_samples < 0:
-        raise ValueError(f"num_samples must be non-negative, got {num_samples}")
-    mesh = engine.resolve_mesh(mesh)
-    limit = engine.DEFAULT_CHUNK_SIZE
-    if chunk_size is None and num_samples * est.draw_size > 16:
-        limit = engine.max_chunk_size(value_fn, num_players, mesh)
-    b = draws_per_chunk(est, max(num_samples, 1), chunk_size, mesh, limit)
-    draw, update, finalize = _compiled(est, b)
-    evaluate = engine.batched_value_fn(value_fn, mesh)
-    state = est.init() if state is None else state
-    first = int(state.num_draws)
+    run = _start(num_players, index, d, method, evaluations, state)
+    est = make_estimator(num_players, index, d=run.d, method=run.method)
     k = est.draw_size
-    with tqdm(total=num_samples, desc=f"{index}/{est.name}", unit="draw", disable=not progress) as bar:
-        for start in range(first, first + num_samples, b):
+    if evaluations < 0 or 0 < evaluations < k:
+        raise ValueError(f"evaluations must be 0 or at least one {run.method} draw ({k} coalitions), got {evaluations}")
+    num_draws = evaluations // k
+    plan = engine.make_plan(value_fn, num_players, num_coalitions=num_draws * k, chunk_size=chunk_size, mesh=mesh,
+                            plan=plan)
+    b = draws_per_chunk(est, max(num_draws, 1), plan)
+    draw, update, finalize = _compiled(est, b)
+    evaluate = engine.batched_value_fn(value_fn, plan.mesh)
+    draws = run.draws
+    first = int(draws.num_draws)
+    with tqdm(total=num_draws * k, desc=f"{index}/{run.method}", unit="eval", disable=not progress) as bar:
+        for start in range(first, first + num_draws, b):
             masks = draw(key, start)
-            values = evaluate(engine.place(masks.reshape(b * k, num_players), mesh))
+            values = evaluate(engine.place(masks.reshape(b * k, num_players), plan.mesh))
             values = jax.device_put(engine.local_copy(values), masks.sharding).reshape(b, k)
-            valid = min(b, first + num_samples - start)
-            state = update(state, masks, values, valid)
-            bar.update(valid)
-    values, stderr = finalize(state)
-    total = int(state.num_draws)
-    return Attribution(values, stderr, total, total * k, index, est.name, resolve_d(index, d), state)
+            valid = min(b, first + num_draws - start)
+            draws = update(draws, masks, values, valid)
+            bar.update(valid * k)
+    values, stderr = finalize(draws)
+    total = int(draws.num_draws)
+    run = dataclasses.replace(run, draws=draws)
+    return Attribution(values, stderr, total, total * k, index, run.method, run.d, run)
 
 
 __all__ = [
-    "DEFAULT_METHODS",
-    "METHODS",
+    "ESTIMATORS",
     "REGRESSION_MAX_PLAYERS",
     "REGRESSION_MIN_DRAWS_PER_PLAYER",
     "Attribution",
+    "EstimateState",
+    "EstimatorEntry",
     "default_method",
     "draws_per_chunk",
     "estimate",
     "make_estimator",
+    "methods_for",
 ]

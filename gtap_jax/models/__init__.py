@@ -1,6 +1,6 @@
 """Flax networks with mask sites, and the player layout."""
 
-from gtap_jax.models.staged import PlayerLayout, SiteSpec, StagedModel, apply_site, layout_for
+from gtap_jax.models.staged import SiteSpec, StagedModel, apply_site, layout_for
 from gtap_jax.models.zoo import (
     INPUT_SHAPES,
     MLP,
@@ -18,7 +18,6 @@ __all__ = [
     "MODELS",
     "AlexNet",
     "LeNet5",
-    "PlayerLayout",
     "SiteSpec",
     "StagedModel",
     "alexnet",

@@ -1,4 +1,4 @@
-"""Networks as named stages with mask sites, and the player layout.
+"""Networks as named stages with mask sites; the layout of their players (``layout_for``).
 
 Every model is a flax module made of stages run in order. A stage that ends
 in a *mask site* produces the post-activation output of a prunable layer; the
@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
-from jaxtyping import Array, Bool
+
+from gtap_jax.layout import PlayerLayout
 
 
 class SiteSpec(NamedTuple):
@@ -37,42 +37,6 @@ class SiteSpec(NamedTuple):
     producer: str
     consumer: str
     consumer_spatial: tuple[int, int] | None = None
-
-
-class PlayerLayout(NamedTuple):
-    """Players numbered flat, layer by layer: ``((layer, size), ...)``."""
-
-    layers: tuple[tuple[str, int], ...]
-
-    @property
-    def num_players(self) -> int:
-        return sum(size for _, size in self.layers)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.layers)
-
-    def offsets(self) -> dict[str, tuple[int, int]]:
-        """``{layer: (start, stop)}`` in the flat player numbering."""
-        out, start = {}, 0
-        for name, size in self.layers:
-            out[name] = (start, start + size)
-            start += size
-        return out
-
-    def split(self, mask: Bool[Array, P]) -> dict[str, Bool[Array, _]]:
-        """Per-layer masks from a flat ``bool[P]``."""
-        if mask.shape[-1] != self.num_players:
-            raise ValueError(f"mask has {mask.shape[-1]} players, layout has {self.num_players}")
-        return {name: mask[..., a:b] for name, (a, b) in self.offsets().items()}
-
-    def join(self, masks: Mapping[str, Bool[Array, _]]) -> np.ndarray:
-        """Flat ``bool[P]`` from per-layer masks (a missing layer is all kept)."""
-        return np.concatenate([np.asarray(masks.get(n, np.ones(s, bool)), bool) for n, s in self.layers])
-
-    def player_names(self) -> list[str]:
-        """``"layer:index"`` of every player, in flat order."""
-        return [f"{n}:{i}" for n, s in self.layers for i in range(s)]
 
 
 def apply_site(h, keep, fill=None):

@@ -1,27 +1,4 @@
-"""Pruning strategies over masks: top_n, iterated_pruning, iterated_building."""
+"""Pruning strategies over masks: top_n, iterated_pruning, iterated_building (registry ``STRATEGIES``)."""
 
-from gtap_jax.strategies.pruning import (
-    STRATEGIES,
-    AttributeFn,
-    Round,
-    StrategyResult,
-    by_estimate,
-    by_exact,
-    iterated_building,
-    iterated_pruning,
-    strongest_first,
-    top_n,
-)
-
-__all__ = [
-    "STRATEGIES",
-    "AttributeFn",
-    "Round",
-    "StrategyResult",
-    "by_estimate",
-    "by_exact",
-    "iterated_building",
-    "iterated_pruning",
-    "strongest_first",
-    "top_n",
-]
+from gtap_jax.strategies.pruning import *  # noqa: F403
+from gtap_jax.strategies.pruning import __all__  # noqa: F401

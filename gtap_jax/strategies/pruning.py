@@ -1,11 +1,15 @@
 """Pruning strategies, pure over masks: top_n, iterated_pruning, iterated_building.
 
-A strategy sees a value function and an *attribute* function
-``(key, value_fn, num_players) -> Attribution`` (or a plain ``float[P]``, e.g.
-from :func:`gtap_jax.exact`). :func:`by_estimate` and :func:`by_exact` build
-attribute functions from an index spec. The iterative strategies play
-restricted sub-games (:func:`gtap_jax.games.restrict`): pruned neurons stay
-silenced; kept neurons are always present while building.
+Every strategy has one call shape, ``strategy(key, value_fn, num_players, sizes,
+attribute, *, step) -> StrategyResult``: ``sizes`` is one target size or a grid,
+and the result holds a round ending at every size of the grid
+(:meth:`StrategyResult.mask_of_size`). A strategy sees a value function and an
+*attribute* function ``(key, value_fn, num_players) -> Attribution`` (or a plain
+``float[P]``, e.g. from :func:`gtap_jax.exact`); :func:`by_estimate` and
+:func:`by_exact` build them. The iterative strategies play restricted sub-games
+(:func:`gtap_jax.games.restrict`): pruned neurons stay silenced; kept neurons
+are always present while building. Adding a strategy: one function of that
+shape and one line in ``STRATEGIES``.
 """
 
 from __future__ import annotations
@@ -17,22 +21,27 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from gtap_jax import engine
 from gtap_jax.games.subgame import restrict
-from gtap_jax.indices.estimate import estimate
-from gtap_jax.indices.exact import exact, resolve_d
+from gtap_jax.indices.base import resolve_d
+from gtap_jax.indices.estimate import default_method, estimate, make_estimator
+from gtap_jax.indices.exact import exact
+from gtap_jax.layout import strongest_first
+from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
 
 AttributeFn = Callable[[PRNGKey, ValueFn, int], Any]
 
 
 class Round(NamedTuple):
-    """One estimation round of a strategy.
+    """One round of a strategy.
 
     Attributes:
         players: ``int[F]``, full-game indices of the players scored this round.
         values, stderr: ``float[F]``, their attributions (stderr 0 when exact).
         mask: ``bool[P]``, the kept (or surviving) neurons after the round.
-        num_evaluations: coalition values computed in the round.
+        num_evaluations: coalition values computed in the round (0 when it
+            reused an earlier round's scores).
     """
 
     players: np.ndarray
@@ -43,7 +52,7 @@ class Round(NamedTuple):
 
 
 class StrategyResult(NamedTuple):
-    """Kept neurons and how the strategy got there."""
+    """The kept neurons of the last round, and every round on the way."""
 
     mask: np.ndarray
     history: tuple[Round, ...]
@@ -56,7 +65,7 @@ class StrategyResult(NamedTuple):
         """The first mask of ``size`` players in the history, and the evaluations spent to reach it.
 
         Raises:
-            KeyError: if no round ended at that size (pass it in ``stops``).
+            KeyError: if no round ended at that size (it was not among ``sizes``).
         """
         spent = 0
         for rnd in self.history:
@@ -69,34 +78,53 @@ class StrategyResult(NamedTuple):
 def by_estimate(
     index: str,
     *,
-    num_samples: int,
+    evaluations: int,
     d: float | None = None,
     method: str | None = None,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    plan: engine.Plan | None = None,
     progress: bool = False,
 ) -> AttributeFn:
-    """Attribute function that runs :func:`gtap_jax.estimate` with these settings."""
+    """Attribute function running :func:`gtap_jax.estimate` with a budget of ``evaluations`` per round.
+
+    A round spends at least two draws (so every player has a standard error):
+    where one draw costs more than half the budget (a permutation of a large
+    game), the round spends two draws. The chunk size and mesh are decided
+    once, on the first (full) game, and reused for every sub-game.
+    """
     resolve_d(index, d)
+    decided = [plan]
 
     def attribute(key, value_fn, num_players):
+        if decided[0] is None:
+            decided[0] = engine.make_plan(
+                value_fn, num_players, num_coalitions=evaluations, chunk_size=chunk_size, mesh=mesh
+            )
+        m = method or default_method(index, num_players, evaluations)
+        draw_size = make_estimator(num_players, index, d=d, method=m).draw_size
         return estimate(
-            key, value_fn, num_players, index, num_samples=num_samples, d=d, method=method,
-            chunk_size=chunk_size, mesh=mesh, progress=progress,
+            key, value_fn, num_players, index, evaluations=max(evaluations, 2 * draw_size), d=d, method=m,
+            plan=decided[0], progress=progress,
         )
 
     return attribute
 
 
 def by_exact(
-    index: str, *, d: float | None = None, chunk_size: int | None = None, mesh: Mesh | None = None
+    index: str,
+    *,
+    d: float | None = None,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    plan: engine.Plan | None = None,
 ) -> AttributeFn:
     """Attribute function that enumerates the (sub-)game exactly; for small games."""
     resolve_d(index, d)
 
     def attribute(key, value_fn, num_players):
         del key
-        return exact(value_fn, num_players, index, d=d, chunk_size=chunk_size, mesh=mesh)
+        return exact(value_fn, num_players, index, d=d, chunk_size=chunk_size, mesh=mesh, plan=plan)
 
     return attribute
 
@@ -109,14 +137,15 @@ def _scores(attribute: AttributeFn, key, value_fn, num_players):
     return values, np.zeros_like(values), 1 << num_players
 
 
-def strongest_first(values: np.ndarray) -> np.ndarray:
-    """Positions sorted by decreasing value; ties broken by position (deterministic)."""
-    return np.lexsort((np.arange(values.size), -values))
-
-
-def _check_target(r: int, num_players: int) -> None:
-    if not 1 <= r <= num_players:
-        raise ValueError(f"target size r must be in [1, {num_players}] (the number of players), got {r}")
+def _check_sizes(sizes: int | Sequence[int], num_players: int) -> list[int]:
+    """Distinct target sizes, largest first."""
+    sizes = [sizes] if isinstance(sizes, int | np.integer) else list(sizes)
+    if not sizes:
+        raise ValueError("sizes is empty; give a target size in [1, P] or a grid of them")
+    for r in sizes:
+        if not 1 <= r <= num_players:
+            raise ValueError(f"target size r must be in [1, {num_players}] (the number of players), got {r}")
+    return sorted(set(int(r) for r in sizes), reverse=True)
 
 
 def _step_count(step: int | float, remaining: int) -> int:
@@ -127,95 +156,117 @@ def _step_count(step: int | float, remaining: int) -> int:
     raise ValueError(f"step must be an int >= 1 or a fraction in (0, 1), got {step!r}")
 
 
-def top_n(key: PRNGKey, value_fn: ValueFn, num_players: int, r: int, attribute: AttributeFn) -> StrategyResult:
-    """Estimates once on the whole game and keeps the ``r`` strongest players.
+def top_n(
+    key: PRNGKey,
+    value_fn: ValueFn,
+    num_players: int,
+    sizes: int | Sequence[int],
+    attribute: AttributeFn,
+    *,
+    step: int | float | None = None,
+) -> StrategyResult:
+    """Estimates once on the whole game and keeps the strongest players, for every size.
+
+    The first round holds the estimate and the mask of the largest size; each
+    further size is a round of 0 evaluations with the same scores. ``step`` is
+    accepted for the common call shape and unused.
 
     Raises:
-        ValueError: if r is not in [1, P].
+        ValueError: if a size is not in [1, P].
     """
-    _check_target(r, num_players)
+    del step
+    sizes = _check_sizes(sizes, num_players)
     values, stderr, evals = _scores(attribute, jax.random.fold_in(key, 0), value_fn, num_players)
-    keep = np.zeros(num_players, bool)
-    keep[strongest_first(values)[:r]] = True
-    return StrategyResult(keep, (Round(np.arange(num_players), values, stderr, keep.copy(), evals),))
+    order = strongest_first(values)
+    history = []
+    for i, r in enumerate(sizes):
+        keep = np.zeros(num_players, bool)
+        keep[order[:r]] = True
+        history.append(Round(np.arange(num_players), values, stderr, keep, evals if i == 0 else 0))
+    return StrategyResult(history[-1].mask, tuple(history))
+
+
+def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) -> StrategyResult:
+    """The loop of the iterative strategies: score the free players, move some, until every size is met.
+
+    Shrinking (``grow=False``) starts with every player and drops the weakest
+    survivors; growing starts empty and adds the strongest of the rest.
+    """
+    sizes = _check_sizes(sizes, num_players)
+    if grow:
+        sizes = sizes[::-1]
+    mask = np.zeros(num_players, bool) if grow else np.ones(num_players, bool)
+    history, estimations = [], 0
+    for target in sizes:
+        while int(mask.sum()) != target:
+            size = int(mask.sum())
+            always_in, free = (mask, ~mask) if grow else (np.zeros(num_players, bool), mask)
+            sub, players = restrict(value_fn, always_in, free)
+            values, stderr, evals = _scores(attribute, jax.random.fold_in(key, estimations), sub, players.size)
+            estimations += 1
+            remaining = sizes[-1] - size if grow else players.size
+            n = min(_step_count(step, remaining), abs(target - size))
+            order = strongest_first(values)
+            mask[players[order[:n] if grow else order[players.size - n :]]] = grow
+            history.append(Round(players, values, stderr, mask.copy(), evals))
+        if not history or int(history[-1].mask.sum()) != target:  # a size met before any round: the start
+            history.append(Round(np.zeros(0, int), np.zeros(0), np.zeros(0), mask.copy(), 0))
+    return StrategyResult(mask.copy(), tuple(history))
 
 
 def iterated_pruning(
     key: PRNGKey,
     value_fn: ValueFn,
     num_players: int,
-    r: int,
+    sizes: int | Sequence[int],
     attribute: AttributeFn,
     *,
     step: int | float = 0.5,
-    stops: Sequence[int] = (),
 ) -> StrategyResult:
-    """Repeatedly re-estimates on the survivors and drops the weakest until ``r`` remain.
+    """Repeatedly re-estimates on the survivors and drops the weakest, down to every size.
 
     Round t plays the sub-game of the surviving neurons (pruned ones silenced)
     with key ``fold_in(key, t)``.
 
     Args:
         step: neurons dropped per round: an int, or a fraction of the survivors
-            (at least one); the last round drops only down to ``r``.
-        stops: sizes between P and r where a round must end, so one run yields
-            the mask of every size on a grid (read them from the history).
+            (at least one); a round never goes past the next size.
 
     Raises:
-        ValueError: if r is not in [1, P] or step is invalid.
+        ValueError: if a size is not in [1, P] or step is invalid.
     """
-    _check_target(r, num_players)
-    alive = np.ones(num_players, bool)
-    history = []
-    while alive.sum() > r:
-        sub, players = restrict(value_fn, np.zeros(num_players, bool), alive)
-        values, stderr, evals = _scores(attribute, jax.random.fold_in(key, len(history)), sub, players.size)
-        floor = max([r, *(t for t in stops if t < players.size)])
-        n_drop = min(_step_count(step, players.size), players.size - floor)
-        alive[players[strongest_first(values)[players.size - n_drop :]]] = False
-        history.append(Round(players, values, stderr, alive.copy(), evals))
-    return StrategyResult(alive, tuple(history))
+    return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=False)
 
 
 def iterated_building(
     key: PRNGKey,
     value_fn: ValueFn,
     num_players: int,
-    r: int,
+    sizes: int | Sequence[int],
     attribute: AttributeFn,
     *,
     step: int | float = 0.5,
-    stops: Sequence[int] = (),
 ) -> StrategyResult:
-    """Starts empty and repeatedly adds the strongest neurons until ``r`` are kept.
+    """Starts empty and repeatedly adds the strongest neurons, up to every size.
 
     Round t plays the sub-game of the not-yet-kept neurons with every kept
     neuron always present, with key ``fold_in(key, t)``.
 
     Args:
-        step: neurons added per round: an int, or a fraction of the ``r`` still
-            to add (at least one).
-        stops: sizes between 0 and r where a round must end, so one run yields
-            the mask of every size on a grid (read them from the history).
+        step: neurons added per round: an int, or a fraction of those still to
+            add up to the largest size (at least one); a round never goes past
+            the next size.
 
     Raises:
-        ValueError: if r is not in [1, P] or step is invalid.
+        ValueError: if a size is not in [1, P] or step is invalid.
     """
-    _check_target(r, num_players)
-    kept = np.zeros(num_players, bool)
-    history = []
-    while kept.sum() < r:
-        sub, players = restrict(value_fn, kept, ~kept)
-        values, stderr, evals = _scores(attribute, jax.random.fold_in(key, len(history)), sub, players.size)
-        size = int(kept.sum())
-        ceiling = min([r, *(t for t in stops if t > size)])
-        n_add = min(_step_count(step, r - size), ceiling - size)
-        kept[players[strongest_first(values)[:n_add]]] = True
-        history.append(Round(players, values, stderr, kept.copy(), evals))
-    return StrategyResult(kept, tuple(history))
+    return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=True)
 
 
-STRATEGIES = {"top_n": top_n, "iterated_pruning": iterated_pruning, "iterated_building": iterated_building}
+# Adding a strategy: one function of the common shape and one line here.
+STRATEGIES = Registry(
+    "strategy", {"top_n": top_n, "iterated_pruning": iterated_pruning, "iterated_building": iterated_building}
+)
 
 __all__ = [
     "STRATEGIES",
@@ -226,6 +277,5 @@ __all__ = [
     "by_exact",
     "iterated_building",
     "iterated_pruning",
-    "strongest_first",
     "top_n",
 ]

@@ -1,0 +1,108 @@
+"""What a run writes for people: results.csv, the summary table, compression curves and bands plots."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gtap_jax.uncertainty import Bands
+
+CSV_FIELDS = (
+    "method", "family", "strategy", "index", "d", "neurons", "neurons_total", "keep_fraction", "params",
+    "params_total", "flops", "flops_total", "retrain", "seed", "accuracy", "evaluations", "seconds",
+    "train_seconds",
+)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def summary_table(rows: list[dict], full_accuracy: float) -> str:
+    """Test accuracy per method (rows) and neurons kept (columns), one block per retrain mode.
+
+    Retrained cells are the mean over seeds.
+    """
+    lines = [f"trained network: test accuracy {full_accuracy:.4f}"]
+    for mode in dict.fromkeys(r["retrain"] for r in rows):
+        sub = [r for r in rows if r["retrain"] == mode]
+        sizes = sorted({r["neurons"] for r in sub}, reverse=True)
+        methods = list(dict.fromkeys(r["method"] for r in sub))
+        width = max(len(m) for m in methods) + 2
+        lines.append(f"\nretrain = {mode}: test accuracy (mean over seeds) by neurons kept")
+        lines.append("method".ljust(width) + "".join(f"{s:>9d}" for s in sizes) + "   evals")
+        for m in methods:
+            cells, evals = [], 0
+            for s in sizes:
+                acc = [r["accuracy"] for r in sub if r["method"] == m and r["neurons"] == s]
+                evals = max(evals, max((r["evaluations"] for r in sub if r["method"] == m), default=0))
+                cells.append(f"{np.mean(acc):9.4f}" if acc else " " * 9)
+            lines.append(m.ljust(width) + "".join(cells) + f"{evals:8d}")
+    return "\n".join(lines)
+
+
+def plot_curves(rows, full_accuracy, full_params, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(r["retrain"] for r in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False, sharey=True)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cmap = plt.get_cmap("tab20")
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for j, m in enumerate(methods):
+            sub = [r for r in rows if r["retrain"] == mode and r["method"] == m]
+            xs = sorted({r["params"] for r in sub})
+            acc = [[r["accuracy"] for r in sub if r["params"] == x] for x in xs]
+            mean = np.array([np.mean(a) for a in acc])
+            style = "-" if m.count("/") else "--"
+            ax.plot(xs, mean, style, marker="o", ms=3, color=cmap(j % 20), label=m)
+            if any(len(a) > 1 for a in acc):
+                ax.fill_between(xs, [min(a) for a in acc], [max(a) for a in acc], color=cmap(j % 20), alpha=0.15)
+        ax.axhline(full_accuracy, color="k", lw=0.8, ls=":", label="unpruned")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"parameters of the compacted network (unpruned: {full_params:,})")
+        ax.set_title(f"retrain: {mode}" + (" (band: min-max over seeds)" if mode != "none" else ""))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bands(bands: Bands, d: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q = np.asarray(bands.keep_fractions)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(q, bands.mean, "o-", label="mean v over Bernoulli(q) coalitions")
+    ax.fill_between(q, bands.mean - bands.std, bands.mean + bands.std, alpha=0.25, label="± 1 std")
+    qs = np.asarray(bands.quantiles)
+    ax.fill_between(q, qs[:, 0], qs[:, -1], alpha=0.1, color="C0",
+                    label=f"quantiles {bands.quantile_levels[0]:g}-{bands.quantile_levels[-1]:g}")
+    ax.axvline(d, color="C3", ls="--", label=f"chosen d = {d:.2f}")
+    ax.axhline(bands.full_value, color="k", ls=":", lw=0.8, label="v(all)")
+    ax.set_xlabel("keep fraction q")
+    ax.set_ylabel("coalition value")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+__all__ = ["CSV_FIELDS", "plot_bands", "plot_curves", "summary_table", "write_csv"]

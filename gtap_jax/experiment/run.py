@@ -1,0 +1,204 @@
+"""``run(config, workdir)``: the pruning experiment as a short list of named steps over one Context.
+
+Each step that computes something records it in ``workdir/steps/`` the moment
+it finishes (:class:`~gtap_jax.experiment.steps.Steps`); running again skips
+what is recorded, so a killed run loses at most the step in progress.
+Training checkpoints every epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from gtap_jax import data as data_lib
+from gtap_jax.compaction import compact, count_params
+from gtap_jax.engine import make_plan
+from gtap_jax.experiment import report
+from gtap_jax.experiment.context import Context, stable_id
+from gtap_jax.experiment.methods import find_masks, index_d, is_gtap, method_names
+from gtap_jax.experiment.steps import Steps, write_json
+from gtap_jax.experiment.validation import ConfigError, check_workdir, target_sizes, validate
+from gtap_jax.games.network import network_game
+from gtap_jax.layout import mask_of, masks_dict
+from gtap_jax.models import MODELS, layout_for
+from gtap_jax.train import accuracy, init_params, load_params, save_params
+from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
+
+log = logging.getLogger("gtap_jax")
+
+
+def run(config, workdir: str | os.PathLike) -> list[dict]:
+    """Runs (or resumes) the experiment ``config`` in ``workdir``.
+
+    Returns:
+        The result rows (also in ``results.json`` / ``results.csv``).
+
+    Raises:
+        ConfigError: for a config that cannot run.
+        gtap_jax.data.DataUnavailableError: when the data is missing.
+    """
+    t_start = time.perf_counter()
+    validate(config)
+    ctx = prepare(config, Path(workdir))
+    train_network(ctx)
+    build_games(ctx)
+    measure_bands(ctx)
+    names = tqdm(method_names(config), desc="methods", disable=not ctx.progress)
+    masks = {name: ctx.steps.run(f"masks/{name}", functools.partial(find_masks, ctx, name)) for name in names}
+    rows = evaluate(ctx, masks)
+    write_results(ctx, rows, time.perf_counter() - t_start)
+    return rows
+
+
+def prepare(config, workdir: Path) -> Context:
+    """Loads the data, builds the model and its players, checks the targets and the workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir(config, workdir)
+    ds = data_lib.load(
+        config.data.name, source=config.data.source or None, path=config.data.path or None, seed=config.seed,
+        **dict(config.data.options),
+    )
+    log.info("data: %s", ds.describe())
+    model = MODELS[config.model.name](num_classes=ds.num_classes, **dict(config.model.options))
+    try:
+        layout = layout_for(model, list(config.game.layers))
+    except ValueError as e:
+        raise ConfigError(f"game.layers: {e}") from None
+    sizes = target_sizes(config.targets, layout.num_players, min_size=len(layout.names))
+    return Context(config, workdir, Steps(workdir), jax.random.key(config.seed), ds, model, layout, sizes)
+
+
+def train_network(ctx: Context) -> None:
+    """Step ``train``: trains (checkpointed every epoch) and records test and validation accuracy."""
+    ds, model_dir = ctx.ds, ctx.workdir / "model"
+    ctx.init = init_params(jax.random.fold_in(ctx.key, 0), ctx.model, ds.input_shape)
+
+    def train_step():
+        params = ctx.fit(ctx.key, ctx.model, params=ctx.init, checkpoint_dir=ctx.workdir / "checkpoints" / "train")
+        save_params(model_dir / "trained", params)
+        return {"test_accuracy": accuracy(ctx.model, params, ds.x_test, ds.y_test),
+                "val_accuracy": accuracy(ctx.model, params, ds.x_val, ds.y_val)}
+
+    ctx.trained = ctx.steps.run("train", train_step)
+    ctx.params = load_params(model_dir / "trained", ctx.init)
+    log.info("trained %s: test accuracy %.4f", ctx.config.model.name, ctx.trained["test_accuracy"])
+
+
+def build_games(ctx: Context) -> None:
+    """The joint game over every player layer, the games played (it, or one per layer) and the plan."""
+    game = ctx.config.game
+    n_eval = game.eval_examples or len(ctx.ds.y_val)
+    ctx.game_data = (ctx.ds.x_val[:n_eval], ctx.ds.y_val[:n_eval])
+
+    def game_of(layers):
+        return network_game(ctx.model, ctx.params, *ctx.game_data, layers=layers, metric=game.metric,
+                            masked_value=game.masked_value, dtype=game.dtype)
+
+    ctx.value_fn, _ = game_of(ctx.layout.names)
+    ctx.plan = make_plan(ctx.value_fn, ctx.layout.num_players, chunk_size=game.chunk_size or None)
+    if game.layerwise:
+        ctx.games = [(name, *game_of([name])) for name in ctx.layout.names]
+    else:
+        ctx.games = [("all", ctx.value_fn, ctx.layout)]
+
+
+def measure_bands(ctx: Context) -> None:
+    """Step ``bands``: the uncertainty bands of the joint game; then d (from the config or the bands rule)."""
+    cfg = ctx.config
+
+    def bands_step():
+        return uncertainty_bands(
+            jax.random.fold_in(ctx.key, 1), ctx.value_fn, ctx.layout.num_players,
+            keep_fractions=list(cfg.bands.keep_fractions), num_samples=cfg.bands.num_samples, plan=ctx.plan,
+        ).to_dict()
+
+    record = ctx.steps.run("bands", bands_step)
+    bands = Bands(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in record.items()})
+    write_json(ctx.workdir / "bands.json", bands.to_dict())
+    ctx.d = float(cfg.gtap.d) if cfg.gtap.d else float(choose_d(bands, cfg.bands.rule, tolerance=cfg.bands.tolerance))
+    log.info("d = %.3g (%s)", ctx.d, "from the config" if cfg.gtap.d else f"bands rule {cfg.bands.rule}")
+    report.plot_bands(bands, ctx.d, ctx.workdir / "uncertainty_bands.png")
+
+
+def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, small) -> dict:
+    gtap = is_gtap(name)
+    strategy, index = name.split("/") if gtap else ("", "")
+    return {
+        "method": name, "family": "gtap" if gtap else "baseline", "strategy": strategy, "index": index,
+        "d": index_d(ctx, index) if gtap else None,
+        "neurons": int(mask.sum()), "neurons_total": ctx.layout.num_players,
+        "keep_fraction": float(mask.sum() / ctx.layout.num_players),
+        "evaluations": int(found["evaluations"]), "seconds": float(found["seconds"]),
+        "params": small.report.params_after, "params_total": small.report.params_before,
+        "flops": small.report.flops_after, "flops_total": small.report.flops_before,
+    }
+
+
+def _accuracy_without_retraining(ctx: Context, name: str, tag: str, small) -> dict:
+    if is_gtap(name):
+        save_params(ctx.workdir / "compact" / tag.replace("/", "__"), small.params)
+    return {"accuracy": accuracy(small.model, small.params, ctx.ds.x_test, ctx.ds.y_test)}
+
+
+def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, small, per_layer) -> dict:
+    cfg = ctx.config
+    key = jax.random.fold_in(jax.random.key(cfg.seed + 1000 * (seed + 1)), stable_id(name))
+    t0 = time.perf_counter()
+    if mode == "finetune":
+        params = ctx.fit(key, small.model, params=small.params, epochs=cfg.retrain.finetune_epochs)
+    elif name == "lottery":  # a ticket is retrained from its own initial weights
+        rewound = compact(ctx.model, ctx.init, per_layer).params
+        params = ctx.fit(key, small.model, params=rewound, epochs=cfg.retrain.epochs)
+    else:
+        params = ctx.fit(key, small.model, epochs=cfg.retrain.epochs)
+    return {"accuracy": accuracy(small.model, params, ctx.ds.x_test, ctx.ds.y_test),
+            "train_seconds": time.perf_counter() - t0}
+
+
+def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
+    """Steps ``eval/...``: test accuracy of every pruned network, per retrain mode and seed."""
+    modes = ctx.config.retrain.modes
+    rows = []
+    jobs = [(name, size) for name in masks for size in ctx.sizes]
+    for name, size in tqdm(jobs, desc="evaluating", disable=not ctx.progress):
+        found = masks[name][str(size)]
+        mask = mask_of(found["kept"], ctx.layout.num_players)
+        per_layer = masks_dict(ctx.layout, mask)
+        small = compact(ctx.model, ctx.params, per_layer, input_shape=ctx.ds.input_shape)
+        base, tag = _row_base(ctx, name, found, mask, small), f"{name}/{size}"
+        if "none" in modes:
+            plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small)
+            rec = ctx.steps.run(f"eval/{tag}/none", plain)
+            rows.append({**base, "retrain": "none", "seed": None, **rec})
+        for mode in (m for m in modes if m != "none"):
+            for seed in range(ctx.config.retrain.seeds):
+                retrain = functools.partial(_accuracy_after_retraining, ctx, name, mode, seed, small, per_layer)
+                rec = ctx.steps.run(f"eval/{tag}/{mode}/{seed}", retrain)
+                rows.append({**base, "retrain": mode, "seed": seed, **rec})
+    return rows
+
+
+def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
+    """results.json, results.csv, the compression curves and the printed summary table."""
+    summary = {
+        "model": ctx.config.model.name, "data": ctx.ds.describe(), "players": ctx.layout.num_players,
+        "layers": dict(ctx.layout.layers), "layerwise": bool(ctx.config.game.layerwise), "d": ctx.d,
+        "trained_test_accuracy": ctx.trained["test_accuracy"], "sizes": ctx.sizes, "seconds_this_run": seconds,
+    }
+    write_json(ctx.workdir / "results.json", {"summary": summary, "rows": rows})
+    report.write_csv(ctx.workdir / "results.csv", rows)
+    full = ctx.trained["test_accuracy"]
+    if rows:
+        report.plot_curves(rows, full, count_params(ctx.params), ctx.workdir / "compression_curves.png")
+    print(report.summary_table(rows, full))
+
+
+__all__ = ["build_games", "evaluate", "measure_bands", "prepare", "run", "train_network", "write_results"]

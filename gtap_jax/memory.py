@@ -1,0 +1,84 @@
+"""How many coalitions fit in one chunk: XLA's measured footprint against free device memory."""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from gtap_jax.shapes import ValueFn
+
+DEFAULT_CHUNK_SIZE = 4096
+# Share of a device's free memory that one chunk's temporaries may take.
+MEMORY_FRACTION = 0.25
+# value_fn -> {num_players: bytes of temporaries per coalition}.
+_FOOTPRINT_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def free_memory_bytes(device: jax.Device | None = None) -> int:
+    """Free memory of ``device`` (default: the first local device).
+
+    Accelerators report it through ``memory_stats()``; CPU devices share the
+    host's available physical memory.
+    """
+    device = jax.local_devices()[0] if device is None else device
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def coalition_footprint(value_fn: ValueFn, num_players: int) -> int:
+    """Bytes of device temporaries one coalition adds to a vmapped chunk.
+
+    Measured from XLA's memory analysis of two small compiled chunks (8 and
+    16 coalitions), so it accounts for the activations the suffix really
+    keeps. Cached per value function. Returns 0 if the backend reports none.
+    """
+    try:
+        per_fn = _FOOTPRINT_CACHE.setdefault(value_fn, {})
+    except TypeError:
+        per_fn = {}
+    if num_players not in per_fn:
+        temps = []
+        for k in (8, 16):
+            shape = jax.ShapeDtypeStruct((k, num_players), jnp.bool_)
+            analysis = jax.jit(jax.vmap(value_fn)).lower(shape).compile().memory_analysis()
+            temps.append(getattr(analysis, "temp_size_in_bytes", 0) if analysis is not None else 0)
+        per_fn[num_players] = max(0, (temps[1] - temps[0]) // 8)
+    return per_fn[num_players]
+
+
+def max_chunk_size(value_fn: ValueFn, num_players: int, mesh: Mesh | None = None) -> int:
+    """Largest power-of-two chunk whose temporaries fit in ``MEMORY_FRACTION`` of free memory.
+
+    On a mesh, each device holds ``chunk / devices`` coalitions; CPU devices
+    share the host's memory. Capped at ``DEFAULT_CHUNK_SIZE``.
+    """
+    mesh = _default_mesh() if mesh is None else mesh
+    per = coalition_footprint(value_fn, num_players)
+    n = 1 if mesh is None else int(mesh.devices.size)
+    first = mesh.local_devices[0] if mesh is not None else jax.local_devices()[0]
+    budget = MEMORY_FRACTION * free_memory_bytes(first)
+    if first.platform == "cpu":
+        budget /= n  # simulated CPU devices share one host memory
+    if per <= 0:
+        return DEFAULT_CHUNK_SIZE
+    per_device = max(1, int(budget // per))
+    return max(1, min(DEFAULT_CHUNK_SIZE, n * (1 << int(math.log2(per_device)))))
+
+
+def _default_mesh() -> Mesh | None:
+    from gtap_jax.engine import default_mesh
+
+    return default_mesh()
+
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "MEMORY_FRACTION", "coalition_footprint", "free_memory_bytes", "max_chunk_size"]
