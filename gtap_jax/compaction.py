@@ -67,30 +67,57 @@ def _slice_inputs(kernel: np.ndarray, keep: np.ndarray, spatial: tuple[int, int]
     return kernel[keep] if kernel.ndim == 2 else kernel[..., keep, :]
 
 
+def _fold_fill(consumer: dict, spec, removed: np.ndarray, fill: np.ndarray) -> None:
+    """Adds the constant inputs of removed neurons to the consumer's bias (in place)."""
+    if not removed.any():
+        return
+    kernel = np.asarray(consumer["kernel"], np.float64)
+    if spec.consumer_spatial is not None:  # dense over flattened (H, W, C): every position sees the constant
+        h, w = spec.consumer_spatial
+        per_input = kernel.reshape(h, w, -1, kernel.shape[-1]).sum(axis=(0, 1))
+    elif kernel.ndim == 2:
+        per_input = kernel
+    elif spec.consumer_padded:
+        raise ValueError(
+            f"{spec.consumer} is a SAME-padded conv: the constant fill of {spec.name}'s silenced channels reaches"
+            " its border outputs only in part and cannot be folded into a bias; compact with zero fills"
+        )
+    else:  # a VALID conv: every output sees the constant through the whole kernel
+        per_input = kernel.reshape(-1, kernel.shape[-2], kernel.shape[-1]).sum(axis=0)
+    shift = fill[removed].astype(np.float64) @ per_input[removed]
+    consumer["bias"] = (np.asarray(consumer["bias"], np.float64) + shift).astype(np.asarray(consumer["bias"]).dtype)
+
+
 def compact(
     model: StagedModel,
     params: PyTree,
     masks: Mapping[str, np.ndarray],
     *,
     input_shape: Sequence[int] | None = None,
+    fills: Mapping[str, np.ndarray] | None = None,
 ) -> Compacted:
     """Removes the silenced neurons: a smaller network with the same outputs.
 
     Each masked site's producer loses the removed output units (conv: output
     channels) and the consumer loses the matching inputs. The compacted
-    network's outputs equal the zero-masked network's.
+    network's outputs equal the masked network's: zero-masked by default; with
+    ``fills`` (a silenced neuron outputs a constant, e.g. its mean activation:
+    ``network_game(masked_value="mean")``), the constants' contribution is
+    folded into the consumer's bias.
 
     Args:
         model: a :class:`StagedModel`.
         params: its parameters (the ``"params"`` collection).
         masks: ``{site: bool[units]}``; sites not named are kept whole.
         input_shape: shape of one input example, to report FLOPs (NaN if omitted).
+        fills: ``{site: float[units]}``, the constant output of each silenced neuron.
 
     Returns:
         :class:`Compacted` (model, params, size report).
 
     Raises:
-        ValueError: for an unknown site or a mask of the wrong size.
+        ValueError: for an unknown site, a mask of the wrong size, or fills
+            before a SAME-padded conv (not foldable into a bias).
 
     A site with every neuron removed makes the network's output constant.
     Flax layers cannot have zero units, so it keeps one dead unit whose
@@ -114,6 +141,8 @@ def compact(
         if dead:
             keep = np.zeros_like(keep)
             keep[0] = True
+        if fills is not None and spec.name in fills:
+            _fold_fill(new[spec.consumer], spec, ~np.asarray(masks[spec.name], bool), np.asarray(fills[spec.name]))
         new[spec.producer]["kernel"] = new[spec.producer]["kernel"][..., keep]
         new[spec.producer]["bias"] = new[spec.producer]["bias"][keep]
         new[spec.consumer]["kernel"] = _slice_inputs(new[spec.consumer]["kernel"], keep, spec.consumer_spatial)

@@ -37,6 +37,8 @@ COALITION_AXIS = "coalitions"
 # weak reference to value_fn, so a game (and the evaluation data it closes over)
 # is freed once the caller drops it.
 _BATCHED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# value_fn -> {num_players it was checked to accept}.
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def coalition_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -237,6 +239,46 @@ def _as_masks(masks) -> np.ndarray:
     raise ValueError(f"masks must be boolean (or 0/1 integers), got dtype {arr.dtype} with values {np.unique(arr)[:5]}")
 
 
+def check_finite(values, total: int | None = None) -> None:
+    """Raises if any coalition value is NaN or infinite (they would flow into every player's index).
+
+    Raises:
+        ValueError: naming how many of the values are not finite.
+    """
+    bad = int(np.sum(~np.isfinite(np.asarray(values))))
+    if bad:
+        total = np.asarray(values).size if total is None else total
+        raise ValueError(
+            f"{bad} of {total} coalition values are NaN or infinite; the value function must return finite"
+            " values (check the model's parameters and the evaluation data)"
+        )
+
+
+def check_players(value_fn: ValueFn, num_players: int) -> None:
+    """Traces ``value_fn`` on one coalition of ``num_players`` players (no computation; once per game and P).
+
+    Raises:
+        ValueError: when it cannot take ``bool[num_players]`` or does not return a scalar.
+    """
+    try:
+        checked = _CHECKED.setdefault(value_fn, set())
+    except TypeError:  # not weak-referenceable: check every time
+        checked = set()
+    if num_players in checked:
+        return
+    try:
+        out = jax.eval_shape(value_fn, jax.ShapeDtypeStruct((num_players,), jnp.bool_))
+    except (TypeError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"the value function fails on a coalition of {num_players} players ({type(e).__name__}: {first});"
+            " does num_players match the game?"
+        ) from e
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"a value function must return one scalar per coalition, got shape {out.shape}")
+    checked.add(num_players)
+
+
 def evaluate_coalitions(
     value_fn: ValueFn,
     masks: Bool[Array, "C P"] | np.ndarray,
@@ -265,7 +307,8 @@ def evaluate_coalitions(
 
     Raises:
         ValueError: if ``masks`` is not two-dimensional, not boolean (or 0/1
-            integers), or if ``value_fn`` does not return one scalar.
+            integers), if ``value_fn`` does not return one scalar, or if a
+            value is NaN or infinite.
     """
     # Chunks are cut on the host: slicing a device array at a new offset each
     # chunk would compile a new slice for every offset.
@@ -273,6 +316,7 @@ def evaluate_coalitions(
     total = masks.shape[0]
     if total == 0:
         return jnp.zeros((0,), jnp.float32)
+    check_players(value_fn, masks.shape[1])
     decided = make_plan(value_fn, masks.shape[1], num_coalitions=total, chunk_size=chunk_size, mesh=mesh, plan=plan)
     chunk, mesh = decided.chunk(total), decided.mesh
     fn = batched_value_fn(value_fn, mesh)
@@ -281,7 +325,9 @@ def evaluate_coalitions(
         masks = np.concatenate([masks, np.zeros((pad, masks.shape[1]), bool)])
     # Dispatch every chunk before reading any back, so chunks pipeline.
     outs = [fn(place(masks[s : s + chunk], mesh)) for s in range(0, total + pad, chunk)]
-    return jnp.asarray(np.concatenate([np.asarray(o) for o in outs])[:total])
+    values = np.concatenate([np.asarray(o) for o in outs])[:total]
+    check_finite(values)
+    return jnp.asarray(values)
 
 
 __all__ = [
@@ -289,6 +335,8 @@ __all__ = [
     "SMALL_CALL",
     "Plan",
     "batched_value_fn",
+    "check_finite",
+    "check_players",
     "coalition_mesh",
     "default_mesh",
     "evaluate_coalitions",

@@ -1,15 +1,19 @@
 """Command line: ``python -m gtap_jax.prune --config FILE.py[:variant] --workdir DIR [--config.X=V ...]``.
 
-Also installed as the ``gtap-prune`` console script. Bad input (an unknown
-field, dataset or method, a target larger than the game, missing data, a
-workdir holding another config's results) ends with one ``error:`` line and
-exit status 2.
+Also installed as the ``gtap-prune`` console script. Bad input (a missing or
+broken config file, an unknown field, a value of the wrong type or range, an
+unknown dataset or method, a target larger than the game, missing or unreadable
+data, a workdir that is a file, holds another config's results or is in use by
+another run) ends with one ``error:`` line and exit status 2; nothing is
+written to the workdir before the config has passed every check. An
+unexpected internal error keeps its traceback.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
@@ -25,6 +29,39 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _config_arg(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _check_config_file(argv: list[str]) -> None:
+    """A missing or unparsable config file is a one-line error (absl would print a traceback)."""
+    arg = _config_arg(argv)
+    if arg is None:
+        return
+    path = Path(arg.split(":", 1)[0])
+    if not path.is_file():
+        _fail(f"config file {path} not found (--config FILE.py[:variant])")
+    try:
+        compile(path.read_text(), str(path), "exec")
+    except SyntaxError as e:
+        _fail(f"config file {path} has a syntax error at line {e.lineno}: {e.msg}")
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read config file {path}: {e}")
+
+
+def _last_line(error: Exception) -> str:
+    """The message of an error raised while loading a config (absl wraps it with the traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "Traceback" in str(error):
+        return lines[-1] if lines else type(error).__name__
+    return " ".join(lines)
+
+
 def _main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}")
@@ -38,21 +75,26 @@ def _main(argv) -> None:
 
     try:
         experiment.run(_CONFIG.value, _WORKDIR.value)
-    except (experiment.ConfigError, DataUnavailableError) as e:
+    except (experiment.ConfigError, DataUnavailableError, experiment.WorkdirBusyError) as e:
         _fail(str(e))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parses the flags (one-line errors) and runs the experiment."""
     argv = sys.argv if argv is None else argv
+    _check_config_file(argv)
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as e:
-        _fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
+        message = _last_line(e)
+        prefix = "" if "Traceback" not in str(e) else "loading the config: "
+        _fail(prefix + message)
     except (KeyError, AttributeError) as e:  # a locked ConfigDict refuses a field it does not have
         _fail(f"no such config field: {str(e).strip(chr(34))} (check the --config.* overrides)")
     except (ValueError, TypeError) as e:  # raised by get_config or a badly typed override
         _fail(f"bad config: {e}")
+    except (OSError, ImportError) as e:  # the config file could not be loaded
+        _fail(f"loading the config: {_last_line(e)}")
     _main(rest)
 
 

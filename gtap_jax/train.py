@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
 from gtap_jax.models.staged import StagedModel
 from gtap_jax.shapes import PyTree
@@ -30,13 +30,20 @@ def init_params(key, model: StagedModel, input_shape: Sequence[int]) -> PyTree:
 
 
 def accuracy(
-    model: StagedModel, params: PyTree, x, y, *, masks: Mapping | None = None, batch_size: int = 1000
+    model: StagedModel,
+    params: PyTree,
+    x,
+    y,
+    *,
+    masks: Mapping | None = None,
+    fills: Mapping | None = None,
+    batch_size: int = 1000,
 ) -> float:
-    """Accuracy on ``(x, y)`` in batches, optionally with neurons silenced by ``masks``."""
+    """Accuracy on ``(x, y)`` in batches, optionally with neurons silenced by ``masks`` (to ``fills``, default 0)."""
     fn = _predict_fn(model)
     correct = 0
     for s in range(0, len(y), batch_size):
-        logits = fn(params, jnp.asarray(x[s : s + batch_size]), masks)
+        logits = fn(params, jnp.asarray(x[s : s + batch_size]), masks, fills)
         correct += int(jnp.sum(jnp.argmax(logits, -1) == jnp.asarray(y[s : s + batch_size])))
     return correct / max(len(y), 1)
 
@@ -46,7 +53,7 @@ _PREDICT: dict = {}
 
 def _predict_fn(model):
     if model not in _PREDICT:
-        _PREDICT[model] = jax.jit(lambda p, x, m: model.apply({"params": p}, x, masks=m))
+        _PREDICT[model] = jax.jit(lambda p, x, m, f: model.apply({"params": p}, x, masks=m, fills=f))
     return _PREDICT[model]
 
 

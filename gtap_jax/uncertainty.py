@@ -126,7 +126,8 @@ def choose_d(bands: Bands, rule: str = "max_std", *, tolerance: float = 0.01) ->
     """Picks d for beta_d from uncertainty bands.
 
     Rules:
-        ``"max_std"`` (the paper's): the keep fraction whose v has the largest
+        ``"max_std"`` (our reading of the paper's bands; the text we can reach does
+        not state the rule): the keep fraction whose v has the largest (finite)
         standard deviation, i.e. where the network is most uncertain.
         ``"min_keep_within"``: the smallest keep fraction whose mean v is within
         ``tolerance`` of v(all players); a conservative d that keeps the game
@@ -135,10 +136,13 @@ def choose_d(bands: Bands, rule: str = "max_std", *, tolerance: float = 0.01) ->
     The result is clipped into (0, 1): q = 1 is not a valid d.
 
     Raises:
-        ValueError: for an unknown rule.
+        ValueError: for an unknown rule, or ``max_std`` on bands without a finite std.
     """
     if rule == "max_std":
-        q = bands.keep_fractions[int(np.argmax(bands.std))]
+        std = np.asarray(bands.std, np.float64)
+        if not np.any(np.isfinite(std)):
+            raise ValueError("no finite spread in the bands: every std is NaN (too few samples per keep fraction?)")
+        q = bands.keep_fractions[int(np.nanargmax(np.where(np.isfinite(std), std, np.nan)))]
     elif rule == "min_keep_within":
         ok = np.flatnonzero(np.abs(bands.mean - bands.full_value) <= tolerance)
         qs = bands.keep_fractions

@@ -49,7 +49,7 @@ def test_compiles_once_per_chunk_size():
     for c in (3, 64, 100, 257, 1000):
         out = evaluate_coalitions(value, _random_masks(c, c, 6), chunk_size=64)
         assert out.shape == (c,)
-    assert len(traces) == 1
+    assert len(traces) == 2  # one shape check (eval_shape) and one compilation, for every C
 
 
 @pytest.mark.parametrize("make_game", [lambda: lookup_game(random_lookup_table(1, 10)), lambda: _tanh_net_game(10)])
@@ -153,3 +153,19 @@ def test_chunk_size_follows_free_memory(monkeypatch):
     got = evaluate_coalitions(game, masks)
     assert set(calls) == {64}
     np.testing.assert_allclose(np.asarray(got), np.asarray(jax.vmap(game)(jnp.asarray(masks))), rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_values_and_a_wrong_player_count_are_errors():
+    import gtap_jax as g
+
+    def nan_when_first(s):
+        return jnp.where(s[0], jnp.nan, jnp.sum(s).astype(jnp.float32))
+
+    with pytest.raises(ValueError, match="1 of 2 coalition values are NaN or infinite"):
+        evaluate_coalitions(nan_when_first, np.array([[1, 0, 0], [0, 1, 1]], bool))
+    with pytest.raises(ValueError, match="of 64 coalition values are NaN or infinite"):
+        g.estimate(jax.random.key(0), nan_when_first, 3, "banzhaf", evaluations=64)
+    with pytest.raises(ValueError, match="4 of 8 coalition values"):
+        g.exact(nan_when_first, 3, "shapley")
+    with pytest.raises(ValueError, match="fails on a coalition of 4 players.*does num_players match"):
+        g.exact(additive_game(np.ones(5)), 4, "shapley")

@@ -10,7 +10,7 @@ import pytest
 
 from gtap_jax import compact, evaluate_coalitions, network_game
 from gtap_jax.data import synthetic
-from gtap_jax.games.network import metric_value
+from gtap_jax.games.network import mean_activations, metric_value
 from gtap_jax.models import LeNet5, alexnet, layout_for, lenet300, text_mlp
 from gtap_jax.train import init_params
 
@@ -80,6 +80,26 @@ def test_compact_equals_masked_network(net):
     r = small.report
     assert r.params_after < r.params_before and r.flops_after < r.flops_before
     assert r.neurons_after == sum(int(m.sum()) for m in masks.values())
+
+
+def test_compact_folds_mean_fills_into_biases(net):
+    """With masked_value="mean" the compacted network must equal the game's network, fills included."""
+    model, params, ds = net
+    rng = np.random.default_rng(4)
+    masks = {n: rng.random(s) < 0.5 for n, s in model.site_sizes().items()}
+    last = list(masks)[-1]
+    masks[last][:] = False  # an emptied layer too: its dead unit's fill must still reach the next layer
+    fills = {n: np.asarray(v) for n, v in mean_activations(model, params, ds.x_test, list(masks)).items()}
+    x = jnp.asarray(ds.x_test)
+    want = model.apply({"params": params}, x, masks={n: jnp.asarray(m) for n, m in masks.items()}, fills=fills)
+    if any(s.consumer_padded for s in model.site_specs()):  # AlexNet: conv -> SAME conv cannot fold
+        with pytest.raises(ValueError, match="SAME-padded"):
+            compact(model, params, masks, fills=fills)
+        return
+    small = compact(model, params, masks, fills=fills)
+    np.testing.assert_allclose(small.model.apply({"params": small.params}, x), want, rtol=1e-4, atol=1e-4)
+    zero = compact(model, params, masks)
+    assert not np.allclose(zero.model.apply({"params": zero.params}, x), want, atol=1e-3)  # the fold matters
 
 
 def test_compact_emptied_layer_is_constant(net):

@@ -49,11 +49,14 @@ def base_config() -> ml_collections.ConfigDict:
     )
     c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands
     c.gtap.evaluations = 8192  # coalition values per estimation round (samples = this / draw size)
+    # coalition values between saved estimator states within one round (0 = save whole rounds only);
+    # a stopped run resumes from the last save, with the same result
+    c.gtap.checkpoint_every = 65536
     c.gtap.step = 0.5  # iterated strategies: fraction (or int count) of neurons dropped/added per round
 
     c.baselines = ("wmp", "wgmp", "random", "lottery")  # baselines at the same neuron granularity
 
-    c.targets = (0.5, 0.3, 0.2, 0.1, 0.05)  # kept neurons: keep fractions in (0, 1) or neuron counts
+    c.targets = (0.5, 0.3, 0.2, 0.1, 0.05)  # keep fractions (floats in (0, 1]; 1.0 = all) or counts (ints)
 
     c.retrain = ml_collections.ConfigDict()
     c.retrain.modes = ("none", "scratch")  # none | scratch (compacted net from random init) | finetune

@@ -7,9 +7,12 @@ tests and benchmarks only and says so in its name and ``source``.
 
 from __future__ import annotations
 
+import struct
+import zipfile
+
 import numpy as np
 
-from gtap_jax.data.base import Dataset, DataUnavailableError, stratified_split
+from gtap_jax.data.base import DataFormatError, Dataset, DataUnavailableError, check_dataset, stratified_split
 from gtap_jax.data.mnist import load_embedded, load_path, load_tfds
 from gtap_jax.data.text import DEFAULT_VOCAB_SIZE, TEXT_SETS, load_text, vectorize
 from gtap_jax.data.tiny_imagenet import load_tiny_imagenet
@@ -35,13 +38,28 @@ def load(name: str, *, source: str | None = None, path: str | None = None, seed:
 
     Raises:
         ValueError: for an unknown name or source.
-        DataUnavailableError: when the data is not there, with how to provide it.
+        DataUnavailableError: when the data is not there, with how to provide it;
+            ``DataFormatError`` (a subclass) when it is there but unreadable,
+            too small to split, or labelled outside [0, num_classes).
     """
     if name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {list(SOURCES)}")
     source = SOURCES[name][0] if source is None else source
     if source not in SOURCES[name]:
         raise ValueError(f"unknown source {source!r} for {name}; expected one of {SOURCES[name]}")
+    if source != "path":
+        return check_dataset(_load(name, source, path, seed, **kwargs))
+    try:
+        ds = _load(name, source, path, seed, **kwargs)
+    except DataUnavailableError:
+        raise
+    except (ValueError, OSError, KeyError, EOFError, IndexError, struct.error, zipfile.BadZipFile) as e:
+        # A file the user pointed at that cannot be parsed: say which and why, without a traceback.
+        raise DataFormatError(f"cannot read {name} from {path}: {type(e).__name__}: {e}") from e
+    return check_dataset(ds)
+
+
+def _load(name: str, source: str, path, seed: int, **kwargs) -> Dataset:
     if name == "mnist":
         if source == "embedded":
             return load_embedded(seed)
@@ -72,8 +90,10 @@ __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "SOURCES",
     "TEXT_SETS",
+    "DataFormatError",
     "DataUnavailableError",
     "Dataset",
+    "check_dataset",
     "load",
     "load_embedded",
     "load_path",

@@ -11,6 +11,10 @@ class DataUnavailableError(RuntimeError):
     """Requested data is not on this machine; the message says how to provide it."""
 
 
+class DataFormatError(DataUnavailableError):
+    """The data is there but cannot be used (unreadable file, bad labels, too few examples)."""
+
+
 class Dataset(NamedTuple):
     """Train / validation / test splits as numpy arrays.
 
@@ -49,3 +53,31 @@ def stratified_split(y: np.ndarray, fractions: tuple[float, float, float], seed:
         for part, chunk in zip(parts, np.split(idx, (bounds * len(idx)).round().astype(int)), strict=True):
             part.append(chunk)
     return [rng.permutation(np.concatenate(p)) for p in parts]
+
+
+def check_dataset(ds: Dataset) -> Dataset:
+    """Checks what training and the games assume of a data set.
+
+    Raises:
+        DataFormatError: for an empty split, inputs and labels of different
+            lengths, labels that are not integers in [0, num_classes), or
+            inputs that are not finite.
+    """
+    total = len(ds.y_train) + len(ds.y_val) + len(ds.y_test)
+    for split in ("train", "val", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        where = f"{ds.name} ({ds.source}), {split} split"
+        if len(y) == 0:
+            raise DataFormatError(f"{where} is empty ({total} examples in all): too few examples to split")
+        if len(x) != len(y):
+            raise DataFormatError(f"{where}: {len(x)} inputs but {len(y)} labels")
+        if not np.issubdtype(np.asarray(y).dtype, np.integer):
+            raise DataFormatError(f"{where}: labels must be integer class ids, got dtype {np.asarray(y).dtype}")
+        if y.min() < 0 or y.max() >= ds.num_classes:
+            raise DataFormatError(
+                f"{where}: labels must lie in [0, {ds.num_classes}) for {ds.num_classes} classes, found"
+                f" {int(y.min())}..{int(y.max())}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise DataFormatError(f"{where}: inputs contain NaN or infinite values")
+    return ds

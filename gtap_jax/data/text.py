@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtap_jax.data.base import Dataset, DataUnavailableError, stratified_split
+from gtap_jax.data.base import DataFormatError, Dataset, DataUnavailableError, stratified_split
 
 DEFAULT_VOCAB_SIZE = 5000
 TEXT_SETS = {
@@ -42,7 +42,14 @@ def _read_table(path: Path):
     else:
         raise DataUnavailableError(f"unsupported file {path}; use one of {_SUFFIXES}")
     if not {"text", "label"} <= set(df.columns):
-        raise DataUnavailableError(f"{path} needs columns 'text' and 'label', has {list(df.columns)}")
+        raise DataFormatError(f"{path} needs columns 'text' and 'label', has {list(df.columns)}")
+    if len(df) == 0:
+        raise DataFormatError(f"{path} has no rows")
+    if not pd.api.types.is_integer_dtype(df["label"]):
+        example = df["label"].iloc[0]
+        raise DataFormatError(
+            f"{path}: labels must be integer class ids, got {df['label'].dtype} values such as {example!r}"
+        )
     return df["text"].astype(str).tolist(), df["label"].to_numpy(np.int32)
 
 

@@ -1,15 +1,20 @@
 """The pruning experiment: ``run(config, workdir)``, the only reader of a config.
 
-Split by job: ``steps`` (the resumable step store), ``validation`` (config
-checks, target sizes, the workdir's config record), ``context`` (the state a
-run's steps share), ``methods`` (kept neurons of every GTAP method and
-baseline, looked up in their registries), ``report`` (CSV, table, plots) and
-``run`` (the steps in order).
+Split by job: ``steps`` (the resumable step store; records carry a checksum
+and the config hash), ``lock`` (one run per workdir), ``validation`` (every
+config field checked before any work, target sizes, the workdir's config
+record), ``context`` (the state a run's steps share), ``methods`` (kept neurons
+of every GTAP method and baseline, looked up in their registries; estimation
+progress saved mid-step), ``report`` (CSV, table, plots) and ``run`` (the steps
+in order).
 """
 
+from gtap_jax.experiment.lock import WorkdirBusyError
 from gtap_jax.experiment.report import summary_table
 from gtap_jax.experiment.run import run
 from gtap_jax.experiment.steps import Steps
 from gtap_jax.experiment.validation import RETRAIN_MODES, ConfigError, target_sizes, validate
 
-__all__ = ["RETRAIN_MODES", "ConfigError", "Steps", "run", "summary_table", "target_sizes", "validate"]
+__all__ = [
+    "RETRAIN_MODES", "ConfigError", "Steps", "WorkdirBusyError", "run", "summary_table", "target_sizes", "validate",
+]

@@ -31,6 +31,8 @@ class Context:
         game_data: ``(x, y)``, the validation examples the games are played on.
         plan: chunk size and mesh, decided once for every estimate of the run.
         d: the chosen d of beta_d.
+        values_per_second: coalition values per second measured on the bands (for expected times).
+        fills: ``{layer: float[units]}`` silenced neurons' outputs when ``game.masked_value="mean"``, else None.
     """
 
     config: Any
@@ -49,6 +51,8 @@ class Context:
     game_data: tuple | None = None
     plan: Plan | None = None
     d: float | None = None
+    values_per_second: float | None = None
+    fills: dict | None = None
 
     @property
     def progress(self) -> bool:

@@ -14,9 +14,9 @@ import numpy as np
 
 from gtap_jax.baselines import BASELINES, BaselineInputs
 from gtap_jax.experiment.context import Context, method_key
-from gtap_jax.indices import INDICES
+from gtap_jax.experiment.progress import checkpointed_attribute
 from gtap_jax.layout import allocate
-from gtap_jax.strategies import STRATEGIES, by_estimate
+from gtap_jax.strategies import STRATEGIES
 
 
 def method_names(config) -> list[str]:
@@ -28,21 +28,6 @@ def is_gtap(name: str) -> bool:
     return "/" in name
 
 
-def index_d(ctx: Context, index: str) -> float | None:
-    """The d an index is played with in this run: its fixed d, the chosen d, or None."""
-    spec = INDICES[index]
-    if not spec.takes_d:
-        return None
-    return spec.fixed_d if spec.fixed_d is not None else ctx.d
-
-
-def _attribute(ctx: Context, index: str):
-    return by_estimate(
-        index, evaluations=ctx.config.gtap.evaluations, d=index_d(ctx, index),
-        method=ctx.config.gtap.methods.get(index) or None, plan=ctx.plan, progress=ctx.progress,
-    )
-
-
 def _game_sizes(ctx: Context, game_name: str) -> dict[int, int]:
     """Target size of the run -> size in this game: the whole size for one joint game, else a layer's share."""
     if len(ctx.games) == 1:
@@ -50,16 +35,25 @@ def _game_sizes(ctx: Context, game_name: str) -> dict[int, int]:
     return {s: allocate(ctx.layout, s)[game_name] for s in ctx.sizes}
 
 
+def game_sizes(ctx: Context) -> list[dict[int, int]]:
+    """For each game: target size of the run -> size in that game."""
+    return [_game_sizes(ctx, game_name) for game_name, _, _ in ctx.games]
+
+
 def gtap_masks(ctx: Context, name: str) -> dict:
-    """The record of one GTAP method (``strategy/index``): one strategy run per game serves every size."""
+    """The record of one GTAP method (``strategy/index``): one strategy run per game serves every size.
+
+    Each game's estimation rounds save their progress (:mod:`.progress`), so a
+    stopped step resumes mid-way.
+    """
     strategy, index = name.split("/")
-    attribute = _attribute(ctx, index)
     key = method_key(ctx, 2, name)
     offsets = ctx.layout.offsets()
     per_size = {s: {"kept": [], "evaluations": 0, "seconds": 0.0} for s in ctx.sizes}
     for g, (game_name, fn, game_layout) in enumerate(ctx.games):
         start = 0 if len(ctx.games) == 1 else offsets[game_name][0]
         game_sizes = _game_sizes(ctx, game_name)
+        attribute = checkpointed_attribute(ctx, name, g, index)
         t0 = time.perf_counter()
         res = STRATEGIES[strategy](
             jax.random.fold_in(key, g), fn, game_layout.num_players, sorted(set(game_sizes.values())), attribute,
@@ -96,4 +90,4 @@ def find_masks(ctx: Context, name: str) -> dict:
     return gtap_masks(ctx, name) if is_gtap(name) else baseline_masks(ctx, name)
 
 
-__all__ = ["baseline_masks", "find_masks", "gtap_masks", "index_d", "is_gtap", "method_names"]
+__all__ = ["baseline_masks", "find_masks", "game_sizes", "gtap_masks", "is_gtap", "method_names"]

@@ -16,17 +16,26 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
 from gtap_jax import data as data_lib
 from gtap_jax.compaction import compact, count_params
 from gtap_jax.engine import make_plan
 from gtap_jax.experiment import report
 from gtap_jax.experiment.context import Context, stable_id
-from gtap_jax.experiment.methods import find_masks, index_d, is_gtap, method_names
+from gtap_jax.experiment.lock import workdir_lock
+from gtap_jax.experiment.methods import find_masks, game_sizes, is_gtap, method_names
+from gtap_jax.experiment.progress import clear_partial, expected_evaluations, index_d, say_expected_time
 from gtap_jax.experiment.steps import Steps, write_json
-from gtap_jax.experiment.validation import ConfigError, check_workdir, target_sizes, validate
-from gtap_jax.games.network import network_game
+from gtap_jax.experiment.validation import (
+    ConfigError,
+    check_workdir,
+    config_hash,
+    record_config,
+    target_sizes,
+    validate,
+)
+from gtap_jax.games.network import mean_activations, network_game
 from gtap_jax.layout import mask_of, masks_dict
 from gtap_jax.models import MODELS, layout_for
 from gtap_jax.train import accuracy, init_params, load_params, save_params
@@ -47,21 +56,26 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
     """
     t_start = time.perf_counter()
     validate(config)
-    ctx = prepare(config, Path(workdir))
-    train_network(ctx)
-    build_games(ctx)
-    measure_bands(ctx)
-    names = tqdm(method_names(config), desc="methods", disable=not ctx.progress)
-    masks = {name: ctx.steps.run(f"masks/{name}", functools.partial(find_masks, ctx, name)) for name in names}
-    rows = evaluate(ctx, masks)
-    write_results(ctx, rows, time.perf_counter() - t_start)
+    workdir = Path(workdir)
+    try:
+        check_workdir(config, workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot use --workdir {workdir}: {e.strerror or e}") from None
+    with workdir_lock(workdir):
+        ctx = prepare(config, workdir)
+        record_config(config, workdir)  # only now: a refused config leaves nothing behind
+        train_network(ctx)
+        build_games(ctx)
+        measure_bands(ctx)
+        masks = find_all_masks(ctx)
+        rows = evaluate(ctx, masks)
+        write_results(ctx, rows, time.perf_counter() - t_start)
     return rows
 
 
 def prepare(config, workdir: Path) -> Context:
-    """Loads the data, builds the model and its players, checks the targets and the workdir."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    check_workdir(config, workdir)
+    """Loads the data, builds the model and its players, checks the target sizes against them."""
     ds = data_lib.load(
         config.data.name, source=config.data.source or None, path=config.data.path or None, seed=config.seed,
         **dict(config.data.options),
@@ -73,7 +87,10 @@ def prepare(config, workdir: Path) -> Context:
     except ValueError as e:
         raise ConfigError(f"game.layers: {e}") from None
     sizes = target_sizes(config.targets, layout.num_players, min_size=len(layout.names))
-    return Context(config, workdir, Steps(workdir), jax.random.key(config.seed), ds, model, layout, sizes)
+    if ds.num_classes < 2:
+        raise ConfigError(f"data {ds.describe()}: a classifier needs at least 2 classes")
+    steps = Steps(workdir, config_hash(config))
+    return Context(config, workdir, steps, jax.random.key(config.seed), ds, model, layout, sizes)
 
 
 def train_network(ctx: Context) -> None:
@@ -82,7 +99,8 @@ def train_network(ctx: Context) -> None:
     ctx.init = init_params(jax.random.fold_in(ctx.key, 0), ctx.model, ds.input_shape)
 
     def train_step():
-        params = ctx.fit(ctx.key, ctx.model, params=ctx.init, checkpoint_dir=ctx.workdir / "checkpoints" / "train")
+        checkpoints = ctx.workdir / "checkpoints" / f"train-{ctx.steps.config_hash}"  # never another config's
+        params = ctx.fit(ctx.key, ctx.model, params=ctx.init, checkpoint_dir=checkpoints)
         save_params(model_dir / "trained", params)
         return {"test_accuracy": accuracy(ctx.model, params, ds.x_test, ds.y_test),
                 "val_accuracy": accuracy(ctx.model, params, ds.x_val, ds.y_val)}
@@ -103,6 +121,9 @@ def build_games(ctx: Context) -> None:
                             masked_value=game.masked_value, dtype=game.dtype)
 
     ctx.value_fn, _ = game_of(ctx.layout.names)
+    if game.masked_value == "mean":  # the pruned networks evaluated are the game's: silenced neurons at their mean
+        ctx.fills = {n: np.asarray(v) for n, v in mean_activations(ctx.model, ctx.params, ctx.game_data[0],
+                                                                   ctx.layout.names).items()}
     ctx.plan = make_plan(ctx.value_fn, ctx.layout.num_players, chunk_size=game.chunk_size or None)
     if game.layerwise:
         ctx.games = [(name, *game_of([name])) for name in ctx.layout.names]
@@ -115,17 +136,34 @@ def measure_bands(ctx: Context) -> None:
     cfg = ctx.config
 
     def bands_step():
-        return uncertainty_bands(
+        t0 = time.perf_counter()
+        bands = uncertainty_bands(
             jax.random.fold_in(ctx.key, 1), ctx.value_fn, ctx.layout.num_players,
             keep_fractions=list(cfg.bands.keep_fractions), num_samples=cfg.bands.num_samples, plan=ctx.plan,
-        ).to_dict()
+        )
+        values = len(bands.keep_fractions) * bands.num_samples + 2
+        return {**bands.to_dict(), "values_per_second": values / (time.perf_counter() - t0)}
 
-    record = ctx.steps.run("bands", bands_step)
+    record = dict(ctx.steps.run("bands", bands_step))
+    ctx.values_per_second = record.pop("values_per_second", None)
     bands = Bands(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in record.items()})
     write_json(ctx.workdir / "bands.json", bands.to_dict())
     ctx.d = float(cfg.gtap.d) if cfg.gtap.d else float(choose_d(bands, cfg.bands.rule, tolerance=cfg.bands.tolerance))
     log.info("d = %.3g (%s)", ctx.d, "from the config" if cfg.gtap.d else f"bands rule {cfg.bands.rule}")
     report.plot_bands(bands, ctx.d, ctx.workdir / "uncertainty_bands.png")
+
+
+def find_all_masks(ctx: Context) -> dict[str, dict]:
+    """Steps ``masks/...``: the kept neurons of every method, each step's expected time said first."""
+    masks = {}
+    for name in tqdm(method_names(ctx.config), desc="methods", disable=not ctx.progress):
+        step = f"masks/{name}"
+        if is_gtap(name) and ctx.steps.get(step) is None:
+            strategy, index = name.split("/")
+            say_expected_time(ctx, step, expected_evaluations(ctx, strategy, index, game_sizes(ctx)))
+        masks[name] = ctx.steps.run(step, functools.partial(find_masks, ctx, name))
+        clear_partial(ctx, name)
+    return masks
 
 
 def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, small) -> dict:
@@ -142,10 +180,25 @@ def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, small) -> 
     }
 
 
-def _accuracy_without_retraining(ctx: Context, name: str, tag: str, small) -> dict:
+def _pruned(ctx: Context, per_layer, small):
+    """The pruned network as the game played it: ``small`` (zero fills), compacted with the fills folded
+    into the next layers' biases, or None where they cannot be folded (then the masked network is used)."""
+    if ctx.fills is None:
+        return small
+    try:
+        return compact(ctx.model, ctx.params, per_layer, fills=ctx.fills)
+    except ValueError:
+        return None
+
+
+def _accuracy_without_retraining(ctx: Context, name: str, tag: str, small, per_layer) -> dict:
+    pruned = _pruned(ctx, per_layer, small)
+    if pruned is None:
+        return {"accuracy": accuracy(ctx.model, ctx.params, ctx.ds.x_test, ctx.ds.y_test, masks=per_layer,
+                                     fills=ctx.fills)}
     if is_gtap(name):
-        save_params(ctx.workdir / "compact" / tag.replace("/", "__"), small.params)
-    return {"accuracy": accuracy(small.model, small.params, ctx.ds.x_test, ctx.ds.y_test)}
+        save_params(ctx.workdir / "compact" / tag.replace("/", "__"), pruned.params)
+    return {"accuracy": accuracy(pruned.model, pruned.params, ctx.ds.x_test, ctx.ds.y_test)}
 
 
 def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, small, per_layer) -> dict:
@@ -153,7 +206,8 @@ def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, sm
     key = jax.random.fold_in(jax.random.key(cfg.seed + 1000 * (seed + 1)), stable_id(name))
     t0 = time.perf_counter()
     if mode == "finetune":
-        params = ctx.fit(key, small.model, params=small.params, epochs=cfg.retrain.finetune_epochs)
+        start = _pruned(ctx, per_layer, small) or small
+        params = ctx.fit(key, small.model, params=start.params, epochs=cfg.retrain.finetune_epochs)
     elif name == "lottery":  # a ticket is retrained from its own initial weights
         rewound = compact(ctx.model, ctx.init, per_layer).params
         params = ctx.fit(key, small.model, params=rewound, epochs=cfg.retrain.epochs)
@@ -175,7 +229,7 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
         small = compact(ctx.model, ctx.params, per_layer, input_shape=ctx.ds.input_shape)
         base, tag = _row_base(ctx, name, found, mask, small), f"{name}/{size}"
         if "none" in modes:
-            plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small)
+            plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small, per_layer)
             rec = ctx.steps.run(f"eval/{tag}/none", plain)
             rows.append({**base, "retrain": "none", "seed": None, **rec})
         for mode in (m for m in modes if m != "none"):
@@ -201,4 +255,6 @@ def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
     print(report.summary_table(rows, full))
 
 
-__all__ = ["build_games", "evaluate", "measure_bands", "prepare", "run", "train_network", "write_results"]
+__all__ = [
+    "build_games", "evaluate", "find_all_masks", "measure_bands", "prepare", "run", "train_network", "write_results",
+]

@@ -1,7 +1,13 @@
-"""The step store: each finished step of a run is one JSON file, written atomically."""
+"""The step store: each finished step of a run is one JSON file, written atomically.
+
+A record carries the hash of the config that made it and a checksum of its
+content; a record that is damaged (truncated, emptied, edited) or that another
+config wrote is recomputed, with a warning naming it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,22 +21,54 @@ import numpy as np
 log = logging.getLogger("gtap_jax")
 
 
-class Steps:
-    """Finished steps of a run under ``workdir/steps/``; a step recorded there is never recomputed."""
+def _canonical(record: Any) -> str:
+    return json.dumps(record, sort_keys=True, default=_jsonable)
 
-    def __init__(self, workdir: Path):
+
+def _checksum(record: Any) -> str:
+    return hashlib.sha256(_canonical(record).encode()).hexdigest()
+
+
+class Steps:
+    """Finished steps of a run under ``workdir/steps/``; a valid record there is never recomputed.
+
+    Args:
+        workdir: the run's folder.
+        config_hash: the hash of the config (``validation.config_hash``); records
+            of another config are recomputed.
+    """
+
+    def __init__(self, workdir: Path, config_hash: str = ""):
         self.dir = workdir / "steps"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_hash = config_hash
 
     def _path(self, step: str) -> Path:
         return self.dir / (step.replace("/", "__") + ".json")
 
     def get(self, step: str) -> Any | None:
+        """The record of ``step``, or None if it is missing, damaged or another config's (with a warning)."""
         path = self._path(step)
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+            record, problem = stored["record"], None
+            if stored.get("config") != self.config_hash:
+                problem = "written by another config"
+            elif stored.get("sha256") != _checksum(record):
+                problem = "its checksum does not match its content"
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            problem = f"unreadable ({type(e).__name__})"
+        if problem:
+            log.warning("step %s: the record %s is %s; recomputing it", step, path, problem)
+            return None
+        return record
 
     def put(self, step: str, record: Any) -> Any:
-        write_json(self._path(step), record)
+        """Records ``step``; returns the record as it will read back (JSON types)."""
+        record = json.loads(_canonical(record))
+        write_json(self._path(step), {"config": self.config_hash, "sha256": _checksum(record), "record": record})
         return record
 
     def run(self, step: str, fn: Callable[[], Any]) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 from gtap_jax import data as data_lib
@@ -14,6 +16,8 @@ from gtap_jax.models import MODELS
 from gtap_jax.strategies import STRATEGIES
 from gtap_jax.uncertainty import D_RULES
 
+log = logging.getLogger("gtap_jax")
+
 RETRAIN_MODES = ("none", "scratch", "finetune")
 # Fields that may change between runs sharing a workdir: they do not affect results.
 RUN_ONLY_FIELDS = ("progress",)
@@ -23,22 +27,135 @@ class ConfigError(ValueError):
     """A config that cannot be run; the message says what to change."""
 
 
-def _one_of(field: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not one of {sorted(allowed)}")
+def _get(config, field: str):
+    node = config
+    for part in field.split("."):
+        node = node[part]
+    return node
 
 
-def _some_of(field: str, values, registry, kind: str) -> None:
-    for v in values:
-        if v not in registry:
-            raise ConfigError(f"unknown {kind} {v!r} in {field}; expected some of {sorted(registry)}")
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _integer(lo: int):
+    return lambda v: None if _is_int(v) and v >= lo else f"an integer >= {lo}"
+
+
+def _number(lo: float, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False):
+    def check(v):
+        if not _is_number(v):
+            return "a number"
+        low_ok = v > lo if lo_open else v >= lo
+        high_ok = hi is None or (v < hi if hi_open else v <= hi)
+        if low_ok and high_ok:
+            return None
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        return f"a number in {left}{lo}, {'inf' if hi is None else hi}{right}"
+
+    return check
+
+
+def _boolean(v):
+    return None if isinstance(v, bool) else "True or False"
+
+
+def _string(v):
+    return None if isinstance(v, str) else "a string"
+
+
+def _choice(choices):
+    return lambda v: None if v in choices else f"one of {sorted(choices)}"
+
+
+def _names(registry, kind: str, *, allow_empty: bool = True):
+    def check(v):
+        if not isinstance(v, tuple | list) or not all(isinstance(n, str) for n in v):
+            return f"a tuple of {kind} names, some of {sorted(registry)}"
+        if not v and not allow_empty:
+            return f"a non-empty tuple of {kind} names, some of {sorted(registry)}"
+        unknown = [n for n in v if n not in registry]
+        return f"some of {sorted(registry)} (unknown {kind} {unknown[0]!r})" if unknown else None
+
+    return check
+
+
+def _target(v):
+    if _is_int(v):
+        return None if v >= 1 else "a neuron count >= 1"
+    if isinstance(v, float):
+        return None if 0 < v <= 1 else "a keep fraction in (0, 1]"
+    return "a keep fraction (float in (0, 1]) or a neuron count (int)"
+
+
+def _step(v):
+    if _is_int(v):
+        return None if v >= 1 else "an int >= 1 (neurons per round) or a fraction in (0, 1)"
+    return None if isinstance(v, float) and 0 < v < 1 else "an int >= 1 (neurons per round) or a fraction in (0, 1)"
+
+
+def _sequence_of(item_check, what: str):
+    def check(v):
+        if not isinstance(v, tuple | list) or not v:
+            return f"a non-empty tuple of {what}"
+        for item in v:
+            problem = item_check(item)
+            if problem:
+                return f"a non-empty tuple of {what} (got {item!r}: expected {problem})"
+        return None
+
+    return check
+
+
+def _d(v):
+    return None if _is_number(v) and (v == 0 or 0 < v < 1) else "a number in (0, 1), or 0 to choose it from the bands"
+
+
+# Every field of configs/common.py with what it accepts. Data, model and layers are
+# checked against their registries below; sizes against the game once it is built.
+FIELDS = {
+    "seed": _integer(0),
+    "progress": _boolean,
+    "data.source": _string,
+    "data.path": _string,
+    "train.epochs": _integer(1),
+    "train.batch_size": _integer(1),
+    "train.learning_rate": _number(0, lo_open=True),
+    "game.layers": _sequence_of(_string, "layer names"),
+    "game.layerwise": _boolean,
+    "game.metric": _choice(METRICS),
+    "game.masked_value": _choice(MASKED_VALUES),
+    "game.eval_examples": _integer(0),
+    "game.dtype": _choice(DTYPES),
+    "game.chunk_size": _integer(0),
+    "bands.keep_fractions": _sequence_of(_number(0, 1, lo_open=True), "keep fractions in (0, 1]"),
+    "bands.num_samples": _integer(2),
+    "bands.rule": _choice(D_RULES),
+    "bands.tolerance": _number(0),
+    "gtap.strategies": _names(STRATEGIES, "strategy"),
+    "gtap.indices": _names(INDICES, "index"),
+    "gtap.d": _d,
+    "gtap.evaluations": _integer(1),
+    "gtap.checkpoint_every": _integer(0),
+    "gtap.step": _step,
+    "baselines": _names(BASELINES, "baseline"),
+    "targets": _sequence_of(_target, "keep fractions (floats in (0, 1]) or neuron counts (ints)"),
+    "retrain.modes": _names(RETRAIN_MODES, "retrain mode", allow_empty=False),
+    "retrain.seeds": _integer(1),
+    "retrain.epochs": _integer(1),
+    "retrain.finetune_epochs": _integer(1),
+}
 
 
 def validate(config) -> None:
-    """Checks a config before any work is done.
+    """Checks every field of a config, its type and range, before any work is done.
 
     Raises:
-        ConfigError: naming the field and what it accepts.
+        ConfigError: naming the first bad field, its value and what it accepts.
     """
     if config.data.name not in data_lib.SOURCES:
         raise ConfigError(f"unknown dataset {config.data.name!r}; expected one of {list(data_lib.SOURCES)}")
@@ -49,36 +166,31 @@ def validate(config) -> None:
         raise ConfigError(f"unknown model {config.model.name!r}; expected one of {list(MODELS)}")
     if not config.game.layers:
         raise ConfigError("game.layers is empty; name at least one prunable layer")
-    _one_of("game.metric", config.game.metric, METRICS)
-    _one_of("game.masked_value", config.game.masked_value, MASKED_VALUES)
-    _one_of("game.dtype", config.game.dtype, DTYPES)
-    _some_of("gtap.strategies", config.gtap.strategies, STRATEGIES, "strategy")
-    _some_of("gtap.indices", config.gtap.indices, INDICES, "index")
+    for field, check in FIELDS.items():
+        try:
+            value = _get(config, field)
+        except (KeyError, AttributeError):
+            raise ConfigError(f"the config has no field {field}; start from gtap_jax/configs/common.py") from None
+        problem = check(value)
+        if problem:
+            raise ConfigError(f"{field}={value!r}: expected {problem}")
     for i in config.gtap.indices:
         method = config.gtap.methods.get(i, "")
         if method and method not in methods_for(i):
             raise ConfigError(f"gtap.methods.{i}={method!r}; expected one of {methods_for(i)}")
-    _some_of("baselines", config.baselines, BASELINES, "baseline method")
-    d = config.gtap.d
-    if d is not None and d != 0 and not 0 < d < 1:
-        raise ConfigError(f"gtap.d must be in (0, 1) (or 0 to choose it from the bands), got {d}")
-    _one_of("bands.rule", config.bands.rule, D_RULES)
-    if not config.targets:
-        raise ConfigError("targets is empty; give keep fractions in (0, 1] or neuron counts")
-    _some_of("retrain.modes", config.retrain.modes, RETRAIN_MODES, "retrain mode")
-    if config.gtap.evaluations < 1:
-        raise ConfigError(f"gtap.evaluations must be >= 1, got {config.gtap.evaluations}")
+    if not (config.gtap.strategies and config.gtap.indices) and not config.baselines:
+        raise ConfigError("no method to run: give gtap.strategies and gtap.indices, or baselines")
 
 
 def target_sizes(targets, num_players: int, min_size: int = 1) -> list[int]:
-    """Neuron counts from a grid of keep fractions (floats in (0, 1]) or counts (ints).
+    """Neuron counts from a grid of keep fractions (floats in (0, 1]: 1.0 is every neuron) or counts (ints).
 
     Raises:
         ConfigError: for a size outside [min_size, num_players].
     """
     out = []
     for t in targets:
-        if isinstance(t, float) and not float(t).is_integer():
+        if isinstance(t, float):
             if not 0 < t <= 1:
                 raise ConfigError(f"target keep fraction {t} is not in (0, 1]")
             size = max(min_size, round(t * num_players))
@@ -90,23 +202,50 @@ def target_sizes(targets, num_players: int, min_size: int = 1) -> list[int]:
     return sorted(set(out), reverse=True)
 
 
+def config_record(config) -> dict:
+    """The config as JSON data, without the fields that do not affect results."""
+    return {k: v for k, v in json.loads(config.to_json_best_effort()).items() if k not in RUN_ONLY_FIELDS}
+
+
+def config_hash(config) -> str:
+    """A short hash of everything in the config that affects results (step records carry it)."""
+    return hashlib.sha256(json.dumps(config_record(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def check_workdir(config, workdir: Path) -> None:
-    """Refuses a workdir holding another config's results; records this config there.
+    """Refuses a workdir holding another config's results; writes nothing.
+
+    A damaged ``config.json`` is not a refusal: it is rewritten when the run
+    starts, and every step record carries its own config hash.
 
     Raises:
-        ConfigError: when ``workdir/config.json`` differs in a field that affects results.
+        ConfigError: when ``workdir`` is not a usable folder, or its
+            ``config.json`` differs in a field that affects results.
     """
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is a file, not a folder")
     saved = workdir / "config.json"
-    now = json.loads(config.to_json_best_effort())
-    if saved.exists():
-        before = json.loads(saved.read_text())
-        diff = [k for k in sorted(set(before) | set(now)) if k not in RUN_ONLY_FIELDS and before.get(k) != now.get(k)]
-        if diff:
-            raise ConfigError(
-                f"workdir {workdir} holds the results of another config (fields differ: {', '.join(diff)});"
-                " use a new --workdir or the same config"
-            )
-    write_json(saved, now)
+    if not saved.is_file():
+        return
+    try:
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in RUN_ONLY_FIELDS}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        log.warning("%s is damaged; it will be rewritten (step records carry their own config hash)", saved)
+        return
+    now = config_record(config)
+    diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if diff:
+        raise ConfigError(
+            f"workdir {workdir} holds the results of another config (fields differ: {', '.join(diff)});"
+            " use a new --workdir or the same config"
+        )
 
 
-__all__ = ["RETRAIN_MODES", "ConfigError", "check_workdir", "target_sizes", "validate"]
+def record_config(config, workdir: Path) -> None:
+    """Writes ``workdir/config.json`` (once the config has passed every check)."""
+    write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+
+
+__all__ = [
+    "RETRAIN_MODES", "ConfigError", "check_workdir", "config_hash", "record_config", "target_sizes", "validate",
+]

@@ -25,6 +25,12 @@ def metric_value(logits, y, metric: str):
     return -jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y))
 
 
+def mean_activations(model: StagedModel, params: PyTree, x: ArrayLike, layers: Sequence[str]) -> dict:
+    """``{layer: float32[units]}``: each neuron's mean post-activation output on ``x`` (the "mean" fill)."""
+    _, acts = jax.jit(lambda p, x: model.apply({"params": p}, x, capture=True))(params, jnp.asarray(x))
+    return {n: jnp.mean(a.reshape(-1, a.shape[-1]), axis=0) for n, a in acts.items() if n in layers}
+
+
 def network_game(
     model: StagedModel,
     params: PyTree,
@@ -88,9 +94,7 @@ def network_game(
     y = jnp.asarray(y)
     fills = None
     if masked_value == "mean":
-        _, acts = jax.jit(lambda v, x: model.apply(v, x, capture=True))(variables, x)
-        fills = {n: jnp.mean(a.reshape(-1, a.shape[-1]), axis=0) for n, a in acts.items() if n in layout.names}
-        fills = cast(fills)
+        fills = cast(mean_activations(model, params, x, layout.names))
     suffix_variables = cast(variables)
 
     names = model.stage_names()
@@ -119,4 +123,4 @@ def network_game(
     return value, layout
 
 
-__all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "metric_value", "network_game"]
+__all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "mean_activations", "metric_value", "network_game"]

@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
 from gtap_jax import engine
 from gtap_jax.indices.base import INDICES, resolve_d
@@ -220,8 +221,9 @@ def estimate(
 
     Raises:
         ValueError: for bad arguments (see :func:`make_estimator`), a negative
-            budget or one smaller than a draw, or a state of another index,
-            d, method or number of players.
+            budget or one smaller than a draw, a state of another index,
+            d, method or number of players, a value function that does not
+            take ``bool[P]``, or coalition values that are NaN or infinite.
     """
     run = _start(num_players, index, d, method, evaluations, state)
     est = make_estimator(num_players, index, d=run.d, method=run.method)
@@ -229,12 +231,13 @@ def estimate(
     if evaluations < 0 or 0 < evaluations < k:
         raise ValueError(f"evaluations must be 0 or at least one {run.method} draw ({k} coalitions), got {evaluations}")
     num_draws = evaluations // k
+    engine.check_players(value_fn, num_players)
     plan = engine.make_plan(value_fn, num_players, num_coalitions=num_draws * k, chunk_size=chunk_size, mesh=mesh,
                             plan=plan)
     b = draws_per_chunk(est, max(num_draws, 1), plan)
     draw, update, finalize = _compiled(est, b)
     evaluate = engine.batched_value_fn(value_fn, plan.mesh)
-    draws = run.draws
+    draws, not_finite = run.draws, []
     first = int(draws.num_draws)
     with tqdm(total=num_draws * k, desc=f"{index}/{run.method}", unit="eval", disable=not progress) as bar:
         for start in range(first, first + num_draws, b):
@@ -242,8 +245,12 @@ def estimate(
             values = evaluate(engine.place(masks.reshape(b * k, num_players), plan.mesh))
             values = jax.device_put(engine.local_copy(values), masks.sharding).reshape(b, k)
             valid = min(b, first + num_draws - start)
+            not_finite.append(jnp.sum(~jnp.isfinite(values[:valid])))  # read once at the end: no sync per chunk
             draws = update(draws, masks, values, valid)
             bar.update(valid * k)
+    bad = int(sum(int(n) for n in not_finite))
+    if bad:
+        engine.check_finite(np.full(bad, np.nan), total=num_draws * k)
     values, stderr = finalize(draws)
     total = int(draws.num_draws)
     run = dataclasses.replace(run, draws=draws)

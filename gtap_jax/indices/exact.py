@@ -42,6 +42,7 @@ def coalition_values(
             f"exact enumeration needs 1 <= num_players <= {MAX_EXACT_PLAYERS}, got {num_players};"
             " use gtap_jax.estimate for larger games"
         )
+    engine.check_players(value_fn, num_players)
     total = 1 << num_players
     plan = engine.make_plan(value_fn, num_players, num_coalitions=total, chunk_size=chunk_size, mesh=mesh, plan=plan)
     chunk = plan.chunk(min(total, 1 << 16))
@@ -50,7 +51,9 @@ def coalition_values(
     for start in range(0, total, chunk):
         # Codes past 2^P in the padded last chunk are harmless: their values are dropped.
         outs.append(fn(engine.place(_make_masks(start, chunk, num_players), plan.mesh)))
-    return np.concatenate([np.asarray(o) for o in outs])[:total]
+    table = np.concatenate([np.asarray(o) for o in outs])[:total]
+    engine.check_finite(table)
+    return table
 
 
 def indices_from_table(table: np.ndarray, index: str, *, d: float | None = None) -> np.ndarray:

@@ -31,12 +31,16 @@ class SiteSpec(NamedTuple):
         consumer: param collection of the next layer, whose inputs they are.
         consumer_spatial: for a dense consumer of flattened conv features, the
             (H, W) of the feature map; None when no flattening lies between.
+        consumer_padded: True for a conv consumer with SAME padding: a constant
+            input channel then reaches its border outputs only in part, so a
+            silenced neuron's constant fill cannot be folded into its bias.
     """
 
     name: str
     producer: str
     consumer: str
     consumer_spatial: tuple[int, int] | None = None
+    consumer_padded: bool = False
 
 
 def apply_site(h, keep, fill=None):

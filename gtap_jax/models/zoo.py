@@ -150,7 +150,8 @@ class AlexNet(StagedModel):
     def site_specs(self):
         names = self.stage_names()
         return [
-            SiteSpec(n, n, names[i + 1], consumer_spatial=(4, 4) if n == "conv5" else None)
+            SiteSpec(n, n, names[i + 1], consumer_spatial=(4, 4) if n == "conv5" else None,
+                     consumer_padded=names[i + 1].startswith("conv"))
             for i, n in enumerate(names[:-1])
         ]
 

@@ -75,6 +75,20 @@ class StrategyResult(NamedTuple):
         raise KeyError(f"no round ended with {size} players")
 
 
+def round_budget(
+    index: str, num_players: int, evaluations: int, *, d: float | None = None, method: str | None = None
+) -> tuple[str, int]:
+    """The method and the evaluations of one estimation round of ``by_estimate``.
+
+    The method is ``method`` or :func:`~gtap_jax.indices.default_method`; the
+    evaluations are ``evaluations``, or two draws where one draw costs more
+    than half of that (every player needs a standard error).
+    """
+    method = method or default_method(index, num_players, evaluations)
+    draw_size = make_estimator(num_players, index, d=d, method=method).draw_size
+    return method, max(evaluations, 2 * draw_size)
+
+
 def by_estimate(
     index: str,
     *,
@@ -101,11 +115,9 @@ def by_estimate(
             decided[0] = engine.make_plan(
                 value_fn, num_players, num_coalitions=evaluations, chunk_size=chunk_size, mesh=mesh
             )
-        m = method or default_method(index, num_players, evaluations)
-        draw_size = make_estimator(num_players, index, d=d, method=m).draw_size
+        m, budget = round_budget(index, num_players, evaluations, d=d, method=method)
         return estimate(
-            key, value_fn, num_players, index, evaluations=max(evaluations, 2 * draw_size), d=d, method=m,
-            plan=decided[0], progress=progress,
+            key, value_fn, num_players, index, evaluations=budget, d=d, method=m, plan=decided[0], progress=progress
         )
 
     return attribute
@@ -277,5 +289,6 @@ __all__ = [
     "by_exact",
     "iterated_building",
     "iterated_pruning",
+    "round_budget",
     "top_n",
 ]
