@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import by_estimate, by_exact, iterated_building, iterated_pruning, restrict, top_n
-from gtap_jax.games import additive_game
+from gtap_jax import by_estimate, by_exact, exact, iterated_building, iterated_pruning, restrict, top_n
+from gtap_jax.games import additive_game, lookup_game, random_lookup_table
 
 STRATS = [top_n, iterated_pruning, iterated_building]
 
@@ -135,3 +135,56 @@ def test_bad_target(strategy):
 def test_bad_step():
     with pytest.raises(ValueError, match="step"):
         iterated_pruning(jax.random.key(0), additive_game(np.ones(4)), 4, 2, by_exact("shapley"), step=1.5)
+
+
+def test_settled_players_by_hand():
+    from gtap_jax.strategies import settled_players
+
+    values, stderr = np.array([5.0, 4.0, 1.0, 0.9]), np.array([0.1, 0.1, 0.1, 0.1])
+    # cutoff 2: midpoint 2.5; every interval (z = 2) is on its side
+    assert settled_players(values, stderr, (2,), 2.0, 0.0).all()
+    # cutoff 3: midpoint 0.95; players 2 and 3 straddle it, unless 0.2 of slack (epsilon) is allowed
+    np.testing.assert_array_equal(settled_players(values, stderr, (3,), 2.0, 0.0), [True, True, False, False])
+    assert settled_players(values, stderr, (3,), 2.0, 0.6).all()
+    assert not settled_players(values, np.array([0.1, np.inf, 0.1, 0.1]), (2,), 2.0, 0.0)[1]
+
+
+@pytest.mark.parametrize("index,method", [("banzhaf", "msr"), ("banzhaf", "regression"), ("shapley", "permutation")])
+def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method):
+    """Over many keys the settled top-r set is epsilon-optimal at least 1 - delta of the time.
+
+    Players 3 and 4 are 0.02 apart in the additive part (a near-tie at r = 4); a random lookup part
+    makes every estimate noisy. Epsilon covers the near-tie, so every decision settles.
+    """
+    w = np.array([8.0, 7.0, 6.0, 5.02, 5.0, 3.0, 2.0, 1.0])
+    noise = random_lookup_table(4, 8) * 0.5
+    game = lambda s: additive_game(w)(s) + lookup_game(noise)(s)  # noqa: E731
+    truth = exact(game, 8, index)
+    attribute = by_estimate(index, method=method, delta=0.1, epsilon=0.3, max_evaluations=1 << 18)
+    wrong, unsettled = 0, 0
+    for seed in range(20):
+        res = top_n(jax.random.key(seed), game, 8, 4, attribute)
+        kept = res.mask
+        wrong += truth[kept].min() < truth[~kept].max() - 0.3
+        unsettled += not res.history[0].settled
+    assert unsettled == 0 and wrong <= 2  # delta = 0.1 of 20 keys; the union bound makes it rarer still
+
+
+def test_an_exact_tie_stops_at_the_cap_unsettled():
+    """Players 1 and 2 are worth exactly the same: with epsilon = 0 nothing can separate them."""
+    w = np.array([3.0, 2.0, 2.0, 1.0])
+    attribute = by_estimate("banzhaf", method="msr", max_evaluations=8192)
+    res = top_n(jax.random.key(0), additive_game(w), 4, 2, attribute)
+    rnd = res.history[0]
+    assert not rnd.settled and rnd.num_evaluations == 8192 and rnd.settled_share == 0.5  # players 1, 2 tie
+
+
+def test_iterated_rounds_record_their_settlement():
+    w = np.random.default_rng(3).permutation(np.arange(10.0))
+    res = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", method="msr",
+                           delta=0.05), step=0.5)
+    assert all(r.settled and r.settled_share == 1.0 for r in res.history)
+    np.testing.assert_array_equal(np.flatnonzero(res.mask), np.sort(np.argsort(-w)[:3]))
+    fixed = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", evaluations=64,
+                             method="msr"), step=0.5)
+    assert all(r.num_evaluations == 64 for r in fixed.history) and fixed.history[0].settled_share < 1.0

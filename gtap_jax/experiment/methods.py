@@ -49,7 +49,7 @@ def gtap_masks(ctx: Context, name: str) -> dict:
     strategy, index = name.split("/")
     key = method_key(ctx, 2, name)
     offsets = ctx.layout.offsets()
-    per_size = {s: {"kept": [], "evaluations": 0, "seconds": 0.0} for s in ctx.sizes}
+    per_size = {s: {"kept": [], "evaluations": 0, "seconds": 0.0, "settled_share": 1.0} for s in ctx.sizes}
     for g, (game_name, fn, game_layout) in enumerate(ctx.games):
         start = 0 if len(ctx.games) == 1 else offsets[game_name][0]
         game_sizes = _game_sizes(ctx, game_name)
@@ -65,6 +65,8 @@ def gtap_masks(ctx: Context, name: str) -> dict:
             mask, spent = res.mask_of_size(r)
             per_size[s]["kept"].extend((start + np.flatnonzero(mask)).tolist())
             per_size[s]["evaluations"] += int(spent)
+            share = res.settled_share_of_size(r)  # the least settled round on the way to this size
+            per_size[s]["settled_share"] = min(per_size[s]["settled_share"], share)
             per_size[s]["seconds"] += seconds * spent / total  # the share of the run spent to reach this size
     return {str(s): v for s, v in per_size.items()}
 

@@ -10,6 +10,7 @@ same slices, so the result equals an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -94,7 +95,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     folder = partial_dir(ctx, name)
     calls = itertools.count()
 
-    def attribute(key, value_fn, num_players):
+    def attribute(key, value_fn, num_players, cutoffs=()):
         i = next(calls)
         method, budget = round_budget(index, num_players, cfg.evaluations, d=d, method=cfg.methods.get(index) or None)
         k = make_estimator(num_players, index, d=d, method=method).draw_size
@@ -126,7 +127,10 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
 
 def clear_partial(ctx: Context, name: str) -> None:
     """Removes a method's saved progress once its step is recorded."""
-    shutil.rmtree(partial_dir(ctx, name), ignore_errors=True)
+    folder = partial_dir(ctx, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the parent goes once no method has progress in it
+        folder.parent.rmdir()
 
 
 def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: list[dict[int, int]]) -> int:
@@ -135,7 +139,7 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
     for (_, _, layout), sizes in zip(ctx.games, game_sizes, strict=True):
         spent = []
 
-        def dry(key, value_fn, num_players, spent=spent):
+        def dry(key, value_fn, num_players, cutoffs=(), spent=spent):
             _, budget = round_budget(index, num_players, cfg.evaluations, d=index_d(ctx, index),
                                      method=cfg.methods.get(index) or None)
             spent.append(budget)

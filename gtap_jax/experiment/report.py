@@ -12,7 +12,7 @@ from gtap_jax.uncertainty import Bands
 
 CSV_FIELDS = (
     "method", "family", "strategy", "index", "d", "neurons", "neurons_total", "keep_fraction", "params",
-    "params_total", "flops", "flops_total", "retrain", "seed", "accuracy", "evaluations", "seconds",
+    "params_total", "flops", "flops_total", "retrain", "seed", "accuracy", "evaluations", "settled_share", "seconds",
     "train_seconds",
 )
 

@@ -175,6 +175,7 @@ def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, small) -> 
         "neurons": int(mask.sum()), "neurons_total": ctx.layout.num_players,
         "keep_fraction": float(mask.sum() / ctx.layout.num_players),
         "evaluations": int(found["evaluations"]), "seconds": float(found["seconds"]),
+        "settled_share": found.get("settled_share"),
         "params": small.report.params_after, "params_total": small.report.params_before,
         "flops": small.report.flops_after, "flops_total": small.report.flops_before,
     }

@@ -4,9 +4,10 @@ Every strategy has one call shape, ``strategy(key, value_fn, num_players, sizes,
 attribute, *, step) -> StrategyResult``: ``sizes`` is one target size or a grid,
 and the result holds a round ending at every size of the grid
 (:meth:`StrategyResult.mask_of_size`). A strategy sees a value function and an
-*attribute* function ``(key, value_fn, num_players) -> Attribution`` (or a plain
-``float[P]``, e.g. from :func:`gtap_jax.exact`); :func:`by_estimate` and
-:func:`by_exact` build them. The iterative strategies play restricted sub-games
+*attribute* function ``(key, value_fn, num_players, cutoffs) -> Attribution`` (or a
+plain ``float[P]``, e.g. from :func:`gtap_jax.exact`), told the decision it serves
+(:mod:`gtap_jax.strategies.attribute`: ``by_estimate``, ``by_exact``); every round
+records whether that decision was settled. The iterative strategies play restricted sub-games
 (:func:`gtap_jax.games.restrict`): pruned neurons stay silenced; kept neurons
 are always present while building. Adding a strategy: one function of that
 shape and one line in ``STRATEGIES``.
@@ -14,23 +15,17 @@ shape and one line in ``STRATEGIES``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from gtap_jax import engine
 from gtap_jax.games.subgame import restrict
-from gtap_jax.indices.base import resolve_d
-from gtap_jax.indices.estimate import default_method, estimate, make_estimator
-from gtap_jax.indices.exact import exact
 from gtap_jax.layout import strongest_first
 from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
-
-AttributeFn = Callable[[PRNGKey, ValueFn, int], Any]
+from gtap_jax.strategies.attribute import AttributeFn, settled_players, z_value
 
 
 class Round(NamedTuple):
@@ -42,6 +37,8 @@ class Round(NamedTuple):
         mask: ``bool[P]``, the kept (or surviving) neurons after the round.
         num_evaluations: coalition values computed in the round (0 when it
             reused an earlier round's scores).
+        settled: whether the round's decision was settled (exact scores: True).
+        settled_share: the share of scored players whose side of the decision was certain.
     """
 
     players: np.ndarray
@@ -49,6 +46,8 @@ class Round(NamedTuple):
     stderr: np.ndarray
     mask: np.ndarray
     num_evaluations: int
+    settled: bool = True
+    settled_share: float = 1.0
 
 
 class StrategyResult(NamedTuple):
@@ -60,6 +59,15 @@ class StrategyResult(NamedTuple):
     @property
     def num_evaluations(self) -> int:
         return sum(r.num_evaluations for r in self.history)
+
+    def settled_share_of_size(self, size: int) -> float:
+        """The least settled share over the rounds that led to the mask of ``size``."""
+        shares = []
+        for rnd in self.history:
+            shares.append(rnd.settled_share)
+            if int(rnd.mask.sum()) == size:
+                return min(shares)
+        raise KeyError(f"no round ended with {size} players")
 
     def mask_of_size(self, size: int) -> tuple[np.ndarray, int]:
         """The first mask of ``size`` players in the history, and the evaluations spent to reach it.
@@ -75,78 +83,17 @@ class StrategyResult(NamedTuple):
         raise KeyError(f"no round ended with {size} players")
 
 
-def round_budget(
-    index: str, num_players: int, evaluations: int, *, d: float | None = None, method: str | None = None
-) -> tuple[str, int]:
-    """The method and the evaluations of one estimation round of ``by_estimate``.
-
-    The method is ``method`` or :func:`~gtap_jax.indices.default_method`; the
-    evaluations are ``evaluations``, or two draws where one draw costs more
-    than half of that (every player needs a standard error).
-    """
-    method = method or default_method(index, num_players, evaluations)
-    draw_size = make_estimator(num_players, index, d=d, method=method).draw_size
-    return method, max(evaluations, 2 * draw_size)
-
-
-def by_estimate(
-    index: str,
-    *,
-    evaluations: int,
-    d: float | None = None,
-    method: str | None = None,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    plan: engine.Plan | None = None,
-    progress: bool = False,
-) -> AttributeFn:
-    """Attribute function running :func:`gtap_jax.estimate` with a budget of ``evaluations`` per round.
-
-    A round spends at least two draws (so every player has a standard error):
-    where one draw costs more than half the budget (a permutation of a large
-    game), the round spends two draws. The chunk size and mesh are decided
-    once, on the first (full) game, and reused for every sub-game.
-    """
-    resolve_d(index, d)
-    decided = [plan]
-
-    def attribute(key, value_fn, num_players):
-        if decided[0] is None:
-            decided[0] = engine.make_plan(
-                value_fn, num_players, num_coalitions=evaluations, chunk_size=chunk_size, mesh=mesh
-            )
-        m, budget = round_budget(index, num_players, evaluations, d=d, method=method)
-        return estimate(
-            key, value_fn, num_players, index, evaluations=budget, d=d, method=m, plan=decided[0], progress=progress
-        )
-
-    return attribute
-
-
-def by_exact(
-    index: str,
-    *,
-    d: float | None = None,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    plan: engine.Plan | None = None,
-) -> AttributeFn:
-    """Attribute function that enumerates the (sub-)game exactly; for small games."""
-    resolve_d(index, d)
-
-    def attribute(key, value_fn, num_players):
-        del key
-        return exact(value_fn, num_players, index, d=d, chunk_size=chunk_size, mesh=mesh, plan=plan)
-
-    return attribute
-
-
-def _scores(attribute: AttributeFn, key, value_fn, num_players):
-    out = attribute(key, value_fn, num_players)
-    if hasattr(out, "values"):
-        return np.asarray(out.values, np.float64), np.asarray(out.stderr, np.float64), int(out.num_evaluations)
-    values = np.asarray(out, np.float64)
-    return values, np.zeros_like(values), 1 << num_players
+def _scores(attribute: AttributeFn, key, value_fn, num_players, cutoffs):
+    """``(values, stderr, evaluations, settled, settled_share)`` of one round."""
+    out = attribute(key, value_fn, num_players, cutoffs=tuple(cutoffs))
+    if not hasattr(out, "values"):  # exact scores
+        values = np.asarray(out, np.float64)
+        return values, np.zeros_like(values), 1 << num_players, True, 1.0
+    values, stderr = np.asarray(out.values, np.float64), np.asarray(out.stderr, np.float64)
+    if hasattr(out, "settled_share"):
+        return values, stderr, int(out.num_evaluations), bool(out.settled), float(out.settled_share)
+    share = float(settled_players(values, stderr, cutoffs, z_value(0.05, num_players), 0.0).mean())
+    return values, stderr, int(out.num_evaluations), share == 1.0, share
 
 
 def _check_sizes(sizes: int | Sequence[int], num_players: int) -> list[int]:
@@ -188,13 +135,13 @@ def top_n(
     """
     del step
     sizes = _check_sizes(sizes, num_players)
-    values, stderr, evals = _scores(attribute, jax.random.fold_in(key, 0), value_fn, num_players)
+    values, stderr, evals, settled, share = _scores(attribute, jax.random.fold_in(key, 0), value_fn, num_players, sizes)
     order = strongest_first(values)
     history = []
     for i, r in enumerate(sizes):
         keep = np.zeros(num_players, bool)
         keep[order[:r]] = True
-        history.append(Round(np.arange(num_players), values, stderr, keep, evals if i == 0 else 0))
+        history.append(Round(np.arange(num_players), values, stderr, keep, evals if i == 0 else 0, settled, share))
     return StrategyResult(history[-1].mask, tuple(history))
 
 
@@ -214,13 +161,16 @@ def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) 
             size = int(mask.sum())
             always_in, free = (mask, ~mask) if grow else (np.zeros(num_players, bool), mask)
             sub, players = restrict(value_fn, always_in, free)
-            values, stderr, evals = _scores(attribute, jax.random.fold_in(key, estimations), sub, players.size)
-            estimations += 1
             remaining = sizes[-1] - size if grow else players.size
             n = min(_step_count(step, remaining), abs(target - size))
+            cutoff = n if grow else players.size - n  # the decision: the top `cutoff` players against the rest
+            values, stderr, evals, settled, share = _scores(
+                attribute, jax.random.fold_in(key, estimations), sub, players.size, (cutoff,)
+            )
+            estimations += 1
             order = strongest_first(values)
             mask[players[order[:n] if grow else order[players.size - n :]]] = grow
-            history.append(Round(players, values, stderr, mask.copy(), evals))
+            history.append(Round(players, values, stderr, mask.copy(), evals, settled, share))
         if not history or int(history[-1].mask.sum()) != target:  # a size met before any round: the start
             history.append(Round(np.zeros(0, int), np.zeros(0), np.zeros(0), mask.copy(), 0))
     return StrategyResult(mask.copy(), tuple(history))
@@ -282,13 +232,9 @@ STRATEGIES = Registry(
 
 __all__ = [
     "STRATEGIES",
-    "AttributeFn",
     "Round",
     "StrategyResult",
-    "by_estimate",
-    "by_exact",
     "iterated_building",
     "iterated_pruning",
-    "round_budget",
     "top_n",
 ]
