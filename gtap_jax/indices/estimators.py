@@ -210,7 +210,8 @@ def msr_beta(num_players: int, d: float = 0.5) -> Estimator:
     Each draw is one coalition S ~ Bernoulli(d)^P (one evaluation) that
     updates every player: phi_i = mean v(S) over draws with i in S minus mean
     v(S) over draws without i. The standard error combines the two sample
-    variances (the two means are over disjoint draws).
+    variances (the two means are over disjoint draws). A player not yet seen
+    both in and out of a drawn coalition has value NaN and stderr inf.
 
     References:
         Wang, Jia (2023), Data Banzhaf: A Robust Data Valuation Framework for
@@ -237,7 +238,9 @@ def msr_beta(num_players: int, d: float = 0.5) -> Estimator:
     def finalize(state):
         m_in, se_in = mean_and_stderr(state.with_player)
         m_out, se_out = mean_and_stderr(state.without_player)
-        return m_in - m_out, jnp.sqrt(jnp.square(se_in) + jnp.square(se_out))
+        # A player never drawn in (or never out of) a coalition has no estimate yet: NaN, not -mean v.
+        seen = (state.with_player.count > 0) & (state.without_player.count > 0)
+        return jnp.where(seen, m_in - m_out, jnp.nan), jnp.sqrt(jnp.square(se_in) + jnp.square(se_out))
 
     return Estimator(draw, init, update, finalize, 1, "msr")
 
