@@ -2,7 +2,7 @@
 
 For each keep fraction q, random coalitions keep every player independently
 with probability q (dropout without rescaling); the spread of v over them is
-the band. The paper picks the d whose band is widest (the most uncertain keep
+the band. Our default rule picks the d whose band is widest (the most uncertain keep
 fraction), which is where marginal contributions are most informative.
 """
 

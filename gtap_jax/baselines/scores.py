@@ -1,7 +1,7 @@
 """Neuron scores of the baselines: weight magnitude, weight x gradient, random.
 
 All baselines work at the granularity of GTAP: whole dense units and conv
-output channels, the players of a :class:`~gtap_jax.models.PlayerLayout`.
+output channels, the players of a :class:`~gtap_jax.layout.PlayerLayout`.
 """
 
 from __future__ import annotations

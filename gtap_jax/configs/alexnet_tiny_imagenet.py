@@ -1,4 +1,4 @@
-"""AlexNet on Tiny ImageNet (64 x 64 x 3, 200 classes), played layer by layer as in the paper.
+"""AlexNet on Tiny ImageNet (64 x 64 x 3, 200 classes), played layer by layer (our reconstruction of the paper's setup).
 
 Players: the channels of conv1-conv5 and the units of fc6-fc7, one game per layer
 (the other layers intact). Needs the data: a local folder in the standard

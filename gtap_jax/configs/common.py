@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.game = ml_collections.ConfigDict()
     c.game.layers = ("fc1", "fc2")  # prunable layers whose neurons are the players
-    c.game.layerwise = False  # False: one game over all layers; True: one game per layer (paper's AlexNet)
+    c.game.layerwise = False  # False: one game over all layers; True: one game per layer (our AlexNet setup)
     c.game.metric = "accuracy"  # accuracy | neg_loss, the coalition value on the evaluation set
     c.game.masked_value = "zero"  # zero | mean: what a silenced neuron outputs
     c.game.eval_examples = 0  # examples of the validation split the game is played on (0 = all)
@@ -35,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.bands = ml_collections.ConfigDict()
     c.bands.keep_fractions = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # grid of q
     c.bands.num_samples = 256  # random Bernoulli(q) coalitions per q
-    c.bands.rule = "max_std"  # how d is chosen: max_std (paper) | min_keep_within
+    c.bands.rule = "max_std"  # how d is chosen: max_std (our reading) | min_keep_within
     c.bands.tolerance = 0.01  # for min_keep_within: allowed drop of the mean below v(all)
 
     c.gtap = ml_collections.ConfigDict()
@@ -82,7 +82,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
-    """The paper's 3 x 256 text MLP on binary term-frequency vectors of ``dataset``.
+    """The 3 x 256 text MLP (our reconstruction) on binary term-frequency vectors of ``dataset``.
 
     Players: the 768 hidden units of the three layers, in one game.
     """

@@ -1,4 +1,8 @@
-"""The paper's networks, each with a mask site on every prunable layer.
+"""Networks for the paper's experiments, each with a mask site on every prunable layer.
+
+The text we can reach names LeNet on MNIST, a tweet topic task and CARER emotions;
+the exact architectures (LeNet-300-100, LeNet5, the 3 x 256 text MLP, AlexNet for
+64 x 64 inputs) are our reconstruction.
 
 * :func:`lenet300`: LeNet-300-100 on 28x28 inputs (sites ``fc1``, ``fc2``).
 * :class:`LeNet5`: two 5x5 conv layers (channels are players: ``conv1``,
@@ -68,7 +72,7 @@ def lenet300(num_classes: int = 10) -> MLP:
 
 
 def text_mlp(num_classes: int, width: int = 256, depth: int = 3) -> MLP:
-    """The paper's text classifier: ``depth`` hidden layers of ``width`` units."""
+    """The text classifier (our reconstruction): ``depth`` hidden layers of ``width`` units."""
     return MLP(hidden=(width,) * depth, num_classes=num_classes)
 
 
