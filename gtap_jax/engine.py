@@ -169,11 +169,8 @@ def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[B
 
     if mesh not in per_fn:
 
-        def local(masks):
-            values = jax.vmap(ref())(masks)
-            if values.ndim != 1:
-                raise ValueError(f"a value function must return one scalar per coalition, got shape {values.shape[1:]}")
-            return values.astype(jnp.float32)
+        def local(masks):  # callers check the value function's shape first (check_players)
+            return jax.vmap(ref())(masks).astype(jnp.float32)
 
         if mesh is None:
             per_fn[mesh] = jax.jit(local)
@@ -239,19 +236,20 @@ def _as_masks(masks) -> np.ndarray:
     raise ValueError(f"masks must be boolean (or 0/1 integers), got dtype {arr.dtype} with values {np.unique(arr)[:5]}")
 
 
-def check_finite(values, total: int | None = None) -> None:
-    """Raises if any coalition value is NaN or infinite (they would flow into every player's index).
+def non_finite_error(bad: int, total: int) -> ValueError:
+    """The error for ``bad`` NaN or infinite values among ``total`` (they would flow into every player's index)."""
+    return ValueError(
+        f"{bad} of {total} coalition values are NaN or infinite; the value function must return finite"
+        " values (check the model's parameters and the evaluation data)"
+    )
 
-    Raises:
-        ValueError: naming how many of the values are not finite.
-    """
-    bad = int(np.sum(~np.isfinite(np.asarray(values))))
+
+def check_finite(values) -> None:
+    """Raises :func:`non_finite_error` if any coalition value is NaN or infinite."""
+    values = np.asarray(values)
+    bad = int(np.sum(~np.isfinite(values)))
     if bad:
-        total = np.asarray(values).size if total is None else total
-        raise ValueError(
-            f"{bad} of {total} coalition values are NaN or infinite; the value function must return finite"
-            " values (check the model's parameters and the evaluation data)"
-        )
+        raise non_finite_error(bad, values.size)
 
 
 def check_players(value_fn: ValueFn, num_players: int) -> None:
@@ -342,5 +340,6 @@ __all__ = [
     "evaluate_coalitions",
     "local_copy",
     "make_plan",
+    "non_finite_error",
     "place",
 ]

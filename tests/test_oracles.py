@@ -1,5 +1,5 @@
 """Oracles that catch wrong answers: definitions at P = 17, hand-computed baseline scores, the
-lottery ticket's rewinding, the bands rules' fallbacks."""
+lottery ticket's rewinding. (The bands rules' fallbacks are in test_uncertainty.py.)"""
 
 import math
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import Bands, choose_d, exact
+from gtap_jax import exact
 from gtap_jax.baselines import lottery_ticket, magnitude_scores, taylor_scores
 from gtap_jax.games import lookup_game, random_lookup_table, weighted_majority_game
 from gtap_jax.indices import INDICES
@@ -141,22 +141,3 @@ def test_lottery_ticket_rewinds_survivors_to_their_initial_weights():
     fc1_alive = np.flatnonzero(first[:4])
     assert np.flatnonzero(second[:4]).tolist() == [fc1_alive.max()]  # the ticket's strongest fc1 survivor
     assert np.flatnonzero(second[4:]).tolist() == [np.flatnonzero(first[4:]).min()]
-
-
-def _bands(mean, std, full):
-    qs = np.array([0.2, 0.4, 0.6, 0.8, 1.0])
-    mean, std = np.asarray(mean, float), np.asarray(std, float)
-    return Bands(qs, mean, std, std / 10, np.array([0.5]), mean[:, None], 100, full, 0.1)
-
-
-def test_choose_d_fallbacks():
-    # No keep fraction within tolerance of v(all): min_keep_within falls back to the largest q (clipped below 1).
-    far = _bands([0.1, 0.2, 0.3, 0.4, 0.5], [0.05, 0.2, 0.1, 0.02, 0.0], 0.9)
-    assert choose_d(far, "min_keep_within", tolerance=0.01) == pytest.approx(1 - 1e-3)
-    no_full = far._replace(keep_fractions=np.array([0.1, 0.2, 0.3, 0.4, 0.6]))
-    assert choose_d(no_full, "min_keep_within", tolerance=0.01) == 0.6
-    # A NaN spread (a band of one distinct value over too few samples) is not the widest.
-    nan = _bands([0.1, 0.2, 0.3, 0.4, 0.5], [np.nan, 0.2, 0.3, 0.1, 0.0], 0.9)
-    assert choose_d(nan, "max_std") == 0.6
-    with pytest.raises(ValueError, match="no finite"):
-        choose_d(_bands([0.1] * 5, [np.nan] * 5, 0.9), "max_std")

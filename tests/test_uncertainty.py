@@ -51,3 +51,16 @@ def test_bad_input():
         uncertainty_bands(key, game, 3, keep_fractions=[], num_samples=10)
     with pytest.raises(ValueError, match="at least 2"):
         uncertainty_bands(key, game, 3, keep_fractions=[0.5], num_samples=1)
+
+
+def test_choose_d_fallbacks():
+    # No keep fraction within tolerance of v(all): min_keep_within falls back to the largest q (clipped below 1).
+    far = _bands([0.1, 0.2, 0.3, 0.4, 0.5], [0.05, 0.2, 0.1, 0.02, 0.0], 0.9)
+    assert choose_d(far, "min_keep_within", tolerance=0.01) == pytest.approx(1 - 1e-3)
+    no_full = far._replace(keep_fractions=np.array([0.1, 0.2, 0.3, 0.4, 0.6]))
+    assert choose_d(no_full, "min_keep_within", tolerance=0.01) == 0.6
+    # A NaN spread (a band of one distinct value over too few samples) is not the widest.
+    nan = _bands([0.1, 0.2, 0.3, 0.4, 0.5], [np.nan, 0.2, 0.3, 0.1, 0.0], 0.9)
+    assert choose_d(nan, "max_std") == 0.6
+    with pytest.raises(ValueError, match="no finite"):
+        choose_d(_bands([0.1] * 5, [np.nan] * 5, 0.9), "max_std")

@@ -1,6 +1,7 @@
 """The kept neurons of every method at every target size: GTAP strategy x index, and the baselines.
 
-A method's record is ``{size: {"kept": [...], "evaluations": int, "seconds": float}}``.
+A method's record is ``{size: {"kept": [...], "evaluations": int, "seconds": float}}``, and for
+GTAP methods also ``"settled_share"`` (the least settled round on the way to that size).
 Nothing here names a particular strategy, index or baseline: each is looked up
 in its registry, so a registered newcomer runs like the built-in ones.
 """

@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
 from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
@@ -250,7 +249,7 @@ def estimate(
             bar.update(valid * k)
     bad = int(sum(int(n) for n in not_finite))
     if bad:
-        engine.check_finite(np.full(bad, np.nan), total=num_draws * k)
+        raise engine.non_finite_error(bad, num_draws * k)
     values, stderr = finalize(draws)
     total = int(draws.num_draws)
     run = dataclasses.replace(run, draws=draws)
