@@ -103,7 +103,9 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (["--config.game.metric=f1"], "game.metric='f1'"),
     (["--config.gtap.step=0"], "gtap.step=0"),
     (["--config.gtap.step=1.5"], "gtap.step=1.5"),
-    (["--config.gtap.evaluations=0"], "gtap.evaluations=0"),
+    (["--config.gtap.evaluations=-1"], "gtap.evaluations=-1: expected an integer >= 0"),
+    (["--config.gtap.delta=1.0"], "gtap.delta=1.0: expected a number in (0, 1)"),
+    (["--config.gtap.epsilon=-0.1"], "gtap.epsilon=-0.1"),
     (["--config.bands.keep_fractions=()"], "bands.keep_fractions=()"),
     (["--config.bands.num_samples=0"], "bands.num_samples=0: expected an integer >= 2"),
     (["--config.bands.rule=widest"], "bands.rule='widest'"),
@@ -262,3 +264,44 @@ def test_an_interrupted_estimation_step_resumes_midway_with_the_same_result(tmp_
     assert {s: (r["kept"], r["evaluations"]) for s, r in stopped.items()} == \
         {s: (r["kept"], r["evaluations"]) for s, r in whole.items()}
     assert not (tmp_path / "stopped" / "partial" / "iterated_pruning__banzhaf").exists()  # cleaned up
+
+
+def test_an_interrupted_settling_round_resumes_at_its_last_check_with_the_same_result(tmp_path, monkeypatch):
+    """Settled mode saves its state at every check; a stopped round continues from there."""
+
+    def config():
+        c = lenet300_mnist.get_config("smoke")
+        c.unlock()
+        c.progress = False
+        c.gtap.strategies, c.gtap.indices, c.baselines = ("top_n",), ("banzhaf",), ()
+        c.gtap.evaluations, c.gtap.max_evaluations = 0, 8192
+        c.retrain.modes = ("none",)
+        return c
+
+    real, saves = progress._save_settle, []
+
+    def counted(path, state, meta):
+        saves.append(state.checks)
+        real(path, state, meta)
+
+    monkeypatch.setattr(progress, "_save_settle", counted)
+    experiment.run(config(), tmp_path / "whole")
+    whole_saves = list(saves)
+    assert len(whole_saves) >= 3, whole_saves  # the test needs a round of several checks
+
+    def interrupted(path, state, meta):
+        counted(path, state, meta)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    saves.clear()
+    monkeypatch.setattr(progress, "_save_settle", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(config(), tmp_path / "stopped")
+    saves.clear()
+    monkeypatch.setattr(progress, "_save_settle", counted)
+    experiment.run(config(), tmp_path / "stopped")
+    assert saves == whole_saves[2:]  # resumed after the second check
+    stopped, whole = (_stored(tmp_path / w, "masks/top_n/banzhaf")["record"] for w in ("stopped", "whole"))
+    assert {s: (r["kept"], r["evaluations"], r["settled_share"]) for s, r in stopped.items()} == \
+        {s: (r["kept"], r["evaluations"], r["settled_share"]) for s, r in whole.items()}

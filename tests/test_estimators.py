@@ -12,6 +12,7 @@ from gtap_jax.indices.estimate import REGRESSION_MAX_PLAYERS
 CASES = [
     ("shapley", None, "permutation"),
     ("shapley", None, "antithetic"),
+    ("shapley", None, "kernel"),
     ("banzhaf", None, "msr"),
     ("banzhaf", None, "paired"),
     ("beta", 0.25, "msr"),
@@ -73,6 +74,7 @@ def _heteroskedastic_table(seed, p):
 CALIBRATION = [
     ("shapley", None, "permutation"),
     ("shapley", None, "antithetic"),
+    ("shapley", None, "kernel"),
     *[(index, d, method) for index, d in (("beta", 0.25), ("banzhaf", None), ("beta", 0.8))
       for method in ("msr", "paired", "regression")],
 ]

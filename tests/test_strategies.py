@@ -149,8 +149,11 @@ def test_settled_players_by_hand():
     assert not settled_players(values, np.array([0.1, np.inf, 0.1, 0.1]), (2,), 2.0, 0.0)[1]
 
 
-@pytest.mark.parametrize("index,method", [("banzhaf", "msr"), ("banzhaf", "regression"), ("shapley", "permutation")])
-def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method):
+@pytest.mark.parametrize("index,method,focus", [
+    ("banzhaf", "msr", True), ("banzhaf", "regression", True), ("banzhaf", "regression", False),
+    ("shapley", "permutation", True),
+])
+def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method, focus):
     """Over many keys the settled top-r set is epsilon-optimal at least 1 - delta of the time.
 
     Players 3 and 4 are 0.02 apart in the additive part (a near-tie at r = 4); a random lookup part
@@ -160,7 +163,7 @@ def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method):
     noise = random_lookup_table(4, 8) * 0.5
     game = lambda s: additive_game(w)(s) + lookup_game(noise)(s)  # noqa: E731
     truth = exact(game, 8, index)
-    attribute = by_estimate(index, method=method, delta=0.1, epsilon=0.3, max_evaluations=1 << 18)
+    attribute = by_estimate(index, method=method, delta=0.1, epsilon=0.3, max_evaluations=1 << 18, focus=focus)
     wrong, unsettled = 0, 0
     for seed in range(20):
         res = top_n(jax.random.key(seed), game, 8, 4, attribute)
@@ -171,12 +174,20 @@ def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method):
 
 
 def test_an_exact_tie_stops_at_the_cap_unsettled():
-    """Players 1 and 2 are worth exactly the same: with epsilon = 0 nothing can separate them."""
+    """Players 1 and 2 are worth exactly the same: with epsilon = 0 noisy estimates cannot separate them.
+
+    Focused one-flip draws measure an additive game's values exactly (every sample equal), and a
+    tie known exactly is settled: either choice is optimal.
+    """
     w = np.array([3.0, 2.0, 2.0, 1.0])
-    attribute = by_estimate("banzhaf", method="msr", max_evaluations=8192)
+    attribute = by_estimate("banzhaf", method="msr", max_evaluations=8192, focus=False)
     res = top_n(jax.random.key(0), additive_game(w), 4, 2, attribute)
     rnd = res.history[0]
     assert not rnd.settled and rnd.num_evaluations == 8192 and rnd.settled_share == 0.5  # players 1, 2 tie
+    focused = top_n(jax.random.key(0), additive_game(w), 4, 2, by_estimate("banzhaf", method="msr",
+                                                                           max_evaluations=8192)).history[0]
+    assert focused.settled and focused.num_evaluations < 8192
+    np.testing.assert_allclose(focused.values[1:3], 2.0, atol=1e-6)  # the unsure pair, measured exactly
 
 
 def test_iterated_rounds_record_their_settlement():
@@ -188,3 +199,56 @@ def test_iterated_rounds_record_their_settlement():
     fixed = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", evaluations=64,
                              method="msr"), step=0.5)
     assert all(r.num_evaluations == 64 for r in fixed.history) and fixed.history[0].settled_share < 1.0
+
+
+@pytest.mark.parametrize("index,d", [("shapley", None), ("banzhaf", 0.5), ("beta", 0.3)])
+def test_focused_samples_are_unbiased_for_the_exact_index(index, d):
+    """The mean of focused one-flip samples of chosen players lies within 5 standard errors of the exact index."""
+    from gtap_jax import engine
+    from gtap_jax.strategies.focus import FocusMoments, focused_samples
+
+    game = lookup_game(random_lookup_table(6, 7))
+    truth = exact(game, 7, index, d=d)
+    players = np.array([1, 4, 5])
+    samples = focused_samples(jax.random.key(0), game, 7, index, d, players, 4000, engine.make_plan())
+    m = FocusMoments.zeros(7).add(players, samples)
+    se = np.sqrt(m.m2[players] / (m.count[players] - 1) / m.count[players])
+    assert np.all(np.abs(m.mean[players] - truth[players]) <= 5 * se), (m.mean[players], truth[players], se)
+    assert np.all(m.count[[0, 2, 3, 6]] == 0)
+
+
+def test_combine_weights_by_inverse_variance():
+    from gtap_jax.strategies.focus import FocusMoments, combine
+
+    focus = FocusMoments(np.array([0.0, 100.0, 100.0]), np.array([0.0, 2.0, 5.0]), np.array([0.0, 99.0, 0.0]))
+    values, stderr = combine(np.array([1.0, 1.0, 1.0]), np.array([0.1, 0.1, 0.1]), focus)
+    # player 0: no focused samples; player 1: focused variance 1/100 = 0.01, as the uniform one: the mean;
+    # player 2: equal samples borrow the median spread of the others (0.01) rather than claim zero error
+    np.testing.assert_allclose(values, [1.0, 1.5, 3.0])
+    np.testing.assert_allclose(stderr, [0.1, np.sqrt(0.005), np.sqrt(0.005)])
+
+
+@pytest.mark.parametrize("focus", [True, False])
+def test_a_settling_round_resumed_from_a_check_ends_as_an_uninterrupted_one(focus):
+    w = np.array([8.0, 7.0, 6.0, 5.02, 5.0, 3.0, 2.0, 1.0])
+    noise = random_lookup_table(4, 8) * 0.5
+    game = lambda s: additive_game(w)(s) + lookup_game(noise)(s)  # noqa: E731
+    attribute = by_estimate("banzhaf", method="msr", delta=0.1, epsilon=0.05, max_evaluations=1 << 16, focus=focus)
+    states = []
+    whole = attribute(jax.random.key(3), game, 8, (4,), on_check=states.append)
+    assert len(states) >= 3
+    resumed = attribute(jax.random.key(3), game, 8, (4,), resume=states[1])
+    np.testing.assert_array_equal(resumed.values, whole.values)
+    assert (resumed.num_evaluations, resumed.settled, resumed.settled_share) == \
+        (whole.num_evaluations, whole.settled, whole.settled_share)
+    if focus:
+        assert states[-1].focus_evaluations > 0  # the near-tie was settled with focused draws
+
+
+def test_epsilon_share_scales_with_the_game():
+    from gtap_jax import engine
+    from gtap_jax.strategies import share_epsilon
+
+    w = np.array([3.0, 2.0, 1.0, 2.0])
+    assert share_epsilon(additive_game(w), 4, 0.1, engine.make_plan()) == pytest.approx(0.1 * 8.0 / 4)
+    assert share_epsilon(additive_game(10 * w), 4, 0.1, engine.make_plan()) == pytest.approx(0.1 * 80.0 / 4)

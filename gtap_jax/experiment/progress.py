@@ -11,6 +11,7 @@ same slices, so the result equals an uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -25,8 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.experiment.context import Context
-from gtap_jax.indices import INDICES, EstimateState, estimate, make_estimator
-from gtap_jax.strategies import STRATEGIES, AttributeFn, round_budget
+from gtap_jax.indices import INDICES, EstimateState, attribution_of, default_method, estimate, make_estimator
+from gtap_jax.strategies import (
+    STRATEGIES,
+    AttributeFn,
+    Settled,
+    SettleState,
+    by_estimate,
+    round_budget,
+    settled_players,
+    share_epsilon,
+    z_value,
+)
+from gtap_jax.strategies.focus import FocusMoments
 
 log = logging.getLogger("gtap_jax")
 
@@ -37,6 +49,8 @@ class Scores(NamedTuple):
     values: np.ndarray
     stderr: np.ndarray
     num_evaluations: int
+    settled: bool = True
+    settled_share: float = 1.0
 
 
 def index_d(ctx: Context, index: str) -> float | None:
@@ -89,40 +103,95 @@ def _load_state(path: Path, template: EstimateState, meta: dict) -> EstimateStat
 
 
 def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> AttributeFn:
-    """``by_estimate``'s attribute function for method ``name`` on game ``game``, saving its progress."""
+    """The attribute function of method ``name`` on game ``game``, saving its progress.
+
+    ``gtap.evaluations > 0``: each round spends that budget, its estimator
+    state saved every ``gtap.checkpoint_every`` values. ``gtap.evaluations =
+    0``: each round runs until settled (``by_estimate``'s settled mode), its
+    state saved at every check.
+    """
     cfg = ctx.config.gtap
     d = index_d(ctx, index)
     folder = partial_dir(ctx, name)
     calls = itertools.count()
+    chosen = cfg.methods.get(index) or None
+    _, full_game, full_layout = ctx.games[game]  # epsilon: a share of this game's mean neuron part, once
+    epsilon = share_epsilon(full_game, full_layout.num_players, cfg.epsilon, ctx.plan)
+    settle = by_estimate(index, d=d, method=chosen, delta=cfg.delta, epsilon=epsilon,
+                         max_evaluations=cfg.max_evaluations, focus=cfg.focus, plan=ctx.plan, progress=ctx.progress)
 
     def attribute(key, value_fn, num_players, cutoffs=()):
         i = next(calls)
-        method, budget = round_budget(index, num_players, cfg.evaluations, d=d, method=cfg.methods.get(index) or None)
-        k = make_estimator(num_players, index, d=d, method=method).draw_size
+        if cfg.evaluations:
+            method, _ = round_budget(index, num_players, cfg.evaluations, d=d, method=chosen)
+        else:
+            method = chosen or default_method(index, num_players, cfg.max_evaluations)
         meta = {"config": ctx.steps.config_hash, "game": game, "round": i, "players": num_players, "method": method}
         folder.mkdir(parents=True, exist_ok=True)
         done_path, partial_path = folder / f"game{game}_round{i}.npz", folder / f"game{game}_round{i}.partial.npz"
         done = _load(done_path, meta)
         if done is not None:
-            return Scores(done["values"], done["stderr"], int(done["evaluations"]))
-        template = EstimateState(index, method, d, num_players, make_estimator(num_players, index, d=d,
-                                                                               method=method).init())
-        state = _load_state(partial_path, template, meta) or template
-        total, step = budget // k, max(1, cfg.checkpoint_every // k) if cfg.checkpoint_every else budget // k
-        att = None
-        while att is None or state.num_draws < total:
-            n = min(step, total - state.num_draws)
-            att = estimate(key, value_fn, num_players, index, evaluations=n * k, d=d, method=method, state=state,
-                           plan=ctx.plan, progress=ctx.progress)
-            state = att.state
-            if state.num_draws < total:
-                _save_state(partial_path, state, meta)
-        _save(done_path, {"values": np.asarray(att.values), "stderr": np.asarray(att.stderr),
-                          "evaluations": np.asarray(att.num_evaluations)}, meta)
+            return Scores(done["values"], done["stderr"], int(done["evaluations"]), bool(done["settled"]),
+                          float(done["settled_share"]))
+        if cfg.evaluations:
+            att = _fixed_round(ctx, key, value_fn, num_players, index, d, method, partial_path, meta)
+            ok = settled_players(att.values, att.stderr, cutoffs, z_value(cfg.delta, num_players), epsilon)
+            out = Settled(att.values, att.stderr, att.num_evaluations, bool(ok.all()), float(ok.mean()), att)
+        else:
+            template = EstimateState(index, method, d, num_players,
+                                     make_estimator(num_players, index, d=d, method=method).init())
+            out = settle(key, value_fn, num_players, cutoffs, resume=_load_settle(partial_path, template, meta),
+                         on_check=lambda state: _save_settle(partial_path, state, meta))
+        _save(done_path, {"values": np.asarray(out.values), "stderr": np.asarray(out.stderr),
+                          "evaluations": np.asarray(out.num_evaluations),
+                          "settled": np.asarray(out.settled), "settled_share": np.asarray(out.settled_share)}, meta)
         partial_path.unlink(missing_ok=True)
-        return att
+        return out
 
     return attribute
+
+
+def _fixed_round(ctx, key, value_fn, num_players, index, d, method, partial_path, meta):
+    """One fixed-budget round, its estimator state saved every ``gtap.checkpoint_every`` values."""
+    cfg = ctx.config.gtap
+    _, budget = round_budget(index, num_players, cfg.evaluations, d=d, method=method)
+    k = make_estimator(num_players, index, d=d, method=method).draw_size
+    template = EstimateState(index, method, d, num_players, make_estimator(num_players, index, d=d,
+                                                                           method=method).init())
+    state = _load_state(partial_path, template, meta) or template
+    total, step = budget // k, max(1, cfg.checkpoint_every // k) if cfg.checkpoint_every else budget // k
+    att = None
+    while att is None or state.num_draws < total:
+        n = min(step, total - state.num_draws)
+        att = estimate(key, value_fn, num_players, index, evaluations=n * k, d=d, method=method, state=state,
+                       plan=ctx.plan, progress=ctx.progress)
+        state = att.state
+        if state.num_draws < total:
+            _save_state(partial_path, state, meta)
+    return att
+
+
+def _save_settle(path: Path, state: SettleState, meta: dict) -> None:
+    arrays = {"count": state.focus.count, "mean": state.focus.mean, "m2": state.focus.m2,
+              "focus_evaluations": np.asarray(state.focus_evaluations), "checks": np.asarray(state.checks)}
+    if state.uniform is not None:
+        arrays |= {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.uniform.state.draws))}
+    _save(path, arrays, meta)
+
+
+def _load_settle(path: Path, template: EstimateState, meta: dict) -> SettleState | None:
+    """The settling round saved at ``path`` (its uniform estimate re-finalized), or None."""
+    arrays = _load(path, meta)
+    if arrays is None:
+        return None
+    uniform = None
+    if "leaf0" in arrays:
+        leaves, treedef = jax.tree.flatten(template.draws)
+        restored = [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
+        state = dataclasses.replace(template, draws=jax.tree.unflatten(treedef, restored))
+        uniform = attribution_of(state)
+    focus = FocusMoments(arrays["count"], arrays["mean"], arrays["m2"])
+    return SettleState(uniform, focus, int(arrays["focus_evaluations"]), int(arrays["checks"]))
 
 
 def clear_partial(ctx: Context, name: str) -> None:
@@ -134,12 +203,18 @@ def clear_partial(ctx: Context, name: str) -> None:
 
 
 def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: list[dict[int, int]]) -> int:
-    """Coalition values a strategy will spend, from a dry run of its schedule (no game is evaluated)."""
+    """Coalition values a strategy will spend, from a dry run of its schedule (no game is evaluated).
+
+    In settled mode (``gtap.evaluations = 0``) this is the most it can spend: every round at its cap.
+    """
     cfg, total = ctx.config.gtap, 0
     for (_, _, layout), sizes in zip(ctx.games, game_sizes, strict=True):
         spent = []
 
         def dry(key, value_fn, num_players, cutoffs=(), spent=spent):
+            if not cfg.evaluations:  # settled mode: a round spends at most its cap
+                spent.append(cfg.max_evaluations)
+                return Scores(np.zeros(num_players), np.zeros(num_players), cfg.max_evaluations)
             _, budget = round_budget(index, num_players, cfg.evaluations, d=index_d(ctx, index),
                                      method=cfg.methods.get(index) or None)
             spent.append(budget)
@@ -158,7 +233,8 @@ def say_expected_time(ctx: Context, step: str, evaluations: int) -> None:
         return
     seconds = evaluations / rate
     text = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
-    message = f"{step}: about {evaluations:,} coalition values, expected {text} at {rate:,.0f} values/s"
+    about = "about" if ctx.config.gtap.evaluations else "at most"
+    message = f"{step}: {about} {evaluations:,} coalition values, expected {about} {text} at {rate:,.0f} values/s"
     if seconds > 3600:
         log.warning("%s (above an hour; progress is saved every gtap.checkpoint_every values)", message)
     else:

@@ -29,7 +29,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def summary_table(rows: list[dict], full_accuracy: float) -> str:
     """Test accuracy per method (rows) and neurons kept (columns), one block per retrain mode.
 
-    Retrained cells are the mean over seeds.
+    Retrained cells are the mean over seeds. ``evals`` is the most coalition
+    values a method spent to reach a size; ``settled`` the least share of a
+    GTAP method's decisions that was settled on the way (1.00: every round's
+    choice was certain at 1 - delta up to epsilon; blank for baselines).
     """
     lines = [f"trained network: test accuracy {full_accuracy:.4f}"]
     for mode in dict.fromkeys(r["retrain"] for r in rows):
@@ -38,14 +41,16 @@ def summary_table(rows: list[dict], full_accuracy: float) -> str:
         methods = list(dict.fromkeys(r["method"] for r in sub))
         width = max(len(m) for m in methods) + 2
         lines.append(f"\nretrain = {mode}: test accuracy (mean over seeds) by neurons kept")
-        lines.append("method".ljust(width) + "".join(f"{s:>9d}" for s in sizes) + "   evals")
+        lines.append("method".ljust(width) + "".join(f"{s:>9d}" for s in sizes) + "     evals  settled")
         for m in methods:
-            cells, evals = [], 0
+            cells = []
             for s in sizes:
                 acc = [r["accuracy"] for r in sub if r["method"] == m and r["neurons"] == s]
-                evals = max(evals, max((r["evaluations"] for r in sub if r["method"] == m), default=0))
                 cells.append(f"{np.mean(acc):9.4f}" if acc else " " * 9)
-            lines.append(m.ljust(width) + "".join(cells) + f"{evals:8d}")
+            evals = max((r["evaluations"] for r in sub if r["method"] == m), default=0)
+            shares = [r["settled_share"] for r in sub if r["method"] == m and r.get("settled_share") is not None]
+            settled = f"{min(shares):9.2f}" if shares else ""
+            lines.append(m.ljust(width) + "".join(cells) + f"{evals:10d}" + settled)
     return "\n".join(lines)
 
 

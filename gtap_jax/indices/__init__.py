@@ -12,6 +12,7 @@ from gtap_jax.indices.estimate import (
     Attribution,
     EstimateState,
     EstimatorEntry,
+    attribution_of,
     default_method,
     draws_per_chunk,
     estimate,
@@ -30,6 +31,7 @@ from gtap_jax.indices.estimators import (
     permutation_shapley,
 )
 from gtap_jax.indices.exact import MAX_EXACT_PLAYERS, coalition_values, exact, indices_from_table
+from gtap_jax.indices.kernel import kernel_shapley
 from gtap_jax.indices.regression import RegressionState, regression_beta
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "RegressionState",
     "SampleState",
     "antithetic_shapley",
+    "attribution_of",
     "bernoulli_weights",
     "coalition_values",
     "default_method",
@@ -57,6 +60,7 @@ __all__ = [
     "exact",
     "index_weights",
     "indices_from_table",
+    "kernel_shapley",
     "make_estimator",
     "methods_for",
     "msr_beta",

@@ -2,7 +2,7 @@
 
 Budgets are counted in coalition evaluations, whatever one draw of an estimator
 costs (1 for MSR and regression, P + 1 for permutation and paired, 2P + 2 for
-antithetic), as shapiq's ``approximate(budget, game)`` counts them.
+antithetic, 32 for kernel), as shapiq's ``approximate(budget, game)`` counts them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidg
 from gtap_jax import engine
 from gtap_jax.indices.base import INDICES, resolve_d
 from gtap_jax.indices.estimators import Estimator, antithetic_shapley, msr_beta, paired_beta, permutation_shapley
+from gtap_jax.indices.kernel import kernel_shapley
 from gtap_jax.indices.regression import regression_beta
 from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
@@ -40,6 +41,7 @@ ESTIMATORS = Registry(
     {
         "permutation": EstimatorEntry(permutation_shapley, ("shapley",)),
         "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",)),
+        "kernel": EstimatorEntry(kernel_shapley, ("shapley",)),
         "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta")),
         "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta")),
         "regression": EstimatorEntry(regression_beta, ("banzhaf", "beta")),
@@ -179,6 +181,14 @@ def _start(num_players, index, d, method, evaluations, state) -> EstimateState:
     return state
 
 
+def attribution_of(state: EstimateState) -> Attribution:
+    """The :class:`Attribution` a saved state stands for (finalized again; no evaluation)."""
+    est = make_estimator(state.num_players, state.index, d=state.d, method=state.method)
+    values, stderr = _compiled(est, 1)[2](state.draws)
+    n = state.num_draws
+    return Attribution(values, stderr, n, n * est.draw_size, state.index, state.method, state.d, state)
+
+
 def estimate(
     key: PRNGKey,
     value_fn: ValueFn,
@@ -262,6 +272,7 @@ __all__ = [
     "REGRESSION_MIN_DRAWS_PER_PLAYER",
     "Attribution",
     "EstimateState",
+    "attribution_of",
     "EstimatorEntry",
     "default_method",
     "draws_per_chunk",

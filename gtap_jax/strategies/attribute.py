@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 from jax.sharding import Mesh
 
@@ -33,6 +34,7 @@ from gtap_jax.indices.base import resolve_d
 from gtap_jax.indices.estimate import default_method, estimate, make_estimator
 from gtap_jax.indices.exact import exact
 from gtap_jax.layout import strongest_first
+from gtap_jax.strategies.focus import FocusMoments, combine, draw_cost, focused_samples
 
 AttributeFn = Callable[..., Any]  # (key, value_fn, num_players, cutoffs=()) -> Attribution | float[P]
 
@@ -91,6 +93,77 @@ def round_budget(
     return method, draw_size * max(evaluations // draw_size, 2)
 
 
+class SettleState(NamedTuple):
+    """Where a settling round stands after a check; pass it back as ``resume=`` to continue it.
+
+    Attributes:
+        uniform: the :class:`~gtap_jax.indices.Attribution` of the uniform draws (None before any).
+        focus: the focused samples' :class:`~gtap_jax.strategies.focus.FocusMoments`.
+        focus_evaluations: coalition values spent on focused draws.
+        checks: checks made (each check's focused draws use ``fold_in(key, check)``).
+    """
+
+    uniform: Any
+    focus: FocusMoments
+    focus_evaluations: int
+    checks: int
+
+    @property
+    def num_evaluations(self) -> int:
+        return (0 if self.uniform is None else int(self.uniform.num_evaluations)) + self.focus_evaluations
+
+
+def share_epsilon(value_fn, num_players: int, share: float, plan: engine.Plan | None = None) -> float:
+    """An epsilon for :func:`by_estimate`: ``share`` of the mean player's part of the game, ``|v(N) - v(empty)| / P``.
+
+    Two evaluations. One share means the same for games of any size and metric.
+    """
+    full, empty = np.asarray(engine.evaluate_coalitions(
+        value_fn, np.stack([np.ones(num_players, bool), np.zeros(num_players, bool)]), plan=plan), np.float64)
+    return share * abs(full - empty) / num_players
+
+
+def _settle(key, value_fn, num_players, cutoffs, *, index, d, method, delta, epsilon, max_evaluations, focus, plan,
+            progress, resume, on_check) -> Settled:
+    """The settled mode of :func:`by_estimate`: uniform draws, then draws focused on the unsure players."""
+    uniform_key, focus_key = jax.random.split(key)
+    m = method or default_method(index, num_players, max_evaluations)
+    k = make_estimator(num_players, index, d=d, method=m).draw_size
+    step = k * max(2, -(-max(1024, 5 * (num_players + 1)) // k))
+    state = resume or SettleState(None, FocusMoments.zeros(num_players), 0, 0)
+    ok = np.zeros(num_players, bool)
+    if state.uniform is not None:
+        values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
+        z = z_value(delta, num_players, state.checks * (state.checks + 1))
+        ok = settled_players(values, stderr, cutoffs, z, epsilon)
+    while not ok.all() and state.num_evaluations < max_evaluations:
+        spent = state.num_evaluations
+        add = min(max(step, spent), max_evaluations - spent)
+        unsure = np.flatnonzero(~ok)
+        cost = draw_cost(index, unsure.size)
+        if focus and state.uniform is not None and 2 * unsure.size <= num_players and add >= cost:
+            n = add // cost
+            samples = focused_samples(jax.random.fold_in(focus_key, state.checks), value_fn, num_players, index, d,
+                                      unsure, n, plan)
+            state = state._replace(focus=state.focus.add(unsure, samples),
+                                   focus_evaluations=state.focus_evaluations + n * cost)
+        else:
+            add = add // k * k
+            if add <= 0:
+                break
+            att = estimate(uniform_key, value_fn, num_players, index, evaluations=add, d=d, method=m,
+                           state=state.uniform, plan=plan, progress=progress)
+            state = state._replace(uniform=att)
+        state = state._replace(checks=state.checks + 1)
+        values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
+        z = z_value(delta, num_players, state.checks * (state.checks + 1))
+        ok = settled_players(values, stderr, cutoffs, z, epsilon)
+        if on_check is not None:
+            on_check(state)
+    values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
+    return Settled(values, stderr, state.num_evaluations, bool(ok.all()), float(ok.mean()), state.uniform)
+
+
 def by_estimate(
     index: str,
     *,
@@ -100,6 +173,7 @@ def by_estimate(
     delta: float = 0.05,
     epsilon: float = 0.0,
     max_evaluations: int = 1 << 20,
+    focus: bool = True,
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
     plan: engine.Plan | None = None,
@@ -111,7 +185,16 @@ def by_estimate(
     least two). Without it, each round samples until the strategy's decision is
     settled at confidence ``1 - delta`` up to ``epsilon`` (module docstring),
     doubling its evaluations between checks from ``max(1024, 5 (P + 1))``, and
-    stops at ``max_evaluations`` settled or not (the result says which).
+    stops at ``max_evaluations`` settled or not (the result says which). After
+    the first check, while at most half the players are unsure and ``focus`` is
+    True, the draws aim at the unsure players alone
+    (:mod:`gtap_jax.strategies.focus`); otherwise they are uniform.
+    :func:`share_epsilon` gives an epsilon that means the same for games of any
+    size and metric: a share of the mean player's part of the game.
+
+    The attribute function also takes ``resume=`` (a :class:`SettleState`) and
+    ``on_check=`` (called with the state after every check), so a stopped
+    settling round can continue where it was saved.
     The chunk size and mesh are decided once, on the first (full) game, and
     reused for every sub-game.
 
@@ -123,33 +206,20 @@ def by_estimate(
         raise ValueError(f"delta must be in (0, 1) and epsilon >= 0, got delta={delta}, epsilon={epsilon}")
     decided = [plan]
 
-    def attribute(key, value_fn, num_players, cutoffs=()):
+    def attribute(key, value_fn, num_players, cutoffs=(), *, resume=None, on_check=None):
         if decided[0] is None:
             decided[0] = engine.make_plan(
                 value_fn, num_players, num_coalitions=evaluations or max_evaluations, chunk_size=chunk_size, mesh=mesh
             )
-        run = dict(d=d, plan=decided[0], progress=progress)
-        if evaluations is not None:
-            m, budget = round_budget(index, num_players, evaluations, d=d, method=method)
-            att = estimate(key, value_fn, num_players, index, evaluations=budget, method=m, **run)
-            share = settled_players(att.values, att.stderr, cutoffs, z_value(delta, num_players), epsilon).mean()
-            return Settled(att.values, att.stderr, att.num_evaluations, bool(share == 1.0), float(share), att)
-        m = method or default_method(index, num_players, max_evaluations)
-        k = make_estimator(num_players, index, d=d, method=m).draw_size
-        step = k * max(2, -(-max(1024, 5 * (num_players + 1)) // k))
-        att, checks = None, 0
-        while att is None or att.num_evaluations < max_evaluations:
-            spent = 0 if att is None else att.num_evaluations
-            add = min(max(step, spent), max_evaluations - spent) // k * k
-            if add <= 0:
-                break
-            att = estimate(key, value_fn, num_players, index, evaluations=add, method=m, state=att, **run)
-            checks += 1
-            z = z_value(delta, num_players, checks * (checks + 1))
-            ok = settled_players(att.values, att.stderr, cutoffs, z, epsilon)
-            if ok.all():
-                break
-        return Settled(att.values, att.stderr, att.num_evaluations, bool(ok.all()), float(ok.mean()), att)
+        if evaluations is None:
+            return _settle(key, value_fn, num_players, cutoffs, index=index, d=resolve_d(index, d), method=method,
+                           delta=delta, epsilon=epsilon, max_evaluations=max_evaluations, focus=focus,
+                           plan=decided[0], progress=progress, resume=resume, on_check=on_check)
+        m, budget = round_budget(index, num_players, evaluations, d=d, method=method)
+        att = estimate(key, value_fn, num_players, index, evaluations=budget, method=m, d=d, plan=decided[0],
+                       progress=progress)
+        share = settled_players(att.values, att.stderr, cutoffs, z_value(delta, num_players), epsilon).mean()
+        return Settled(att.values, att.stderr, att.num_evaluations, bool(share == 1.0), float(share), att)
 
     return attribute
 
@@ -173,5 +243,6 @@ def by_exact(
 
 
 __all__ = [
-    "AttributeFn", "Settled", "by_estimate", "by_exact", "round_budget", "settled_players", "z_value",
+    "AttributeFn", "SettleState", "Settled", "by_estimate", "by_exact", "round_budget", "settled_players",
+    "share_epsilon", "z_value",
 ]

@@ -1,0 +1,148 @@
+"""Draws aimed at the players whose side of a decision is still unsure.
+
+Once a uniform estimate has settled most players, the rest need more precision
+than the others: a *focused* draw gives one sample of each unsure player's
+index alone, through one-player flips, so its cost grows with the number of
+unsure players U, not with P.
+
+* beta_d (Banzhaf at d = 0.5): a coalition T ~ Bernoulli(d)^P and its flip of
+  each unsure player u, ``v(T + u) - v(T - u)``: 1 + U evaluations per draw.
+* Shapley: a uniformly random order, and for each unsure player u the players
+  before it with and without u: 2U evaluations per draw.
+
+Either sample is unbiased for the player's index, and independent of the
+uniform estimate (its own key), so the two combine by inverse-variance
+weighting (:func:`combine`). Focusing pays when U is small against P: per
+sample of an unsure player, a permutation costs (P + 1) / P evaluations and a
+focused Shapley draw 2; a regression draw's precision per evaluation is about a
+paired draw's (``benchmarks/RESULTS.md``), so a focused beta_d draw gains about
+P / (U + 1).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax import engine
+from gtap_jax.indices.base import INDICES
+
+# A player's focused samples enter its estimate from this many on (the normal approximation
+# of their mean, and their variance, need a few).
+FOCUS_MIN_SAMPLES = 16
+
+
+class FocusMoments(NamedTuple):
+    """Running count, mean and sum of squared deviations of each player's focused samples (float64)."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def zeros(cls, num_players: int) -> FocusMoments:
+        z = np.zeros(num_players)
+        return cls(z, z.copy(), z.copy())
+
+    def add(self, players: np.ndarray, samples: np.ndarray) -> FocusMoments:
+        """Folds ``samples[n, U]`` of ``players[U]`` in (Chan et al.'s merge)."""
+        count, mean, m2 = self.count.copy(), self.mean.copy(), self.m2.copy()
+        n = samples.shape[0]
+        mb, m2b = samples.mean(axis=0), ((samples - samples.mean(axis=0)) ** 2).sum(axis=0)
+        na = count[players]
+        total = na + n
+        delta = mb - mean[players]
+        mean[players] += delta * n / total
+        m2[players] += m2b + delta**2 * na * n / total
+        count[players] = total
+        return FocusMoments(count, mean, m2)
+
+
+def draw_cost(index: str, num_unsure: int) -> int:
+    """Evaluations of one focused draw over ``num_unsure`` players."""
+    return 1 + num_unsure if INDICES[index].takes_d else 2 * num_unsure
+
+
+def _pow2(n: int, least: int = 8) -> int:
+    return max(least, 1 << max(0, (n - 1).bit_length()))
+
+
+# Focused draws are made in blocks of this many (one compiled shape per padded U).
+BLOCK = 256
+
+
+@functools.partial(jax.jit, static_argnames=("num_players", "d"))
+def _focused_masks(key, start, players, *, num_players: int, d: float | None):
+    """``bool[BLOCK, K, P]``: focused coalitions of ``players[U]``, draw i from ``fold_in(key, start + i)``.
+
+    beta_d (``d`` a float): K = 1 + U, the drawn coalition then its flip of each player.
+    Shapley (``d`` None): K = 2U, each player's predecessors in the drawn order, then with it.
+    The caller pads U to a power of two, so few shapes compile.
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(BLOCK))
+    onehot = jax.nn.one_hot(players, num_players, dtype=jnp.bool_)
+    if d is not None:
+        t = jax.vmap(lambda k: jax.random.bernoulli(k, d, (num_players,)))(keys)
+        return jnp.concatenate([t[:, None, :], t[:, None, :] ^ onehot[None]], axis=1)
+    ranks = jax.vmap(lambda k: jnp.argsort(jax.random.permutation(k, num_players)))(keys)
+    before = ranks[:, None, :] < ranks[:, players][:, :, None]
+    return jnp.concatenate([before, before | onehot[None]], axis=1)
+
+
+def focused_samples(key, value_fn, num_players: int, index: str, d: float | None, players: np.ndarray,
+                    num_draws: int, plan: engine.Plan) -> np.ndarray:
+    """``float64[num_draws, U]``: one unbiased sample of each of ``players``' index per draw."""
+    u = players.size
+    padded = np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32)
+    beta = INDICES[index].takes_d
+    blocks = [_focused_masks(key, start, jnp.asarray(padded), num_players=num_players, d=float(d) if beta else None)
+              for start in range(0, num_draws, BLOCK)]
+    masks = np.concatenate([np.asarray(b) for b in blocks])
+    up = padded.size
+    if beta:
+        masks = np.concatenate([masks[:num_draws, :1], masks[:num_draws, 1 : 1 + u]], axis=1)
+    else:
+        masks = np.concatenate([masks[:num_draws, :u], masks[:num_draws, up : up + u]], axis=1)
+    k = masks.shape[1]
+    values = np.asarray(engine.evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
+                        np.float64).reshape(num_draws, k)
+    if beta:
+        inside = masks[:, 0, players]
+        return np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
+    return values[:, u:] - values[:, :u]
+
+
+def combine(values, stderr, focus: FocusMoments) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance weighted values and standard errors of the uniform and focused estimates.
+
+    A player with fewer than ``FOCUS_MIN_SAMPLES`` focused samples keeps its
+    uniform estimate. Equal samples say little about a player's variance when
+    values move in steps (accuracy on n examples moves by 1/n): a player whose
+    samples are all equal takes the median per-sample variance of the players
+    whose samples are not, and only when every focused player's samples are
+    equal (an additive game) is its error zero.
+    """
+    values, stderr = np.array(values, np.float64), np.array(stderr, np.float64)
+    enough = focus.count >= FOCUS_MIN_SAMPLES
+    per_sample = focus.m2 / np.maximum(focus.count - 1, 1)
+    spread = per_sample[enough & (per_sample > 0)]
+    per_sample = np.where(per_sample > 0, per_sample, np.median(spread) if spread.size else 0.0)
+    var_f = per_sample / np.maximum(focus.count, 1)
+    var_u = np.where(np.isfinite(values), np.square(stderr), np.inf)
+    use = enough & (var_u > 0)
+    exact = use & (var_f == 0)
+    mix = use & ~exact
+    w_u = np.where(mix & np.isfinite(var_u), 1.0 / np.where(var_u > 0, var_u, 1.0), 0.0)
+    w_f = np.where(mix, 1.0 / np.where(mix, var_f, 1.0), 0.0)
+    total = np.where(mix, w_u + w_f, 1.0)
+    values[mix] = ((w_u * np.nan_to_num(values) + w_f * focus.mean) / total)[mix]
+    stderr[mix] = (1.0 / np.sqrt(total))[mix]
+    values[exact], stderr[exact] = focus.mean[exact], 0.0
+    return values, stderr
+
+
+__all__ = ["FOCUS_MIN_SAMPLES", "FocusMoments", "combine", "draw_cost", "focused_samples"]
