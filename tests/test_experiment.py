@@ -19,6 +19,8 @@ from gtap_jax.baselines import BASELINES
 from gtap_jax.layout import PlayerLayout, allocate, keep_per_layer, mask_of
 from gtap_jax.strategies import STRATEGIES, Round, StrategyResult
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # real tweets, when beside the checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "gtap_jax" / "configs"
 
@@ -107,8 +109,10 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     folder.mkdir()
     fields = {}
     if name.startswith("mlp"):
-        write_text_folder(folder, n=400)
-        fields = {"data.source": "path", "data.path": str(folder)}
+        real = SHARED_DATA / ("emotion" if name == "mlp_emotion" else "twitter_financial_news_topic")
+        if not real.exists():  # the real tweets when ../shared/data is beside the checkout
+            write_text_folder(folder, n=400)
+        fields = {"data.source": "path", "data.path": str(real if real.exists() else folder)}
     elif name.startswith("alexnet"):
         write_tiny_imagenet(folder, classes=3, per_class=20, val=12)
         fields = {"data.path": str(folder)}

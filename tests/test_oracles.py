@@ -141,3 +141,27 @@ def test_lottery_ticket_rewinds_survivors_to_their_initial_weights():
     fc1_alive = np.flatnonzero(first[:4])
     assert np.flatnonzero(second[:4]).tolist() == [fc1_alive.max()]  # the ticket's strongest fc1 survivor
     assert np.flatnonzero(second[4:]).tolist() == [np.flatnonzero(first[4:]).min()]
+
+
+def test_the_experiments_lottery_levels_train_for_retrain_epochs():
+    """configs/common.py: retrain.epochs is the epochs of clean-slate retraining and of each lottery level."""
+    from types import SimpleNamespace
+
+    import ml_collections
+
+    from gtap_jax.experiment.methods import baseline_masks
+
+    model = MLP(hidden=(4, 4), num_classes=2)
+    init = jax.tree.map(np.asarray, model.init(jax.random.key(0), jnp.zeros((1, 2)))["params"])
+    epochs = []
+
+    def fit(key, model, *, params=None, masks=None, **kw):
+        epochs.append(kw.get("epochs"))
+        return params
+
+    config = ml_collections.ConfigDict({"train": {"epochs": 7}, "retrain": {"epochs": 2}})
+    ctx = SimpleNamespace(key=jax.random.key(0), model=model, init=init, params=init, layout=layout_for(model),
+                          game_data=(np.zeros((4, 2)), np.zeros(4, int)), sizes=[6, 2], config=config,
+                          fit=lambda key, model, **kw: fit(key, model, **kw))
+    record = baseline_masks(ctx, "lottery")
+    assert set(record) == {"6", "2"} and epochs == [2, 2]

@@ -1,0 +1,169 @@
+"""The paper's experiments over seeds: run the configs, then aggregate their results.
+
+    python benchmarks/reproduction.py run --out runs/repro --seeds 0 1 2 --jobs 4 \\
+        --text-data ../shared/data      # each config x seed, `jobs` at a time
+    python benchmarks/reproduction.py report --out runs/repro --doc docs/reproduction.md
+
+``run`` starts ``python -m gtap_jax.prune`` for every config and seed (workdir
+``OUT/<config>-s<seed>``, log beside it; a finished run is skipped, a stopped one
+resumes), with the tweet configs on the local CSVs under ``--text-data``. ``--layerwise``
+adds a ``game.layerwise=True`` run per config and seed (the baselines' per-layer
+allocation for GTAP too). ``report`` reads every ``results.json`` and writes, per config
+and retrain mode, test accuracy mean +- std over seeds for every method and size, with
+the mean parameters and FLOPs of the pruned networks, and a plot per config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = {
+    "lenet300_mnist": None,
+    "lenet5_mnist": None,
+    "mlp_emotion": "emotion",
+    "mlp_twitter_topic": "twitter_financial_news_topic",
+}
+
+
+def _command(config: str, seed: int, workdir: Path, text_data: Path | None, layerwise: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "gtap_jax.prune", f"--config=gtap_jax/configs/{config}.py",
+           f"--config.seed={seed}", "--config.progress=False", f"--workdir={workdir}"]
+    if CONFIGS[config] is not None:
+        cmd += ["--config.data.source=path", f"--config.data.path={text_data / CONFIGS[config]}"]
+    if layerwise:
+        cmd += ["--config.game.layerwise=True"]
+    return cmd
+
+
+def run(args) -> None:
+    jobs = []
+    for config in args.configs:
+        for seed in args.seeds:
+            for layerwise in (False, True) if args.layerwise else (False,):
+                name = f"{config}-s{seed}" + ("-layerwise" if layerwise else "")
+                jobs.append((name, _command(config, seed, args.out / name, args.text_data, layerwise)))
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def start(job):
+        name, cmd = job
+        if (args.out / name / "results.json").exists():
+            return name, 0, 0.0
+        t0 = time.perf_counter()
+        with open(args.out / f"{name}.log", "w") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - t0
+        print(f"{name}: exit {rc} after {seconds:.0f} s", flush=True)
+        return name, rc, seconds
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(start, jobs))
+    (args.out / "wall_seconds.json").write_text(json.dumps({n: s for n, _, s in done if s}, indent=1))
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} +- {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def report(args) -> None:
+    runs = defaultdict(list)  # (config, view) -> [(seed, results)]
+    for path in sorted(args.out.glob("*/results.json")):
+        name = path.parent.name
+        config, rest = name.split("-s", 1)
+        view = "layerwise" if rest.endswith("-layerwise") else "joint"
+        runs[(config, view)].append((int(rest.split("-")[0]), json.loads(path.read_text())))
+    wall = json.loads((args.out / "wall_seconds.json").read_text()) if (args.out / "wall_seconds.json").exists() else {}
+    lines = []
+    for (config, view), found in sorted(runs.items()):
+        seeds = sorted(s for s, _ in found)
+        rows = [r for _, res in found for r in res["rows"]]
+        full = [res["summary"]["trained_test_accuracy"] for _, res in found]
+        lines += [f"### {config} ({view} game), seeds {seeds}", "",
+                  f"Unpruned test accuracy {_mean_std(full)}; wall time per run "
+                  + ", ".join(f"{wall[k]:.0f} s" for k in sorted(wall) if k.startswith(config + "-s")
+                              and ("layerwise" in k) == (view == "layerwise")) + ".", ""]
+        for mode in dict.fromkeys(r["retrain"] for r in rows):
+            sub = [r for r in rows if r["retrain"] == mode]
+            sizes = sorted({r["neurons"] for r in sub}, reverse=True)
+            methods = list(dict.fromkeys(r["method"] for r in sub))
+            lines += [f"retrain = {mode}: test accuracy, mean +- std over seeds (and retraining seeds), by neurons"
+                      " kept; mean parameters / MFLOPs of the pruned network below each", "",
+                      "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+            for m in methods:
+                cells = []
+                for s in sizes:
+                    cell = [r for r in sub if r["method"] == m and r["neurons"] == s]
+                    if not cell:
+                        cells.append("")
+                        continue
+                    acc = _mean_std([r["accuracy"] for r in cell])
+                    cells.append(f"{acc}<br>{np.mean([r['params'] for r in cell]):,.0f} / "
+                                 f"{np.mean([r['flops'] for r in cell]) / 1e6:.2f}")
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            lines.append("")
+        _plot(config, view, rows, args.doc.parent / f"reproduction_{config}_{view}.png")
+        lines += [f"![{config} {view}](reproduction_{config}_{view}.png)", ""]
+    text = args.doc.read_text() if args.doc.exists() else ""
+    marker = "<!-- tables from benchmarks/reproduction.py report -->"
+    head = text.split(marker)[0] if marker in text else text
+    args.doc.write_text(head.rstrip() + "\n\n" + marker + "\n\n" + "\n".join(lines))
+    print(f"wrote {args.doc}")
+
+
+def _plot(config, view, rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(r["retrain"] for r in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("tab20")
+    for ax, mode in zip(axes[0], modes, strict=True):
+        for j, m in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            sub = [r for r in rows if r["retrain"] == mode and r["method"] == m]
+            sizes = sorted({r["neurons"] for r in sub})
+            x = [np.mean([r["params"] for r in sub if r["neurons"] == s]) for s in sizes]
+            acc = [[r["accuracy"] for r in sub if r["neurons"] == s] for s in sizes]
+            mean, std = np.array([np.mean(a) for a in acc]), np.array([np.std(a) for a in acc])
+            style = "-" if "/" in m else "--"
+            ax.plot(x, mean, style, marker="o", ms=3, color=cmap(j % 20), label=m)
+            ax.fill_between(x, mean - std, mean + std, color=cmap(j % 20), alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters of the pruned network")
+        ax.set_title(f"{config} ({view}), retrain: {mode} (band: +- 1 std over seeds)", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][-1].legend(fontsize=6, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("--layerwise", action="store_true")
+    r.add_argument("--text-data", type=Path, default=Path("../shared/data"))
+    p = sub.add_parser("report")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
+    args = parser.parse_args()
+    run(args) if args.what == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
