@@ -145,15 +145,27 @@ def test_bad_config_file_or_workdir(files, config, workdir, fragment):
 
 
 @pytest.fixture(scope="module")
-def finished(files):
+def finished_and_refused(files):
     """The corrected command, run in the workdir that every refusal above left behind: nothing poisoned it.
 
-    The damage tests below start from copies of this finished run.
+    While it runs, a second run in the same workdir is started (and refused): the two tests share
+    one run. The damage tests below start from copies of this finished run.
     """
     workdir = files / "workdir"
-    out = _cli(workdir, *TINY)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return workdir
+    first = _cli(workdir, *TINY, popen=True)
+    lock = workdir / ".lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text().startswith("pid")) and time.time() < deadline:
+        time.sleep(0.1)
+    second = _cli(workdir, *TINY)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    return workdir, first.pid, second
+
+
+@pytest.fixture(scope="module")
+def finished(finished_and_refused):
+    return finished_and_refused[0]
 
 
 def test_the_corrected_command_then_runs_in_the_same_workdir(finished):
@@ -207,18 +219,10 @@ def test_deleted_config_json_does_not_relabel_another_configs_results(finished, 
     assert "done train" in other.stderr  # retrained for seed 1, not relabelled
 
 
-def test_a_second_run_in_a_busy_workdir_is_refused(tmp_path):
-    wd = tmp_path / "run"
-    first = _cli(wd, *TINY, popen=True)
-    lock = wd / ".lock"
-    deadline = time.time() + 120
-    while not (lock.exists() and lock.read_text().startswith("pid")) and time.time() < deadline:
-        time.sleep(0.1)
-    second = _cli(wd, *TINY)
-    out, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err[-3000:]
+def test_a_second_run_in_a_busy_workdir_is_refused(finished_and_refused):
+    _, pid, second = finished_and_refused
     _one_error(second, "is in use by another run (pid")
-    assert f"pid {first.pid} " in second.stderr
+    assert f"pid {pid} " in second.stderr
 
 
 def test_an_interrupted_estimation_step_resumes_midway_with_the_same_result(tmp_path, monkeypatch):

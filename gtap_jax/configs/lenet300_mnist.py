@@ -17,6 +17,7 @@ def get_config(arg=None):
     c.game.layers = ("fc1", "fc2")
     if arg == "smoke":
         common.smoke(c)
+        c.gtap.indices = ("shapley", "beta")  # the CLI smoke test runs every strategy with both kinds of index
     elif arg:
         raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
     c.lock()

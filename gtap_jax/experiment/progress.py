@@ -2,10 +2,11 @@
 
 A GTAP method's step runs a strategy whose rounds each estimate a power index.
 :func:`checkpointed_attribute` saves every finished round's scores and, within
-a round, the estimator state every ``gtap.checkpoint_every`` evaluations, under
+a round, its state at every check (settled mode) or the estimator state every
+``gtap.checkpoint_every`` evaluations (a fixed budget), under
 ``workdir/partial/``. A stopped step resumes there: finished rounds are read
 back and the round in progress continues from its last saved state, with the
-same slices, so the result equals an uninterrupted run's.
+same draws, so the result equals an uninterrupted run's.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike
 
+from gtap_jax.games.flax_models import flax_game, is_flax_model
 from gtap_jax.layout import PlayerLayout
 from gtap_jax.models.staged import StagedModel, apply_site, layout_for
 from gtap_jax.shapes import PyTree, ValueFn
@@ -42,6 +43,7 @@ def network_game(
     masked_value: str = "zero",
     cache_prefix: bool = True,
     dtype: str = "float32",
+    apply_kwargs: dict | None = None,
 ) -> tuple[ValueFn, PlayerLayout]:
     """The game whose players are the neurons of ``layers``.
 
@@ -61,8 +63,13 @@ def network_game(
     the suffix's time and memory; ``benchmarks/bfloat16.py`` measures what it
     does to the ranking.
 
+    Any other Flax model works too (:mod:`gtap_jax.games.flax_models`): a
+    ``flax.linen.Module`` with its full variables as ``params``, or a
+    ``flax.nnx.Module`` with ``params=None``; ``layers`` then names module paths
+    and is required, and ``apply_kwargs`` is passed to every call.
+
     Args:
-        model, params: a trained :class:`StagedModel` and its ``"params"``.
+        model, params: a trained :class:`StagedModel` and its ``"params"`` (or a Linen or NNX model).
         x, y: the evaluation set (inputs, integer labels).
         layers: the player layers (default: every prunable layer).
         metric: ``"accuracy"`` or ``"neg_loss"`` (negative cross-entropy).
@@ -83,6 +90,11 @@ def network_game(
         raise ValueError(f"unknown masked_value {masked_value!r}; expected one of {MASKED_VALUES}")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {DTYPES}")
+    if is_flax_model(model):
+        if layers is None:
+            raise ValueError("name the player layers of a Flax model: layers=[module path, ...]")
+        return flax_game(model, params, x, y, layers=list(layers), metric=metric, masked_value=masked_value,
+                         dtype=dtype, apply_kwargs=apply_kwargs)
     compute = jnp.dtype(dtype)
 
     def cast(tree):

@@ -12,11 +12,14 @@ unsure players U, not with P.
 
 Either sample is unbiased for the player's index, and independent of the
 uniform estimate (its own key), so the two combine by inverse-variance
-weighting (:func:`combine`). Focusing pays when U is small against P: per
-sample of an unsure player, a permutation costs (P + 1) / P evaluations and a
-focused Shapley draw 2; a regression draw's precision per evaluation is about a
-paired draw's (``benchmarks/RESULTS.md``), so a focused beta_d draw gains about
-P / (U + 1).
+weighting (:func:`combine`). Focusing pays when U is small against P: E
+evaluations buy an unsure player E / (P + 1) permutation samples but E / (2U)
+focused ones, so Shapley gains when 2U < P + 1 (``by_estimate`` focuses while
+2U <= P); a regression draw's precision per evaluation is about a paired
+draw's (``benchmarks/RESULTS.md``), so a focused beta_d draw gains about
+P / (U + 1). The masks are built on the device in blocks but evaluated from the
+host: on a GPU, where the evaluations themselves are fast, that costs more than
+it saves (measured in ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

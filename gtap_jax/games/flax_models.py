@@ -1,0 +1,205 @@
+"""The neuron game of any Flax model, Linen or NNX, written outside the project.
+
+Players are the features of named modules: the output units of a Dense layer,
+the output channels of a Conv, BatchNorm or any module whose output has a feature
+axis (the last, as Flax lays features out), numbered layer by layer in the
+order given, unit by unit. A player outside the coalition has its feature of
+that module's *output* set to 0 (or to its mean on the evaluation set): naming
+the BatchNorm of conv -> BatchNorm -> relu silences the channel after the
+normalisation, before the relu, so the relu passes 0 on.
+
+* Linen: ``layers`` are module paths as Flax names them (``"Dense_0"``,
+  ``"block1/Conv_0"``), the mask applied by :func:`flax.linen.intercept_methods`
+  around each named module's ``__call__``; the user's code is not changed.
+* NNX: ``layers`` are attribute paths (``"fc1"``, ``"blocks/0/mlp"``); a clone of the
+  model has each named module wrapped by one that masks its output (graph surgery on
+  the clone; the user's model is not changed), split once into a graph and a state,
+  and merged inside the value function.
+
+A module called more than once (shared weights) is masked at every call. The game
+is played in inference mode: pass ``apply_kwargs`` (Linen, e.g. ``{"train": False}``)
+or call ``model.eval()`` (NNX; done on the clone when the model has it).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gtap_jax.layout import PlayerLayout
+
+# (masks, fills) of the coalition being evaluated, or a dict recording outputs
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=None)
+
+
+def is_flax_model(model) -> bool:
+    """Whether ``model`` is a Linen or NNX module (not one of the project's staged models)."""
+    return isinstance(model, nn.Module | nnx.Module) and not hasattr(model, "site_sizes")
+
+
+def _mask_output(path: str, out):
+    """Applies the active coalition's mask of ``path`` to a module's output (or records it)."""
+    active = _ACTIVE.get()
+    if active is None:
+        return out
+    if isinstance(active, dict):  # a recording pass: the first output of every module
+        active.setdefault(path, out)
+        return out
+    masks, fills = active
+    if path not in masks:
+        return out
+    lead = (1,) * (out.ndim - 1)  # the feature axis is the last
+    m = masks[path].reshape(lead + (-1,))
+    if fills is None:
+        return out * m.astype(out.dtype)
+    return jnp.where(m, out, fills[path].astype(out.dtype).reshape(lead + (-1,)))
+
+
+def _linen_interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name != "__call__" or not context.module.path:
+        return out
+    return _mask_output("/".join(str(p) for p in context.module.path), out)
+
+
+class _MaskedModule(nnx.Module):
+    """An NNX module whose output is masked as the active coalition says."""
+
+    def __init__(self, inner: nnx.Module, path: str):
+        self.inner = inner
+        self.gtap_path = path
+
+    def __call__(self, *args, **kwargs):
+        return _mask_output(self.gtap_path, self.inner(*args, **kwargs))
+
+
+def _nnx_modules(model: nnx.Module) -> list[str]:
+    """Attribute paths of every submodule (``"blocks/0/mlp"``), in graph order."""
+    return ["/".join(str(p) for p in path) for path, node in nnx.iter_graph(model)
+            if isinstance(node, nnx.Module) and path]
+
+
+def _nnx_wrap(model: nnx.Module, path: str) -> None:
+    """Replaces the submodule at ``path`` of ``model`` by a masking wrapper around it."""
+    *parents, last = path.split("/")
+    node = model
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    if last.isdigit():
+        node[int(last)] = _MaskedModule(node[int(last)], path)
+    else:
+        setattr(node, last, _MaskedModule(getattr(node, last), path))
+
+
+def _with(active, fn, *args):
+    token = _ACTIVE.set(active)
+    try:
+        return fn(*args)
+    finally:
+        _ACTIVE.reset(token)
+
+
+def flax_game(
+    model,
+    variables: Mapping | None,
+    x,
+    y,
+    *,
+    layers: Sequence[str],
+    metric: str = "accuracy",
+    masked_value: str = "zero",
+    dtype: str = "float32",
+    apply_kwargs: Mapping[str, Any] | None = None,
+):
+    """``(value_fn, layout)`` of the neuron game of a Linen or NNX model (module docstring).
+
+    Args:
+        model: a ``flax.linen.Module`` (with ``variables``, all collections:
+            params, batch_stats, ...) or a ``flax.nnx.Module`` (``variables=None``).
+        x, y: the evaluation set; the model maps ``x`` to logits ``[N, classes]``.
+        layers: module paths whose output features are the players.
+        metric, masked_value, dtype: as in :func:`gtap_jax.network_game`.
+        apply_kwargs: extra keyword arguments of every call (e.g. ``{"train": False}``).
+
+    Raises:
+        ValueError: for an unknown layer (listing the model's module paths), a
+            layer whose output has no feature axis (not an array of rank >= 2),
+            or variables given for an NNX model.
+    """
+    from gtap_jax.games.network import metric_value
+
+    kwargs = dict(apply_kwargs or {})
+    compute = jnp.dtype(dtype)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def cast(tree):
+        return jax.tree.map(lambda a: a.astype(compute) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+    if isinstance(model, nnx.Module):
+        if variables is not None:
+            raise ValueError("an NNX model carries its own state: pass variables=None")
+        clone = nnx.clone(model)
+        if hasattr(clone, "eval"):
+            clone.eval()
+        available = _nnx_modules(clone)
+        _check_names(layers, available)
+        for path in layers:
+            _nnx_wrap(clone, path)
+        graphdef, state = nnx.split(clone)
+        state = cast(state)
+
+        def forward(inputs):
+            return nnx.merge(graphdef, state)(inputs, **kwargs)
+
+    else:
+        # every module's path, from an abstract pass on one example
+        recorded: dict = {}
+        with nn.intercept_methods(_linen_interceptor):
+            _with(recorded, lambda: jax.eval_shape(lambda v, a: model.apply(v, a, **kwargs), variables, x[:1]))
+        _check_names(layers, sorted(recorded))
+        variables = cast(variables)
+
+        def forward(inputs):
+            with nn.intercept_methods(_linen_interceptor):
+                return model.apply(variables, inputs, **kwargs)
+
+    x = cast(x)
+    outputs: dict = {}
+    _with(outputs, forward, x[:2])  # one small concrete pass: each named module's output shape
+    sizes = []
+    for path in layers:
+        out = outputs[path]
+        if not hasattr(out, "shape") or len(out.shape) < 2:
+            what = f"shape {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+            raise ValueError(f"layer {path!r} has no feature axis to prune: its output is {what}; name a module"
+                             " whose output is [batch, ..., features]")
+        sizes.append((path, int(out.shape[-1])))
+    layout = PlayerLayout(tuple(sizes))
+    fills = None
+    if masked_value == "mean":
+        full: dict = {}
+        _with(full, forward, x)
+        fills = {p: jnp.mean(full[p].reshape(-1, full[p].shape[-1]), axis=0) for p in layers}
+
+    def value(mask):
+        logits = _with((layout.split(mask), fills), forward, x)
+        return metric_value(logits, y, metric)
+
+    return value, layout
+
+
+def _check_names(layers: Sequence[str], available: Sequence[str]) -> None:
+    if not layers:
+        raise ValueError("layers is empty; name at least one module, e.g. one of " + ", ".join(available[:10]))
+    unknown = [n for n in layers if n not in available]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; the model's modules are {list(available)}")
+
+
+__all__ = ["flax_game", "is_flax_model"]

@@ -1,0 +1,182 @@
+"""Any Flax model as a game: Linen (intercepted) and NNX (graph surgery on a clone) against masked forward passes."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import gtap_jax as g
+from gtap_jax.games.network import metric_value
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x, masks=None, fills=None):
+        h = nn.Conv(4, (3, 3))(x)
+        h = nn.BatchNorm(use_running_average=True)(h)
+        h = _masked(h, "block1/BatchNorm_0", masks, fills)
+        return nn.relu(h)
+
+
+class LinenCNN(nn.Module):
+    """conv -> BatchNorm -> relu -> dense -> relu -> dense; ``masks`` is the independent masked pass."""
+
+    @nn.compact
+    def __call__(self, x, masks=None, fills=None):
+        h = Block(name="block1")(x, masks, fills)
+        h = nn.Dense(8)(h.reshape(h.shape[0], -1))
+        h = nn.relu(_masked(h, "Dense_0", masks, fills))
+        return nn.Dense(3)(h)
+
+
+class NNXMLP(nnx.Module):
+    def __init__(self, rngs):
+        self.fc1 = nnx.Linear(5, 7, rngs=rngs)
+        self.blocks = nnx.List([nnx.Linear(7, 6, rngs=rngs), nnx.Linear(6, 6, rngs=rngs)])
+        self.out = nnx.Linear(6, 3, rngs=rngs)
+
+    def __call__(self, x, masks=None, fills=None):
+        h = nnx.relu(_masked(self.fc1(x), "fc1", masks, fills))
+        for i, block in enumerate(self.blocks):
+            h = nnx.relu(_masked(block(h), f"blocks/{i}", masks, fills))
+        return self.out(h)
+
+
+def _masked(h, name, masks, fills):
+    if masks is None or name not in masks:
+        return h
+    lead = (1,) * (h.ndim - 1)
+    m = masks[name].reshape(lead + (-1,))
+    return h * m if fills is None else jnp.where(m, h, fills[name].reshape(lead + (-1,)))
+
+
+@pytest.fixture(scope="module")
+def linen():
+    x = jax.random.normal(jax.random.key(0), (16, 6, 6, 1))
+    y = jnp.arange(16) % 3
+    model = LinenCNN()
+    variables = model.init(jax.random.key(1), x)
+    # batch statistics that are not the identity, so the BatchNorm's place matters
+    variables = {"params": variables["params"], "batch_stats": jax.tree.map(lambda a: a + 0.3,
+                                                                           variables["batch_stats"])}
+    return model, variables, x, y
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return NNXMLP(nnx.Rngs(0)), jax.random.normal(jax.random.key(3), (20, 5)), jnp.arange(20) % 3
+
+
+def _masks(layout, seed, n=4):
+    return [np.asarray(jax.random.bernoulli(jax.random.key(seed + i), 0.6, (layout.num_players,))) for i in range(n)]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "neg_loss"])
+def test_linen_game_equals_an_independent_masked_pass(linen, metric):
+    model, variables, x, y = linen
+    fn, layout = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0", "Dense_0"], metric=metric)
+    assert layout.layers == (("block1/BatchNorm_0", 4), ("Dense_0", 8))
+    masks = _masks(layout, 10)
+    got = g.evaluate_coalitions(fn, np.stack(masks))
+    want = [metric_value(model.apply(variables, x, masks=layout.split(m)), y, metric) for m in masks]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_nnx_game_with_nested_paths_and_mean_fills_equals_a_masked_pass(mlp):
+    net, x, y = mlp
+    fn, layout = g.network_game(net, None, x, y, layers=["fc1", "blocks/1"], metric="neg_loss", masked_value="mean")
+    assert layout.layers == (("fc1", 7), ("blocks/1", 6))
+    h1 = net.fc1(x)
+    h2 = net.blocks[1](nnx.relu(net.blocks[0](nnx.relu(h1))))
+    fills = {"fc1": h1.mean(axis=0), "blocks/1": h2.mean(axis=0)}
+    for m in _masks(layout, 20):
+        want = metric_value(net(x, masks=layout.split(m), fills=fills), y, "neg_loss")
+        np.testing.assert_allclose(fn(jnp.asarray(m)), want, rtol=1e-5, atol=1e-6)
+    assert type(net.blocks[1]).__name__ == "Linear"  # the user's model is not changed
+
+
+def test_estimate_runs_on_both(linen, mlp):
+    model, variables, x, y = linen
+    fn, layout = g.network_game(model, variables, x, y, layers=["Dense_0"], metric="neg_loss")
+    att = g.estimate(jax.random.key(0), fn, layout.num_players, "banzhaf", evaluations=256)
+    assert att.values.shape == (8,) and np.all(np.isfinite(att.values))
+    net, x2, y2 = mlp
+    fn2, layout2 = g.network_game(net, None, x2, y2, layers=["blocks/0"])
+    att2 = g.estimate(jax.random.key(0), fn2, layout2.num_players, "shapley", evaluations=7 * 40)
+    assert att2.values.shape == (6,)
+
+
+def test_bad_layers_say_what_the_model_has(linen, mlp):
+    model, variables, x, y = linen
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['fc9'\]; the model's modules are .*'block1/Conv_0'"):
+        g.network_game(model, variables, x, y, layers=["fc9"])
+    with pytest.raises(ValueError, match="name the player layers"):
+        g.network_game(model, variables, x, y)
+    net, x2, y2 = mlp
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['blocks/7'\].*'blocks/1'"):
+        g.network_game(net, None, x2, y2, layers=["blocks/7"])
+    with pytest.raises(ValueError, match="variables=None"):
+        g.network_game(net, {"params": {}}, x2, y2, layers=["fc1"])
+
+
+def test_a_layer_with_no_feature_axis_is_refused():
+    class Score(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            return jnp.sum(nn.Dense(4)(h), axis=-1)  # one number per example
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(x) + Score()(x)[:, None]
+
+    x, y = jnp.ones((4, 5)), jnp.zeros(4, int)
+    variables = Model().init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"layer 'Score_0' has no feature axis to prune: its output is shape \(2,\)"):
+        g.network_game(Model(), variables, x, y, layers=["Score_0"])
+
+
+class PlainLeNet300(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape(x.shape[0], -1)
+        x = nn.relu(nn.Dense(300, name="fc1")(x))
+        x = nn.relu(nn.Dense(100, name="fc2")(x))
+        return nn.Dense(10, name="out")(x)
+
+
+def test_weight_baselines_of_a_plain_linen_model_equal_the_staged_models():
+    """The same weights written as a user's Linen module score like the project's LeNet-300-100 (whose
+    baselines are checked against hand-computed oracles in test_oracles.py)."""
+    from gtap_jax.baselines import magnitude_scores, taylor_scores
+    from gtap_jax.baselines.flax_scores import flax_magnitude_scores, flax_taylor_scores
+    from gtap_jax.models import INPUT_SHAPES, layout_for, lenet300
+    from gtap_jax.train import init_params
+
+    staged = lenet300()
+    params = init_params(jax.random.key(0), staged, INPUT_SHAPES["lenet300"])
+    x = jax.random.uniform(jax.random.key(1), (40, 28, 28, 1))
+    y = jnp.arange(40) % 10
+    layout = layout_for(staged, ["fc1", "fc2"])
+    _, generic = g.network_game(PlainLeNet300(), {"params": params}, x, y, layers=["fc1", "fc2"])
+    assert generic == layout
+    np.testing.assert_allclose(flax_magnitude_scores(PlainLeNet300(), {"params": params}, generic),
+                               magnitude_scores(staged, params, layout), rtol=1e-6)
+    np.testing.assert_allclose(flax_taylor_scores(PlainLeNet300(), {"params": params}, x, y, generic),
+                               taylor_scores(staged, params, x, y, layout), rtol=1e-4, atol=1e-9)
+
+
+def test_weight_baselines_of_nnx_and_batchnorm_layers(linen, mlp):
+    from gtap_jax.baselines.flax_scores import flax_magnitude_scores, flax_taylor_scores
+
+    net, x, y = mlp
+    _, layout = g.network_game(net, None, x, y, layers=["blocks/1"])
+    np.testing.assert_allclose(flax_magnitude_scores(net, None, layout),
+                               np.linalg.norm(np.asarray(net.blocks[1].kernel[...]), axis=0), rtol=1e-6)
+    assert flax_taylor_scores(net, None, x, y, layout).shape == (6,)
+    model, variables, xl, yl = linen
+    _, bn = g.network_game(model, variables, xl, yl, layers=["block1/BatchNorm_0"])
+    with pytest.raises(ValueError, match="layer 'block1/BatchNorm_0' has no kernel whose last axis is its 4 features"):
+        flax_magnitude_scores(model, variables, bn)
