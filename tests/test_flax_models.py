@@ -180,3 +180,47 @@ def test_weight_baselines_of_nnx_and_batchnorm_layers(linen, mlp):
     _, bn = g.network_game(model, variables, xl, yl, layers=["block1/BatchNorm_0"])
     with pytest.raises(ValueError, match="layer 'block1/BatchNorm_0' has no kernel whose last axis is its 4 features"):
         flax_magnitude_scores(model, variables, bn)
+
+
+def test_masked_weights_reproduce_the_masked_network(linen, mlp):
+    """Silencing the dropped features in the weights gives the masked game's network, with the model unchanged."""
+    from gtap_jax.flax_masks import masked_model, masked_variables
+
+    model, variables, x, y = linen
+    _, layout = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0", "Dense_0"])
+    for m in _masks(layout, 30, n=2):
+        np.testing.assert_allclose(model.apply(masked_variables(variables, layout, m), x),
+                                   model.apply(variables, x, masks=layout.split(m)), rtol=1e-5, atol=1e-5)
+    net, x2, y2 = mlp
+    _, layout2 = g.network_game(net, None, x2, y2, layers=["fc1", "blocks/1"])
+    h1 = net.fc1(x2)
+    fills = {"fc1": h1.mean(axis=0), "blocks/1": net.blocks[1](nnx.relu(net.blocks[0](nnx.relu(h1)))).mean(axis=0)}
+    for m in _masks(layout2, 40, n=2):
+        np.testing.assert_allclose(masked_model(net, layout2, m, fills)(x2),
+                                   net(x2, masks=layout2.split(m), fills=fills), rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(net.fc1.kernel[...]) != 0)  # the user's model is not changed
+
+
+def test_masked_weights_refuse_a_module_without_weights_on_its_features():
+    from gtap_jax.flax_masks import masked_variables
+
+    class Act(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            return nn.relu(h)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(Act()(nn.Dense(4)(x)))
+
+    x, y = jnp.ones((4, 5)), jnp.zeros(4, int)
+    variables = Model().init(jax.random.key(0), x)
+    _, layout = g.network_game(Model(), variables, x, y, layers=["Act_0"])
+    with pytest.raises(ValueError, match="cannot silence layer 'Act_0' through its parameters: it has none"):
+        masked_variables(variables, layout, np.ones(4, bool))
+    _, dense = g.network_game(Model(), variables, x, y, layers=["Dense_0"])
+    with pytest.raises(ValueError, match="no bias to carry the mean fill"):
+        n = dense.num_players
+        masked_variables({"params": {"Dense_0": {"kernel": np.ones((5, n))}}}, dense, np.ones(n, bool),
+                         {"Dense_0": np.zeros(n)})

@@ -40,6 +40,10 @@ def kernel_shapley(num_players: int, d: None = None) -> Estimator:
     cancels v(empty) and most of the variance of v) and the empty and full
     coalitions: ``2 * PAIRS_PER_DRAW + 2`` evaluations, one sample per player.
 
+    Measured (``benchmarks/RESULTS.md``), it is the least efficient Shapley
+    estimator here: with many players the kernel puts most coalitions at sizes 1
+    and P - 1, where v varies most. It is not a default.
+
     References:
         Lundberg, Lee (2017), A unified approach to interpreting model predictions.
         Covert, Lee (2021), Improving KernelSHAP: practical Shapley value

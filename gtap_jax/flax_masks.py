@@ -1,0 +1,82 @@
+"""Pruned parameters for any Flax model: the masked network as plain weights (jaxpruner-style).
+
+For a Linen or NNX model played by :func:`gtap_jax.games.flax_models.flax_game`,
+:func:`masked_variables` (Linen) and :func:`masked_model` (NNX) return weights under
+which the *unchanged* model computes exactly what the masked game computed: each
+dropped feature of a named module outputs 0 (or its fill) because its weights say so.
+
+* a module with a ``kernel`` whose last axis is the features (Dense, Conv): the
+  dropped features' kernel slices become 0 and their bias the fill (0 by default);
+* a module with a ``scale`` on the features (BatchNorm, LayerNorm): the dropped
+  features' scale becomes 0 and their bias the fill.
+
+The network keeps its shapes (a smaller network needs the model's structure:
+:func:`gtap_jax.compact` does that for the built-in models). A named module with
+neither is an error that names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax
+import numpy as np
+from flax import nnx
+
+from gtap_jax.layout import PlayerLayout
+
+
+def _silenced(node: dict, keep: np.ndarray, fill: np.ndarray | None, path: str) -> dict:
+    """A module's parameters with the dropped features (``~keep``) set to output ``fill`` (default 0)."""
+    node = dict(node)
+    size = keep.size
+    weight = "kernel" if "kernel" in node else "scale" if "scale" in node else None
+    if weight is None or np.shape(node[weight])[-1] != size:
+        raise ValueError(f"cannot silence layer {path!r} through its parameters: it has no kernel or scale on its"
+                         f" {size} features (evaluate the masked game, or name the Dense / Conv / norm layer)")
+    if fill is not None and "bias" not in node:
+        raise ValueError(f"layer {path!r} has no bias to carry the mean fill; use masked_value='zero'")
+    node[weight] = np.where(keep, np.asarray(node[weight]), 0.0).astype(np.asarray(node[weight]).dtype)
+    if "bias" in node:
+        bias = np.asarray(node["bias"])
+        node["bias"] = np.where(keep, bias, 0.0 if fill is None else np.asarray(fill)).astype(bias.dtype)
+    return node
+
+
+def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None) -> dict:
+    """Linen: ``variables`` with the players outside ``mask`` silenced in their modules' parameters.
+
+    ``fills`` (``{layer: float[features]}``) gives the mean-fill values; None for zero.
+
+    Raises:
+        ValueError: for a named module without a kernel or scale on its features.
+    """
+    out = flax.core.unfreeze(variables)
+    for path, keep in layout.split(np.asarray(mask, bool)).items():
+        *parents, last = path.split("/")
+        node = out["params"]
+        for part in parents:
+            node = node.get(part, {})
+        if last not in node:
+            raise ValueError(f"cannot silence layer {path!r} through its parameters: it has none (evaluate the"
+                             " masked game, or name the Dense / Conv / norm layer before it)")
+        node[last] = _silenced(node[last], np.asarray(keep), None if fills is None else fills[path], path)
+    return out
+
+
+def masked_model(model: nnx.Module, layout: PlayerLayout, mask, fills: Mapping | None = None) -> nnx.Module:
+    """NNX: a clone of ``model`` with the players outside ``mask`` silenced in their modules' parameters."""
+    clone = nnx.clone(model)
+    for path, keep in layout.split(np.asarray(mask, bool)).items():
+        node = clone
+        for part in path.split("/"):
+            node = node[int(part)] if part.isdigit() else getattr(node, part)
+        params = {n: getattr(node, n)[...] for n in ("kernel", "scale", "bias")
+                  if isinstance(getattr(node, n, None), nnx.Variable)}
+        for name, value in _silenced(params, np.asarray(keep), None if fills is None else fills[path],
+                                     path).items():
+            getattr(node, name)[...] = value
+    return clone
+
+
+__all__ = ["masked_model", "masked_variables"]
