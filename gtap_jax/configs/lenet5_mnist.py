@@ -5,7 +5,7 @@ Command (offline, the embedded 5,000-image MNIST subset):
     python -m gtap_jax.prune --config gtap_jax/configs/lenet5_mnist.py --workdir runs/lenet5
 
 Runtime: the full run is not measured yet; on 2 CPU cores expect well over the
-LeNet-300-100 run's 8 minutes, since a coalition value runs conv2 over the evaluation
+LeNet-300-100 run's 10 minutes, since a coalition value runs conv2 over the evaluation
 set (about 220 values/s with 250 images, benchmarks/RESULTS.md). ``:smoke`` (dense
 layers only) runs in under a minute.
 """
