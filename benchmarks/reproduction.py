@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gtap_jax.experiment.report import plot_curves
+
 CONFIGS = {
     "lenet300_mnist": None,
     "lenet5_mnist": None,
@@ -86,10 +88,11 @@ def report(args) -> None:
         seeds = sorted(s for s, _ in found)
         rows = [r for _, res in found for r in res["rows"]]
         full = [res["summary"]["trained_test_accuracy"] for _, res in found]
+        times = [f"{wall[k]:.0f} s" for k in sorted(wall)
+                 if k.startswith(config + "-s") and ("layerwise" in k) == (view == "layerwise")]
         lines += [f"### {config} ({view} game), seeds {seeds}", "",
-                  f"Unpruned test accuracy {_mean_std(full)}; wall time per run "
-                  + ", ".join(f"{wall[k]:.0f} s" for k in sorted(wall) if k.startswith(config + "-s")
-                              and ("layerwise" in k) == (view == "layerwise")) + ".", ""]
+                  f"Unpruned test accuracy {_mean_std(full)}"
+                  + (f"; wall time per run {', '.join(times)}." if times else "."), ""]
         for mode in dict.fromkeys(r["retrain"] for r in rows):
             sub = [r for r in rows if r["retrain"] == mode]
             sizes = sorted({r["neurons"] for r in sub}, reverse=True)
@@ -109,43 +112,14 @@ def report(args) -> None:
                                  f"{np.mean([r['flops'] for r in cell]) / 1e6:.2f}")
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
             lines.append("")
-        _plot(config, view, rows, args.doc.parent / f"reproduction_{config}_{view}.png")
+        plot_curves(rows, None, None, args.doc.parent / f"reproduction_{config}_{view}.png", band="std",
+                    title=f"{config} ({view}), ")
         lines += [f"![{config} {view}](reproduction_{config}_{view}.png)", ""]
     text = args.doc.read_text() if args.doc.exists() else ""
     marker = "<!-- tables from benchmarks/reproduction.py report -->"
     head = text.split(marker)[0] if marker in text else text
     args.doc.write_text(head.rstrip() + "\n\n" + marker + "\n\n" + "\n".join(lines))
     print(f"wrote {args.doc}")
-
-
-def _plot(config, view, rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    modes = list(dict.fromkeys(r["retrain"] for r in rows))
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False, sharey=True)
-    cmap = plt.get_cmap("tab20")
-    for ax, mode in zip(axes[0], modes, strict=True):
-        for j, m in enumerate(dict.fromkeys(r["method"] for r in rows)):
-            sub = [r for r in rows if r["retrain"] == mode and r["method"] == m]
-            sizes = sorted({r["neurons"] for r in sub})
-            x = [np.mean([r["params"] for r in sub if r["neurons"] == s]) for s in sizes]
-            acc = [[r["accuracy"] for r in sub if r["neurons"] == s] for s in sizes]
-            mean, std = np.array([np.mean(a) for a in acc]), np.array([np.std(a) for a in acc])
-            style = "-" if "/" in m else "--"
-            ax.plot(x, mean, style, marker="o", ms=3, color=cmap(j % 20), label=m)
-            ax.fill_between(x, mean - std, mean + std, color=cmap(j % 20), alpha=0.12)
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters of the pruned network")
-        ax.set_title(f"{config} ({view}), retrain: {mode} (band: +- 1 std over seeds)", fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy")
-    axes[0][-1].legend(fontsize=6, loc="lower right", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main():

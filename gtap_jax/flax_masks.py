@@ -23,6 +23,7 @@ import flax
 import numpy as np
 from flax import nnx
 
+from gtap_jax.games.flax_models import node_at
 from gtap_jax.layout import PlayerLayout
 
 
@@ -54,10 +55,8 @@ def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapp
     out = flax.core.unfreeze(variables)
     for path, keep in layout.split(np.asarray(mask, bool)).items():
         *parents, last = path.split("/")
-        node = out["params"]
-        for part in parents:
-            node = node.get(part, {})
-        if last not in node:
+        node = node_at(out["params"], "/".join(parents))
+        if node is None or last not in node:
             raise ValueError(f"cannot silence layer {path!r} through its parameters: it has none (evaluate the"
                              " masked game, or name the Dense / Conv / norm layer before it)")
         node[last] = _silenced(node[last], np.asarray(keep), None if fills is None else fills[path], path)
@@ -68,9 +67,7 @@ def masked_model(model: nnx.Module, layout: PlayerLayout, mask, fills: Mapping |
     """NNX: a clone of ``model`` with the players outside ``mask`` silenced in their modules' parameters."""
     clone = nnx.clone(model)
     for path, keep in layout.split(np.asarray(mask, bool)).items():
-        node = clone
-        for part in path.split("/"):
-            node = node[int(part)] if part.isdigit() else getattr(node, part)
+        node = node_at(clone, path)
         params = {n: getattr(node, n)[...] for n in ("kernel", "scale", "bias")
                   if isinstance(getattr(node, n, None), nnx.Variable)}
         for name, value in _silenced(params, np.asarray(keep), None if fills is None else fills[path],

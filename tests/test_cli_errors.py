@@ -225,17 +225,23 @@ def test_a_second_run_in_a_busy_workdir_is_refused(finished_and_refused):
     assert f"pid {pid} " in second.stderr
 
 
+def _one_method(strategy, **gtap):
+    """The lenet300 smoke config with one GTAP method (``strategy``/banzhaf), no baselines, no retraining."""
+    c = lenet300_mnist.get_config("smoke")
+    c.unlock()
+    c.progress = False
+    c.gtap.strategies, c.gtap.indices, c.baselines = (strategy,), ("banzhaf",), ()
+    for field, value in gtap.items():
+        c.gtap[field] = value
+    c.retrain.modes = ("none",)
+    return c
+
+
 def test_an_interrupted_estimation_step_resumes_midway_with_the_same_result(tmp_path, monkeypatch):
     """Stopped in the middle of a round, the step resumes from the saved estimator state."""
 
-    def config():
-        c = lenet300_mnist.get_config("smoke")
-        c.unlock()
-        c.progress = False
-        c.gtap.strategies, c.gtap.indices, c.baselines = ("iterated_pruning",), ("banzhaf",), ()
-        c.gtap.evaluations, c.gtap.checkpoint_every = 2048, 512  # four saved slices per round
-        c.retrain.modes = ("none",)
-        return c
+    def config():  # four saved slices per round
+        return _one_method("iterated_pruning", evaluations=2048, checkpoint_every=512)
 
     real, calls = progress.estimate, []
 
@@ -274,13 +280,7 @@ def test_an_interrupted_settling_round_resumes_at_its_last_check_with_the_same_r
     """Settled mode saves its state at every check; a stopped round continues from there."""
 
     def config():
-        c = lenet300_mnist.get_config("smoke")
-        c.unlock()
-        c.progress = False
-        c.gtap.strategies, c.gtap.indices, c.baselines = ("top_n",), ("banzhaf",), ()
-        c.gtap.evaluations, c.gtap.max_evaluations = 0, 8192
-        c.retrain.modes = ("none",)
-        return c
+        return _one_method("top_n", evaluations=0, max_evaluations=8192)
 
     real, saves = progress._save_settle, []
 

@@ -18,23 +18,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from gtap_jax.games.flax_models import node_at
 from gtap_jax.layout import PlayerLayout
 
 
 def _kernel_of(tree, path: str, size: int, where: str):
-    node = tree
-    for part in path.split("/"):
-        keys = (part, int(part)) if part.isdigit() else (part,)  # NNX states key list items by int
-        for key in keys:
-            try:
-                node = node[key]
-                break
-            except (KeyError, IndexError, TypeError):
-                continue
-        else:
-            node = getattr(node, part, None)
-        if node is None:
-            break
+    node = node_at(tree, path)
     kernel = node.get("kernel") if isinstance(node, Mapping) else getattr(node, "kernel", None)
     if isinstance(kernel, nnx.Variable):  # an nnx.Param: its array
         kernel = kernel[...]

@@ -31,13 +31,11 @@ from gtap_jax.indices import INDICES, EstimateState, attribution_of, default_met
 from gtap_jax.strategies import (
     STRATEGIES,
     AttributeFn,
-    Settled,
     SettleState,
     by_estimate,
+    fixed_budget_settled,
     round_budget,
-    settled_players,
     share_epsilon,
-    z_value,
 )
 from gtap_jax.strategies.focus import FocusMoments
 
@@ -88,19 +86,29 @@ def _load(path: Path, meta: dict) -> dict | None:
         return None
 
 
+def _new_state(index: str, method: str, d, num_players: int) -> EstimateState:
+    """A fresh estimator state: the template a saved one is restored into."""
+    est = make_estimator(num_players, index, d=d, method=method)
+    return EstimateState(index, method, d, num_players, est.init())
+
+
+def _state_arrays(state: EstimateState) -> dict:
+    return {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.draws))}
+
+
+def _state_from(arrays: dict, template: EstimateState) -> EstimateState:
+    leaves, treedef = jax.tree.flatten(template.draws)
+    restored = [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
+    return dataclasses.replace(template, draws=jax.tree.unflatten(treedef, restored))
+
+
 def _save_state(path: Path, state: EstimateState, meta: dict) -> None:
-    leaves = jax.tree.leaves(state.draws)
-    _save(path, {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}, meta)
+    _save(path, _state_arrays(state), meta)
 
 
 def _load_state(path: Path, template: EstimateState, meta: dict) -> EstimateState | None:
     arrays = _load(path, meta)
-    if arrays is None:
-        return None
-    leaves, treedef = jax.tree.flatten(template.draws)
-    restored = [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
-    return EstimateState(template.index, template.method, template.d, template.num_players,
-                         jax.tree.unflatten(treedef, restored))
+    return None if arrays is None else _state_from(arrays, template)
 
 
 def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> AttributeFn:
@@ -136,11 +144,9 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
                           float(done["settled_share"]))
         if cfg.evaluations:
             att = _fixed_round(ctx, key, value_fn, num_players, index, d, method, partial_path, meta)
-            ok = settled_players(att.values, att.stderr, cutoffs, z_value(cfg.delta, num_players), epsilon)
-            out = Settled(att.values, att.stderr, att.num_evaluations, bool(ok.all()), float(ok.mean()), att)
+            out = fixed_budget_settled(att, cutoffs, cfg.delta, epsilon)
         else:
-            template = EstimateState(index, method, d, num_players,
-                                     make_estimator(num_players, index, d=d, method=method).init())
+            template = _new_state(index, method, d, num_players)
             out = settle(key, value_fn, num_players, cutoffs, resume=_load_settle(partial_path, template, meta),
                          on_check=lambda state: _save_settle(partial_path, state, meta))
         _save(done_path, {"values": np.asarray(out.values), "stderr": np.asarray(out.stderr),
@@ -157,8 +163,7 @@ def _fixed_round(ctx, key, value_fn, num_players, index, d, method, partial_path
     cfg = ctx.config.gtap
     _, budget = round_budget(index, num_players, cfg.evaluations, d=d, method=method)
     k = make_estimator(num_players, index, d=d, method=method).draw_size
-    template = EstimateState(index, method, d, num_players, make_estimator(num_players, index, d=d,
-                                                                           method=method).init())
+    template = _new_state(index, method, d, num_players)
     state = _load_state(partial_path, template, meta) or template
     total, step = budget // k, max(1, cfg.checkpoint_every // k) if cfg.checkpoint_every else budget // k
     att = None
@@ -176,7 +181,7 @@ def _save_settle(path: Path, state: SettleState, meta: dict) -> None:
     arrays = {"count": state.focus.count, "mean": state.focus.mean, "m2": state.focus.m2,
               "focus_evaluations": np.asarray(state.focus_evaluations), "checks": np.asarray(state.checks)}
     if state.uniform is not None:
-        arrays |= {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.uniform.state.draws))}
+        arrays |= _state_arrays(state.uniform.state)
     _save(path, arrays, meta)
 
 
@@ -185,12 +190,7 @@ def _load_settle(path: Path, template: EstimateState, meta: dict) -> SettleState
     arrays = _load(path, meta)
     if arrays is None:
         return None
-    uniform = None
-    if "leaf0" in arrays:
-        leaves, treedef = jax.tree.flatten(template.draws)
-        restored = [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
-        state = dataclasses.replace(template, draws=jax.tree.unflatten(treedef, restored))
-        uniform = attribution_of(state)
+    uniform = attribution_of(_state_from(arrays, template)) if "leaf0" in arrays else None
     focus = FocusMoments(arrays["count"], arrays["mean"], arrays["m2"])
     return SettleState(uniform, focus, int(arrays["focus_evaluations"]), int(arrays["checks"]))
 

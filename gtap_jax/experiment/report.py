@@ -54,7 +54,15 @@ def summary_table(rows: list[dict], full_accuracy: float) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows, full_accuracy, full_params, path: Path) -> None:
+def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "minmax", title: str = "") -> None:
+    """Test accuracy against the pruned network's parameters, one panel per retrain mode.
+
+    Points are a method's sizes (neurons kept), at the mean parameters of its
+    networks of that size; the band is the min-max (``band="minmax"``) or +- 1
+    std (``"std"``) of the accuracies at that size (retraining seeds, or runs of
+    several seeds). ``full_accuracy`` / ``full_params`` (None: not drawn) mark
+    the unpruned network.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,17 +75,28 @@ def plot_curves(rows, full_accuracy, full_params, path: Path) -> None:
     for ax, mode in zip(axes[0], modes, strict=True):
         for j, m in enumerate(methods):
             sub = [r for r in rows if r["retrain"] == mode and r["method"] == m]
-            xs = sorted({r["params"] for r in sub})
-            acc = [[r["accuracy"] for r in sub if r["params"] == x] for x in xs]
+            sizes = {r["neurons"] for r in sub}
+            points = sorted((np.mean([r["params"] for r in sub if r["neurons"] == s]), s) for s in sizes)
+            xs = [x for x, _ in points]
+            acc = [[r["accuracy"] for r in sub if r["neurons"] == s] for _, s in points]
             mean = np.array([np.mean(a) for a in acc])
             style = "-" if m.count("/") else "--"
             ax.plot(xs, mean, style, marker="o", ms=3, color=cmap(j % 20), label=m)
-            if any(len(a) > 1 for a in acc):
+            if band == "std":
+                std = np.array([np.std(a) for a in acc])
+                ax.fill_between(xs, mean - std, mean + std, color=cmap(j % 20), alpha=0.15)
+            elif any(len(a) > 1 for a in acc):
                 ax.fill_between(xs, [min(a) for a in acc], [max(a) for a in acc], color=cmap(j % 20), alpha=0.15)
-        ax.axhline(full_accuracy, color="k", lw=0.8, ls=":", label="unpruned")
+        if full_accuracy is not None:
+            ax.axhline(full_accuracy, color="k", lw=0.8, ls=":", label="unpruned")
         ax.set_xscale("log")
-        ax.set_xlabel(f"parameters of the compacted network (unpruned: {full_params:,})")
-        ax.set_title(f"retrain: {mode}" + (" (band: min-max over seeds)" if mode != "none" else ""))
+        unpruned = f" (unpruned: {full_params:,})" if full_params is not None else ""
+        ax.set_xlabel(f"parameters of the compacted network{unpruned}")
+        if band == "std":
+            note = " (band: +- 1 std over seeds)"
+        else:
+            note = " (band: min-max over seeds)" if mode != "none" else ""
+        ax.set_title(f"{title}retrain: {mode}{note}", **({"fontsize": 9} if title else {}))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy")
     axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)

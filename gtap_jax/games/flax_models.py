@@ -85,12 +85,28 @@ def _nnx_modules(model: nnx.Module) -> list[str]:
             if isinstance(node, nnx.Module) and path]
 
 
+def node_at(root, path: str):
+    """The node at a module path (``"block1/Conv_0"``, ``"blocks/0/mlp"``) of a Linen params dict, an NNX
+    module or an NNX state; None if there is none. ``""`` is the root."""
+    node = root
+    for part in path.split("/") if path else ():
+        for key in (part, int(part)) if part.isdigit() else (part,):  # NNX lists and states index items by int
+            try:
+                node = node[key]
+                break
+            except (KeyError, IndexError, TypeError):
+                continue
+        else:
+            node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
 def _nnx_wrap(model: nnx.Module, path: str) -> None:
     """Replaces the submodule at ``path`` of ``model`` by a masking wrapper around it."""
     *parents, last = path.split("/")
-    node = model
-    for part in parents:
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    node = node_at(model, "/".join(parents))
     if last.isdigit():
         node[int(last)] = _MaskedModule(node[int(last)], path)
     else:
@@ -158,11 +174,6 @@ def flax_game(
             return nnx.merge(graphdef, state)(inputs, **kwargs)
 
     else:
-        # every module's path, from an abstract pass on one example
-        recorded: dict = {}
-        with nn.intercept_methods(_linen_interceptor):
-            _with(recorded, lambda: jax.eval_shape(lambda v, a: model.apply(v, a, **kwargs), variables, x[:1]))
-        _check_names(layers, sorted(recorded))
         variables = cast(variables)
 
         def forward(inputs):
@@ -171,7 +182,9 @@ def flax_game(
 
     x = cast(x)
     outputs: dict = {}
-    _with(outputs, forward, x[:2])  # one small concrete pass: each named module's output shape
+    _with(outputs, forward, x[:2])  # one small pass: the output of every (Linen) or every named (NNX) module
+    if not isinstance(model, nnx.Module):
+        _check_names(layers, sorted(outputs))
     sizes = []
     for path in layers:
         out = outputs[path]
@@ -202,4 +215,4 @@ def _check_names(layers: Sequence[str], available: Sequence[str]) -> None:
         raise ValueError(f"unknown layer(s) {unknown}; the model's modules are {list(available)}")
 
 
-__all__ = ["flax_game", "is_flax_model"]
+__all__ = ["flax_game", "is_flax_model", "node_at"]

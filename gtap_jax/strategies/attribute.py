@@ -74,6 +74,12 @@ def settled_players(values, stderr, cutoffs: Sequence[int], z: float, epsilon: f
     return ok
 
 
+def fixed_budget_settled(att, cutoffs: Sequence[int], delta: float, epsilon: float) -> Settled:
+    """A fixed-budget estimate with how settled its decision is (one check: z over the players at ``delta``)."""
+    ok = settled_players(att.values, att.stderr, cutoffs, z_value(delta, att.values.shape[0]), epsilon)
+    return Settled(att.values, att.stderr, att.num_evaluations, bool(ok.all()), float(ok.mean()), att)
+
+
 def z_value(delta: float, num_players: int, checks: int = 1) -> float:
     """The normal quantile that makes ``num_players * checks`` two-sided intervals hold at once w.p. 1 - delta."""
     return NormalDist().inv_cdf(1.0 - delta / (2.0 * num_players * checks))
@@ -131,11 +137,14 @@ def _settle(key, value_fn, num_players, cutoffs, *, index, d, method, delta, eps
     k = make_estimator(num_players, index, d=d, method=m).draw_size
     step = k * max(2, -(-max(1024, 5 * (num_players + 1)) // k))
     state = resume or SettleState(None, FocusMoments.zeros(num_players), 0, 0)
-    ok = np.zeros(num_players, bool)
-    if state.uniform is not None:
+
+    def judge(state):
+        """``(values, stderr, settled bool[P])`` after ``state.checks`` checks."""
         values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
         z = z_value(delta, num_players, state.checks * (state.checks + 1))
-        ok = settled_players(values, stderr, cutoffs, z, epsilon)
+        return values, stderr, settled_players(values, stderr, cutoffs, z, epsilon)
+
+    ok = np.zeros(num_players, bool) if state.uniform is None else judge(state)[2]
     while not ok.all() and state.num_evaluations < max_evaluations:
         spent = state.num_evaluations
         add = min(max(step, spent), max_evaluations - spent)
@@ -155,12 +164,10 @@ def _settle(key, value_fn, num_players, cutoffs, *, index, d, method, delta, eps
                            state=state.uniform, plan=plan, progress=progress)
             state = state._replace(uniform=att)
         state = state._replace(checks=state.checks + 1)
-        values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
-        z = z_value(delta, num_players, state.checks * (state.checks + 1))
-        ok = settled_players(values, stderr, cutoffs, z, epsilon)
+        ok = judge(state)[2]
         if on_check is not None:
             on_check(state)
-    values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
+    values, stderr, ok = judge(state)
     return Settled(values, stderr, state.num_evaluations, bool(ok.all()), float(ok.mean()), state.uniform)
 
 
@@ -218,8 +225,7 @@ def by_estimate(
         m, budget = round_budget(index, num_players, evaluations, d=d, method=method)
         att = estimate(key, value_fn, num_players, index, evaluations=budget, method=m, d=d, plan=decided[0],
                        progress=progress)
-        share = settled_players(att.values, att.stderr, cutoffs, z_value(delta, num_players), epsilon).mean()
-        return Settled(att.values, att.stderr, att.num_evaluations, bool(share == 1.0), float(share), att)
+        return fixed_budget_settled(att, cutoffs, delta, epsilon)
 
     return attribute
 
@@ -243,6 +249,6 @@ def by_exact(
 
 
 __all__ = [
-    "AttributeFn", "SettleState", "Settled", "by_estimate", "by_exact", "round_budget", "settled_players",
-    "share_epsilon", "z_value",
+    "AttributeFn", "SettleState", "Settled", "by_estimate", "by_exact", "fixed_budget_settled", "round_budget",
+    "settled_players", "share_epsilon", "z_value",
 ]
