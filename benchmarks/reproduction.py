@@ -36,14 +36,15 @@ CONFIGS = {
 }
 
 
-def _command(config: str, seed: int, workdir: Path, text_data: Path | None, layerwise: bool) -> list[str]:
+def _command(config: str, seed: int, workdir: Path, text_data: Path | None, layerwise: bool,
+             overrides: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "gtap_jax.prune", f"--config=gtap_jax/configs/{config}.py",
            f"--config.seed={seed}", "--config.progress=False", f"--workdir={workdir}"]
     if CONFIGS[config] is not None:
         cmd += ["--config.data.source=path", f"--config.data.path={text_data / CONFIGS[config]}"]
     if layerwise:
         cmd += ["--config.game.layerwise=True"]
-    return cmd
+    return cmd + [f"--config.{o}" for o in overrides]
 
 
 def run(args) -> None:
@@ -52,7 +53,8 @@ def run(args) -> None:
         for seed in args.seeds:
             for layerwise in (False, True) if args.layerwise else (False,):
                 name = f"{config}-s{seed}" + ("-layerwise" if layerwise else "")
-                jobs.append((name, _command(config, seed, args.out / name, args.text_data, layerwise)))
+                jobs.append((name, _command(config, seed, args.out / name, args.text_data, layerwise,
+                                           args.set)))
     args.out.mkdir(parents=True, exist_ok=True)
 
     def start(job):
@@ -66,9 +68,14 @@ def run(args) -> None:
         print(f"{name}: exit {rc} after {seconds:.0f} s", flush=True)
         return name, rc, seconds
 
+    commands = args.out / "commands.json"  # what each run was started with, kept across invocations
+    known = json.loads(commands.read_text()) if commands.exists() else {}
+    commands.write_text(json.dumps({**known, **{n: " ".join(c[1:]) for n, c in jobs}}, indent=1))
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(start, jobs))
-    (args.out / "wall_seconds.json").write_text(json.dumps({n: s for n, _, s in done if s}, indent=1))
+    wall = args.out / "wall_seconds.json"
+    known = json.loads(wall.read_text()) if wall.exists() else {}
+    wall.write_text(json.dumps({**known, **{n: s for n, _, s in done if s}}, indent=1))
 
 
 def _mean_std(values: list[float]) -> str:
@@ -132,6 +139,8 @@ def main():
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--layerwise", action="store_true")
     r.add_argument("--text-data", type=Path, default=Path("../shared/data"))
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every run, e.g. game.eval_examples=500")
     p = sub.add_parser("report")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))

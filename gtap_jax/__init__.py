@@ -2,7 +2,7 @@
 
 The core (engine, games, indices, uncertainty, strategies, layout) sees only
 value functions ``bool[P] -> scalar`` and imports no neural-network library.
-The flax side (``network_game``, ``compact``, ``models``, ``train``, ``data``,
+The flax side (``network_game``, ``compact``, ``compact_flax``, ``models``, ``train``, ``data``,
 ``baselines``, ``experiment``) is imported on first use, as an attribute
 (``gtap_jax.data``) or by name.
 """
@@ -20,6 +20,7 @@ from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
 _LAZY = {
     "network_game": ("gtap_jax.games.network", "network_game"),
     "compact": ("gtap_jax.compaction", "compact"),
+    "compact_flax": ("gtap_jax.flax_compact", "compact_flax"),
 }
 _LAZY_MODULES = ("baselines", "compaction", "data", "distributed", "experiment", "memory", "models", "train")
 
@@ -45,6 +46,7 @@ __all__ = [
     "by_exact",
     "choose_d",
     "compact",
+    "compact_flax",
     "estimate",
     "evaluate_coalitions",
     "exact",

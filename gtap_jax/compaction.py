@@ -124,6 +124,9 @@ def compact(
     outgoing weights are zero: the same function, a few parameters more
     (counted in the report).
     """
+    if not hasattr(model, "site_sizes"):
+        raise TypeError(f"compact takes the built-in staged models; for a Flax model ({type(model).__name__})"
+                        " use gtap_jax.compact_flax(model, variables, x, layout, mask)")
     sizes = model.site_sizes()
     unknown = set(masks) - set(sizes)
     if unknown:

@@ -224,3 +224,75 @@ def test_masked_weights_refuse_a_module_without_weights_on_its_features():
         n = dense.num_players
         masked_variables({"params": {"Dense_0": {"kernel": np.ones((5, n))}}}, dense, np.ones(n, bool),
                          {"Dense_0": np.zeros(n)})
+
+
+@pytest.mark.parametrize("fill", ["zero", "mean"])
+def test_compacted_linen_cnn_is_smaller_and_computes_the_masked_network(linen, fill):
+    """conv -> BatchNorm (named) -> relu -> flatten -> dense (named): fewer channels and units, same outputs."""
+    from gtap_jax.flax_compact import compact_flax
+
+    model, variables, x, y = linen
+    layers = ["block1/BatchNorm_0", "Dense_0"]
+    _, layout = g.network_game(model, variables, x, y, layers=layers, masked_value=fill)
+    full = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])[1]["intermediates"]
+    fills = None if fill == "zero" else {"block1/BatchNorm_0": full["block1"]["BatchNorm_0"]["__call__"][0].mean((0, 1, 2)),
+                                         "Dense_0": full["Dense_0"]["__call__"][0].mean(0)}
+    for m in _masks(layout, 50, n=2):
+        small = compact_flax(model, variables, x, layout, m, masked_value=fill)
+        k_conv, k_dense = int(m[:4].sum()), int(m[4:].sum())
+        p = small.variables["params"]
+        assert p["block1"]["Conv_0"]["kernel"].shape == (3, 3, 1, k_conv)
+        assert small.variables["batch_stats"]["block1"]["BatchNorm_0"]["mean"].shape == (k_conv,)
+        assert p["Dense_0"]["kernel"].shape == (6 * 6 * k_conv, k_dense)
+        assert p["Dense_1"]["kernel"].shape == (k_dense, 3)
+        assert small.features == {"block1/Conv_0": k_conv, "Dense_0": k_dense}
+        assert small.params == sum(a.size for a in jax.tree.leaves(p))
+        np.testing.assert_allclose(small(x), model.apply(variables, x, masks=layout.split(m), fills=fills),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_compacted_nnx_mlp_is_a_smaller_module_of_the_same_class(mlp):
+    from gtap_jax.flax_compact import compact_flax
+
+    net, x, y = mlp
+    _, layout = g.network_game(net, None, x, y, layers=["fc1", "blocks/1"], masked_value="mean")
+    h1 = net.fc1(x)
+    fills = {"fc1": h1.mean(axis=0), "blocks/1": net.blocks[1](nnx.relu(net.blocks[0](nnx.relu(h1)))).mean(axis=0)}
+    m = _masks(layout, 60, n=1)[0]
+    small = compact_flax(net, None, x, layout, m, masked_value="mean")
+    assert type(small.model) is NNXMLP and small.variables is None
+    k1, k2 = int(m[:7].sum()), int(m[7:].sum())
+    assert small.model.fc1.kernel[...].shape == (5, k1) and small.model.blocks[0].kernel[...].shape == (k1, 6)
+    assert small.model.blocks[1].kernel[...].shape == (6, k2) and small.model.out.kernel[...].shape == (k2, 3)
+    assert (small.model.fc1.out_features, small.model.out.in_features) == (k1, k2)
+    np.testing.assert_allclose(small.model(x), net(x, masks=layout.split(m), fills=fills), rtol=1e-5, atol=1e-5)
+    assert net.fc1.kernel[...].shape == (5, 7)  # the user's model is not changed
+
+
+def test_compaction_refuses_what_is_not_a_chain(linen):
+    from gtap_jax.flax_compact import compact_flax
+
+    class Residual(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(6)(x)
+            return nn.Dense(3)(nn.relu(nn.Dense(6)(h)) + h)
+
+    x, y = jax.random.normal(jax.random.key(0), (8, 4)), jnp.arange(8) % 3
+    variables = Residual().init(jax.random.key(1), x)
+    _, layout = g.network_game(Residual(), variables, x, y, layers=["Dense_0"])
+    mask = np.arange(6) % 2 == 0
+    with pytest.raises(ValueError, match="not a chain"):
+        compact_flax(Residual(), variables, x, layout, mask)
+    _, last = g.network_game(Residual(), variables, x, y, layers=["Dense_1"])  # built before the inner Dense
+    with pytest.raises(ValueError, match="feeds the model's output"):
+        compact_flax(Residual(), variables, x, last, np.arange(3) < 2)
+    model, variables, x, y = linen  # a conv channel masked before its BatchNorm feeds Dense_0 a constant: folded
+    _, conv = g.network_game(model, variables, x, y, layers=["block1/Conv_0"])
+    small = compact_flax(model, variables, x, conv, np.array([1, 0, 1, 0], bool))
+    assert small.features == {"block1/Conv_0": 2} and small.max_error < 1e-4
+    _, bn = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0"])
+    none = np.zeros(4, bool)  # every channel dropped: one dead channel stays (Flax has no zero-unit layers)
+    small = compact_flax(model, variables, x, bn, none)
+    assert small.variables["params"]["block1"]["Conv_0"]["kernel"].shape[-1] == 1
+    np.testing.assert_allclose(small(x), model.apply(variables, x, masks=bn.split(none)), rtol=1e-5, atol=1e-5)

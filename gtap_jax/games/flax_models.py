@@ -121,6 +121,36 @@ def _with(active, fn, *args):
         _ACTIVE.reset(token)
 
 
+def masked_forward(model, variables: Mapping | None, layers: Sequence[str], apply_kwargs: Mapping[str, Any],
+                   cast=lambda tree: tree):
+    """``forward(inputs)``: the model's output with the named modules' outputs masked by :data:`_ACTIVE`.
+
+    Linen: ``model.apply(cast(variables), ...)`` under the masking interceptor. NNX: a clone in eval
+    mode with the named modules wrapped (after checking the names), split once and merged per call.
+    """
+    if isinstance(model, nnx.Module):
+        clone = nnx.clone(model)
+        if hasattr(clone, "eval"):
+            clone.eval()
+        _check_names(layers, _nnx_modules(clone))
+        for path in layers:
+            _nnx_wrap(clone, path)
+        graphdef, state = nnx.split(clone)
+        state = cast(state)
+
+        def forward(inputs):
+            return nnx.merge(graphdef, state)(inputs, **apply_kwargs)
+
+        return forward
+    variables = cast(variables)
+
+    def forward(inputs):
+        with nn.intercept_methods(_linen_interceptor):
+            return model.apply(variables, inputs, **apply_kwargs)
+
+    return forward
+
+
 def flax_game(
     model,
     variables: Mapping | None,
@@ -157,29 +187,9 @@ def flax_game(
     def cast(tree):
         return jax.tree.map(lambda a: a.astype(compute) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
-    if isinstance(model, nnx.Module):
-        if variables is not None:
-            raise ValueError("an NNX model carries its own state: pass variables=None")
-        clone = nnx.clone(model)
-        if hasattr(clone, "eval"):
-            clone.eval()
-        available = _nnx_modules(clone)
-        _check_names(layers, available)
-        for path in layers:
-            _nnx_wrap(clone, path)
-        graphdef, state = nnx.split(clone)
-        state = cast(state)
-
-        def forward(inputs):
-            return nnx.merge(graphdef, state)(inputs, **kwargs)
-
-    else:
-        variables = cast(variables)
-
-        def forward(inputs):
-            with nn.intercept_methods(_linen_interceptor):
-                return model.apply(variables, inputs, **kwargs)
-
+    if isinstance(model, nnx.Module) and variables is not None:
+        raise ValueError("an NNX model carries its own state: pass variables=None")
+    forward = masked_forward(model, variables, layers, kwargs, cast)
     x = cast(x)
     outputs: dict = {}
     _with(outputs, forward, x[:2])  # one small pass: the output of every (Linen) or every named (NNX) module
