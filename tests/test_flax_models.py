@@ -235,8 +235,9 @@ def test_compacted_linen_cnn_is_smaller_and_computes_the_masked_network(linen, f
     layers = ["block1/BatchNorm_0", "Dense_0"]
     _, layout = g.network_game(model, variables, x, y, layers=layers, masked_value=fill)
     full = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])[1]["intermediates"]
-    fills = None if fill == "zero" else {"block1/BatchNorm_0": full["block1"]["BatchNorm_0"]["__call__"][0].mean((0, 1, 2)),
-                                         "Dense_0": full["Dense_0"]["__call__"][0].mean(0)}
+    fills = None if fill == "zero" else {
+        "block1/BatchNorm_0": full["block1"]["BatchNorm_0"]["__call__"][0].mean((0, 1, 2)),
+        "Dense_0": full["Dense_0"]["__call__"][0].mean(0)}
     for m in _masks(layout, 50, n=2):
         small = compact_flax(model, variables, x, layout, m, masked_value=fill)
         k_conv, k_dense = int(m[:4].sum()), int(m[4:].sum())
