@@ -11,8 +11,15 @@ dropped feature of a named module outputs 0 (or its fill) because its weights sa
   features' scale becomes 0 and their bias the fill.
 
 The network keeps its shapes (a smaller network needs the model's structure:
-:func:`gtap_jax.compact` does that for the built-in models). A named module with
+:func:`gtap_jax.compact_flax` builds one for chains). A named module with
 neither is an error that names it.
+
+For *training* under a mask (the lottery ticket, fine-tuning a pruned network):
+:func:`masked_apply` (Linen: ``model.apply`` with the dropped features' outputs
+multiplied by 0, so they get no gradient) and :func:`masked_clone` /
+:func:`unmasked` (NNX: a clone whose named modules are wrapped by fixed masks,
+held in :class:`Mask` variables that no ``nnx.Param`` optimiser updates, and the
+trained modules taken back out).
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import flax
+import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gtap_jax.games.flax_models import node_at
+from gtap_jax.games.flax_models import _ACTIVE, _check_names, _linen_interceptor, _nnx_modules, node_at
 from gtap_jax.layout import PlayerLayout
 
 
@@ -76,4 +85,60 @@ def masked_model(model: nnx.Module, layout: PlayerLayout, mask, fills: Mapping |
     return clone
 
 
-__all__ = ["masked_model", "masked_variables"]
+def masked_apply(model: nn.Module, layout: PlayerLayout, mask):
+    """Linen: ``apply(variables, *args, **kwargs)``, ``model.apply`` with the players outside ``mask`` zeroed at
+    their modules' outputs (a new function per mask, so a ``jax.jit`` of it is traced per mask)."""
+    masks = {p: jnp.asarray(k) for p, k in layout.split(np.asarray(mask, bool)).items()}
+
+    def apply(variables, *args, **kwargs):
+        token = _ACTIVE.set((masks, None))
+        try:
+            with nn.intercept_methods(_linen_interceptor):
+                return model.apply(variables, *args, **kwargs)
+        finally:
+            _ACTIVE.reset(token)
+
+    return apply
+
+
+class Mask(nnx.Variable):
+    """A fixed feature mask inside a :func:`masked_clone` (not an ``nnx.Param``: optimisers leave it)."""
+
+
+class _Masked(nnx.Module):
+    def __init__(self, inner: nnx.Module, keep):
+        self.inner = inner
+        self.keep = Mask(jnp.asarray(keep))
+
+    def __call__(self, *args, **kwargs):
+        out = self.inner(*args, **kwargs)
+        return out * self.keep[...].reshape((1,) * (out.ndim - 1) + (-1,)).astype(out.dtype)
+
+
+def masked_clone(model: nnx.Module, layout: PlayerLayout, mask) -> nnx.Module:
+    """NNX: a clone of ``model`` whose named modules' outputs are multiplied by ``mask`` in every call."""
+    clone = nnx.clone(model)
+    _check_names(layout.names, _nnx_modules(clone))
+    for path, keep in layout.split(np.asarray(mask, bool)).items():
+        _replace(clone, path, lambda node, keep=keep: _Masked(node, keep))
+    return clone
+
+
+def unmasked(model: nnx.Module, layout: PlayerLayout) -> nnx.Module:
+    """NNX: a clone of a :func:`masked_clone` (trained or not) with the mask wrappers taken out."""
+    clone = nnx.clone(model)
+    for path in layout.names:
+        _replace(clone, path, lambda node: node.inner if isinstance(node, _Masked) else node)
+    return clone
+
+
+def _replace(root: nnx.Module, path: str, how) -> None:
+    *parents, last = path.split("/")
+    parent = node_at(root, "/".join(parents))
+    if last.isdigit():
+        parent[int(last)] = how(parent[int(last)])
+    else:
+        setattr(parent, last, how(getattr(parent, last)))
+
+
+__all__ = ["Mask", "masked_apply", "masked_clone", "masked_model", "masked_variables", "unmasked"]

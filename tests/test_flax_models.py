@@ -297,3 +297,72 @@ def test_compaction_refuses_what_is_not_a_chain(linen):
     small = compact_flax(model, variables, x, bn, none)
     assert small.variables["params"]["block1"]["Conv_0"]["kernel"].shape[-1] == 1
     np.testing.assert_allclose(small(x), model.apply(variables, x, masks=bn.split(none)), rtol=1e-5, atol=1e-5)
+
+
+class LinenMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(8)(x))
+        h = nn.relu(nn.Dense(6)(h))
+        return nn.Dense(3)(h)
+
+
+def test_lottery_ticket_of_user_models_trains_each_level_under_its_mask(mlp):
+    """Dropped features get no gradient (their incoming weights stay at init), kept ones train, levels nest, and
+    each level keeps the largest weights of the previous level's ticket."""
+    import optax
+
+    from gtap_jax.baselines import flax_lottery_ticket, flax_magnitude_scores
+    from gtap_jax.layout import keep_per_layer
+
+    x = jax.random.normal(jax.random.key(5), (32, 5))
+    y = jnp.arange(32) % 3
+    model = LinenMLP()
+    init = model.init(jax.random.key(6), x)
+    _, layout = g.network_game(model, init, x, y, layers=["Dense_0", "Dense_1"])
+
+    def loss(logits):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def train_linen(apply_fn, variables):
+        tx = optax.adam(0.05)
+        params, state = variables["params"], tx.init(variables["params"])
+        grad = jax.jit(jax.grad(lambda p: loss(apply_fn({"params": p}, x))))
+        for _ in range(20):
+            updates, state = tx.update(grad(params), state)
+            params = optax.apply_updates(params, updates)
+        return {"params": params}
+
+    trained = train_linen(model.apply, init)
+    tickets = {}
+    masks = flax_lottery_ticket(model, init, trained, layout, [6, 10], train_linen,
+                                on_level=lambda s, m, t: tickets.update({s: (m, t)}))
+    assert [int(masks[s].sum()) for s in (10, 6)] == [10, 6] and not np.any(masks[6] & ~masks[10])
+    np.testing.assert_array_equal(masks[6], keep_per_layer(flax_magnitude_scores(model, tickets[10][1], layout),
+                                                           layout, 6, within=masks[10]))
+    k0, k0_init = tickets[6][1]["params"]["Dense_0"]["kernel"], init["params"]["Dense_0"]["kernel"]
+    dropped = ~masks[6][:8]
+    np.testing.assert_array_equal(k0[:, dropped], k0_init[:, dropped])
+    assert np.all(np.any(k0[:, ~dropped] != k0_init[:, ~dropped], axis=0))
+
+    net, x2, y2 = mlp
+    _, layout2 = g.network_game(net, None, x2, y2, layers=["fc1", "blocks/1"])
+    start = nnx.clone(net)
+
+    def train_nnx(model):
+        opt = nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, opt):
+            opt.update(model, nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x2), y2).mean())(model))
+
+        for _ in range(10):
+            step(model, opt)
+        return model
+
+    got = {}
+    masks2 = flax_lottery_ticket(None, start, net, layout2, [8], train_nnx, on_level=lambda s, m, t: got.update(t=t))
+    assert int(masks2[8].sum()) == 8 and type(got["t"].fc1).__name__ == "Linear"  # the wrappers are gone
+    off = ~masks2[8][:7]
+    np.testing.assert_array_equal(got["t"].fc1.kernel[...][:, off], start.fc1.kernel[...][:, off])
+    assert np.all(np.any(got["t"].fc1.kernel[...][:, ~off] != start.fc1.kernel[...][:, ~off], axis=0))
