@@ -354,7 +354,8 @@ def test_lottery_ticket_of_user_models_trains_each_level_under_its_mask(mlp):
 
         @nnx.jit
         def step(model, opt):
-            opt.update(model, nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x2), y2).mean())(model))
+            grads = nnx.grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x2), y2).mean())(model)
+            opt.update(model, grads)
 
         for _ in range(10):
             step(model, opt)
