@@ -231,3 +231,121 @@ def test_finetune_starts_from_the_pruned_weights(tmp_path, monkeypatch):
     none = {r["method"]: r["accuracy"] for r in rows if r["retrain"] == "none"}
     tuned = {r["method"]: r["accuracy"] for r in rows if r["retrain"] == "finetune"}
     assert all(tuned[m] > none[m] for m in none)  # two epochs from the pruned weights recover accuracy
+
+
+USER_MODELS = '''
+import flax.linen as nn
+from flax import nnx
+
+
+class CNN(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Conv(6, (3, 3), strides=(2, 2))(x)))
+        x = nn.relu(nn.Dense(16)(x.reshape((x.shape[0], -1))))
+        return nn.Dense(10)(x)
+
+
+class MLP(nnx.Module):
+    def __init__(self, hidden, rngs):
+        self.fc1 = nnx.Linear(784, hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, 10, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(nnx.relu(self.fc1(x.reshape(x.shape[0], -1))))
+
+
+def cnn():
+    return CNN()
+
+
+def mlp(hidden=24):
+    return MLP(hidden, nnx.Rngs(0))
+'''
+
+
+def _fit(logits_fn, params, ds, steps=60):
+    """A few Adam steps on the training split (a model that is better than chance)."""
+    import optax
+
+    tx = optax.adam(3e-3)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, x, y):
+        grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(logits_fn(p, x), y).mean())(params)
+        updates, state = tx.update(grads, state)
+        return optax.apply_updates(params, updates), state
+
+    for i in range(steps):
+        params, state = step(params, state, ds.x_train[i * 50 % 3000:][:50], ds.y_train[i * 50 % 3000:][:50])
+    return params
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
+    """model.factory + model.checkpoint: every method at every size, sizes from the compacted model, and a
+    row's accuracy equal to the masked model's computed here."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from gtap_jax import data
+    from gtap_jax.experiment.user_model import save_checkpoint
+    from gtap_jax.flax_masks import masked_model, masked_variables
+
+    (tmp_path / "my_models.py").write_text(USER_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_models
+
+    ds = data.load("mnist")
+    if api == "linen":
+        model, layers = my_models.cnn(), ("Conv_0", "Dense_0")  # weight baselines need the kernels' modules
+        variables = model.init(jax.random.key(0), ds.x_val[:1])
+        variables = {**variables, "batch_stats": jax.tree.map(lambda a: a + 0.2, variables["batch_stats"])}
+        params = _fit(lambda p, x: model.apply({**variables, "params": p}, x), variables["params"], ds)
+        variables = {**variables, "params": params}
+    else:
+        model, variables, layers = my_models.mlp(hidden=24), None, ("fc1",)
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        model = nnx.merge(graphdef, _fit(lambda p, x: nnx.merge(graphdef, p, rest)(x), params, ds), rest)
+    save_checkpoint(tmp_path / "ckpt", model, variables)
+    config = _config("lenet300_mnist", **{
+        "model.factory": f"my_models:{api if api == 'nnx' else 'cnn'}".replace("nnx", "mlp"),
+        "model.checkpoint": str(tmp_path / "ckpt"), "game.layers": layers, "baselines": ("wmp", "wgmp", "random"),
+        "retrain.modes": ("none",), "gtap.indices": ("beta",), "targets": (0.5,),
+        "gtap.strategies": ("top_n", "iterated_pruning") if api == "linen" else ("top_n",)})
+    if api == "linen":
+        config.model.apply_kwargs = {"train": False}
+    rows = experiment.run(config, tmp_path / "run")
+    methods = {r["method"] for r in rows}
+    assert methods == {f"{s}/beta" for s in config.gtap.strategies} | {"wmp", "wgmp", "random"}
+    total = 6 + 16 if api == "linen" else 24
+    assert {r["neurons"] for r in rows} == {total // 2}
+    assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
+    row = next(r for r in rows if r["method"] == "wmp" and r["neurons"] == total // 2)
+    found = json.loads((tmp_path / "run" / "steps" / "masks__wmp.json").read_text())["record"][str(total // 2)]
+    mask = mask_of(found["kept"], total)
+    _, layout = experiment.run.__globals__["network_game"](model, variables, ds.x_val[:2], ds.y_val[:2],
+                                                           layers=list(layers))
+    if api == "linen":
+        logits = model.apply(masked_variables(variables, layout, mask), ds.x_test)
+    else:
+        logits = masked_model(model, layout, mask)(jnp.asarray(ds.x_test))
+    assert row["accuracy"] == pytest.approx(np.mean(np.asarray(np.argmax(logits, -1)) == ds.y_test), abs=1e-9)
+    assert len({r["accuracy"] for r in rows}) > 1  # trained: the methods' networks differ in accuracy
+
+
+@pytest.mark.parametrize("fields,fragment", [
+    ({"model.factory": "my_models.cnn"}, "expected 'package.module:function'"),
+    ({"model.factory": "my_models:cnn"}, "needs the folder of its trained weights"),
+    ({"model.factory": "no_such_module:make", "model.checkpoint": "."}, "cannot import it"),
+    ({"model.factory": "my_models:cnn", "model.checkpoint": ".", "retrain.modes": ("none", "scratch")},
+     "evaluated as trained"),
+    ({"model.factory": "my_models:cnn", "model.checkpoint": ".", "baselines": ("lottery",)},
+     "flax_lottery_ticket takes your training function"),
+])
+def test_a_bad_user_model_config_is_one_clear_error(tmp_path, fields, fragment):
+    config = _config("lenet300_mnist", **{"retrain.modes": ("none",), "baselines": ("wmp",), **fields})
+    with pytest.raises(experiment.ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        experiment.run(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -14,8 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gtap_jax.baselines.flax_scores import flax_magnitude_scores, flax_taylor_scores
 from gtap_jax.baselines.lottery import TrainFn, lottery_ticket
 from gtap_jax.baselines.scores import magnitude_scores, random_scores, taylor_scores
+from gtap_jax.games.flax_models import is_flax_model
 from gtap_jax.layout import PlayerLayout, keep_per_layer
 from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, PyTree
@@ -30,6 +32,11 @@ class BaselineInputs(NamedTuple):
         layout: the players.
         x, y: the data the game is played on (gradients of weight x gradient).
         train_fn: ``(params, masks) -> params``, retraining for the lottery ticket.
+        apply_kwargs: keyword arguments of every call of a Flax model (weight x gradient).
+
+    For a Linen or NNX model written outside the project (``is_flax_model``), ``params``
+    are its variables (None for NNX) and the weight baselines score the named modules'
+    kernels (:mod:`gtap_jax.baselines.flax_scores`).
     """
 
     key: PRNGKey
@@ -40,6 +47,7 @@ class BaselineInputs(NamedTuple):
     x: np.ndarray
     y: np.ndarray
     train_fn: TrainFn | None = None
+    apply_kwargs: dict | None = None
 
 
 BaselineFn = Callable[[BaselineInputs, Sequence[int]], dict[int, np.ndarray]]
@@ -69,8 +77,11 @@ def lottery(inputs: BaselineInputs, sizes: Sequence[int]) -> dict[int, np.ndarra
 BASELINES = Registry(
     "baseline",
     {
-        "wmp": by_scores(lambda i: magnitude_scores(i.model, i.params, i.layout)),
-        "wgmp": by_scores(lambda i: taylor_scores(i.model, i.params, i.x, i.y, i.layout)),
+        "wmp": by_scores(lambda i: flax_magnitude_scores(i.model, i.params, i.layout) if is_flax_model(i.model)
+                         else magnitude_scores(i.model, i.params, i.layout)),
+        "wgmp": by_scores(lambda i: flax_taylor_scores(i.model, i.params, i.x, i.y, i.layout,
+                                                       apply_kwargs=i.apply_kwargs) if is_flax_model(i.model)
+                          else taylor_scores(i.model, i.params, i.x, i.y, i.layout)),
         "random": by_scores(lambda i: random_scores(i.key, i.layout)),
         "lottery": lottery,
     },

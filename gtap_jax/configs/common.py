@@ -17,6 +17,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.name = "lenet300"  # lenet300 | lenet5 | text_mlp | alexnet
     c.model.options = ml_collections.ConfigDict()  # extra model arguments, e.g. width for alexnet
+    # your own trained Flax model instead (experiment/user_model.py): "package.module:function" returning a
+    # Linen or NNX module (called with model.options), its orbax checkpoint (Linen variables or NNX state,
+    # gtap_jax.experiment.user_model.save_checkpoint writes one) and the keyword arguments of every call
+    c.model.factory = ""
+    c.model.checkpoint = ""
+    c.model.apply_kwargs = ml_collections.ConfigDict()  # e.g. {"train": False}
 
     c.train = ml_collections.ConfigDict()
     c.train.epochs = 10  # epochs of the original training (Adam)

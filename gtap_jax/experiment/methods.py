@@ -79,6 +79,7 @@ def baseline_masks(ctx: Context, name: str) -> dict:
     inputs = BaselineInputs(
         key=jax.random.fold_in(ctx.key, 4), model=ctx.model, init_params=ctx.init, params=ctx.params,
         layout=ctx.layout, x=ctx.game_data[0], y=ctx.game_data[1],
+        apply_kwargs=dict(ctx.config.model.apply_kwargs) if ctx.config.model.factory else None,
         # each level retrains for retrain.epochs, as a clean-slate retraining does
         train_fn=lambda p, m: ctx.fit(lottery_key, ctx.model, params=p, masks=m, epochs=ctx.config.retrain.epochs),
     )

@@ -19,9 +19,10 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
 from gtap_jax import data as data_lib
+from gtap_jax.baselines import flax_magnitude_scores
 from gtap_jax.compaction import compact, count_params
 from gtap_jax.engine import make_plan
-from gtap_jax.experiment import report
+from gtap_jax.experiment import report, user_model
 from gtap_jax.experiment.context import Context, stable_id
 from gtap_jax.experiment.lock import workdir_lock
 from gtap_jax.experiment.methods import find_masks, game_sizes, is_gtap, method_names
@@ -81,21 +82,45 @@ def prepare(config, workdir: Path) -> Context:
         **dict(config.data.options),
     )
     log.info("data: %s", ds.describe())
-    model = MODELS[config.model.name](num_classes=ds.num_classes, **dict(config.model.options))
+    variables = None
     try:
-        layout = layout_for(model, list(config.game.layers))
+        if config.model.factory:  # the user's trained Flax model (experiment/user_model.py)
+            try:
+                model, variables = user_model.load(config, ds.x_val[:1])
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            _, layout = network_game(model, variables, ds.x_val[:2], ds.y_val[:2], layers=list(config.game.layers),
+                                     apply_kwargs=dict(config.model.apply_kwargs))
+            if {"wmp", "wgmp"} & set(config.baselines):
+                try:
+                    flax_magnitude_scores(model, variables, layout)
+                except ValueError as e:
+                    raise ConfigError(f"baselines wmp / wgmp: {e}") from None
+        else:
+            model = MODELS[config.model.name](num_classes=ds.num_classes, **dict(config.model.options))
+            layout = layout_for(model, list(config.game.layers))
     except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"game.layers: {e}") from None
     sizes = target_sizes(config.targets, layout.num_players, min_size=len(layout.names))
     if ds.num_classes < 2:
         raise ConfigError(f"data {ds.describe()}: a classifier needs at least 2 classes")
     steps = Steps(workdir, config_hash(config))
-    return Context(config, workdir, steps, jax.random.key(config.seed), ds, model, layout, sizes)
+    return Context(config, workdir, steps, jax.random.key(config.seed), ds, model, layout, sizes, params=variables)
 
 
 def train_network(ctx: Context) -> None:
-    """Step ``train``: trains (checkpointed every epoch) and records test and validation accuracy."""
+    """Step ``train``: trains (checkpointed every epoch) and records test and validation accuracy.
+
+    A model from ``model.factory`` is trained already: only its accuracies are recorded."""
     ds, model_dir = ctx.ds, ctx.workdir / "model"
+    if ctx.config.model.factory:
+        full = user_model.full_model(ctx)
+        ctx.trained = ctx.steps.run("train", lambda: {"test_accuracy": full.accuracy(ds.x_test, ds.y_test),
+                                                      "val_accuracy": full.accuracy(ds.x_val, ds.y_val)})
+        log.info("restored %s: test accuracy %.4f", ctx.config.model.factory, ctx.trained["test_accuracy"])
+        return
     ctx.init = init_params(jax.random.fold_in(ctx.key, 0), ctx.model, ds.input_shape)
 
     def train_step():
@@ -118,10 +143,13 @@ def build_games(ctx: Context) -> None:
 
     def game_of(layers):
         return network_game(ctx.model, ctx.params, *ctx.game_data, layers=layers, metric=game.metric,
-                            masked_value=game.masked_value, dtype=game.dtype)
+                            masked_value=game.masked_value, dtype=game.dtype,
+                            apply_kwargs=dict(ctx.config.model.apply_kwargs) if ctx.config.model.factory else None)
 
     ctx.value_fn, _ = game_of(ctx.layout.names)
-    if game.masked_value == "mean":  # the pruned networks evaluated are the game's: silenced neurons at their mean
+    if game.masked_value == "mean" and ctx.config.model.factory:
+        ctx.fills = user_model.mean_fills(ctx)
+    elif game.masked_value == "mean":  # the pruned networks evaluated are the game's: silenced neurons at their mean
         ctx.fills = {n: np.asarray(v) for n, v in mean_activations(ctx.model, ctx.params, ctx.game_data[0],
                                                                    ctx.layout.names).items()}
     ctx.plan = make_plan(ctx.value_fn, ctx.layout.num_players, chunk_size=game.chunk_size or None)
@@ -223,9 +251,16 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
     modes = ctx.config.retrain.modes
     rows = []
     jobs = [(name, size) for name in masks for size in ctx.sizes]
+    full = user_model.full_model(ctx) if ctx.config.model.factory else None
     for name, size in tqdm(jobs, desc="evaluating", disable=not ctx.progress):
         found = masks[name][str(size)]
         mask = mask_of(found["kept"], ctx.layout.num_players)
+        if full is not None:  # a user's model: as trained (validation allows only retrain mode none)
+            pruned = user_model.pruned(ctx, mask, full)
+            rec = ctx.steps.run(f"eval/{name}/{size}/none",
+                                lambda p=pruned: {"accuracy": p.accuracy(ctx.ds.x_test, ctx.ds.y_test)})
+            rows.append({**_row_base(ctx, name, found, mask, pruned), "retrain": "none", "seed": None, **rec})
+            continue
         per_layer = masks_dict(ctx.layout, mask)
         small = compact(ctx.model, ctx.params, per_layer, input_shape=ctx.ds.input_shape)
         base, tag = _row_base(ctx, name, found, mask, small), f"{name}/{size}"
@@ -252,7 +287,9 @@ def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
     report.write_csv(ctx.workdir / "results.csv", rows)
     full = ctx.trained["test_accuracy"]
     if rows:
-        report.plot_curves(rows, full, count_params(ctx.params), ctx.workdir / "compression_curves.png")
+        total = user_model.count_params(ctx.model, ctx.params) if ctx.config.model.factory else \
+            count_params(ctx.params)
+        report.plot_curves(rows, full, total, ctx.workdir / "compression_curves.png")
     print(report.summary_table(rows, full))
 
 

@@ -122,6 +122,8 @@ FIELDS = {
     "progress": _boolean,
     "data.source": _string,
     "data.path": _string,
+    "model.factory": _string,
+    "model.checkpoint": _string,
     "train.epochs": _integer(1),
     "train.batch_size": _integer(1),
     "train.learning_rate": _number(0, lo_open=True),
@@ -166,7 +168,9 @@ def validate(config) -> None:
     sources = data_lib.SOURCES[config.data.name]
     if config.data.source and config.data.source not in sources:
         raise ConfigError(f"data.source {config.data.source!r} is not one of {sources} for {config.data.name}")
-    if config.model.name not in MODELS:
+    if config.get("model", {}).get("factory"):
+        _validate_user_model(config)
+    elif config.model.name not in MODELS:
         raise ConfigError(f"unknown model {config.model.name!r}; expected one of {list(MODELS)}")
     if not config.game.layers:
         raise ConfigError("game.layers is empty; name at least one prunable layer")
@@ -184,6 +188,22 @@ def validate(config) -> None:
             raise ConfigError(f"gtap.methods.{i}={method!r}; expected one of {methods_for(i)}")
     if not (config.gtap.strategies and config.gtap.indices) and not config.baselines:
         raise ConfigError("no method to run: give gtap.strategies and gtap.indices, or baselines")
+
+
+def _validate_user_model(config) -> None:
+    """A model from ``model.factory``: importable-looking, with a checkpoint, evaluated as trained."""
+    spec, checkpoint = config.model.factory, config.model.checkpoint
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        raise ConfigError(f"model.factory={spec!r}: expected 'package.module:function'")
+    if not checkpoint or not Path(checkpoint).is_dir():
+        raise ConfigError(f"model.checkpoint={checkpoint!r}: a model from model.factory needs the folder of its"
+                          " trained weights (orbax; gtap_jax.experiment.user_model.save_checkpoint writes one)")
+    if tuple(config.retrain.modes) != ("none",):
+        raise ConfigError(f"retrain.modes={tuple(config.retrain.modes)!r}: a model from model.factory is evaluated"
+                          " as trained (gtap_jax cannot train it); set retrain.modes=('none',)")
+    if "lottery" in config.baselines:
+        raise ConfigError("baselines: the lottery ticket retrains, which a model from model.factory cannot do here;"
+                          " drop it (gtap_jax.baselines.flax_lottery_ticket takes your training function)")
 
 
 def target_sizes(targets, num_players: int, min_size: int = 1) -> list[int]:
