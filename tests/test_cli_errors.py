@@ -7,6 +7,7 @@ warning naming them; a second run in a busy workdir is refused, naming the
 process; an interrupted estimation step resumes mid-way with the same result.
 """
 
+import ast
 import csv
 import json
 import os
@@ -124,11 +125,45 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
 ]
 
 
-@pytest.mark.parametrize("args,fragment", BAD_ARGS, ids=[" ".join(a)[-60:] for a, _ in BAD_ARGS])
+# Through the command line, one of each way in: flag parsing, field validation, sizes against the model,
+# layers, an MNIST file, a tweet file. The rest raise the same errors from experiment.run, which the command
+# line prints as its one error line (prune.py): checked in-process, a subprocess start saved per case.
+CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 32, -1)]
+
+
+@pytest.mark.parametrize("args,fragment", CLI_BAD_ARGS, ids=[" ".join(a)[-60:] for a, _ in CLI_BAD_ARGS])
 def test_bad_input_is_one_error_line_and_writes_nothing(files, args, fragment):
     workdir = files / "workdir"
     out = _cli(workdir, *[a.format(d=files) for a in args])
     _one_error(out, fragment)
+    assert not (workdir / "config.json").exists() and not (workdir / "steps").exists()
+
+
+IN_PROCESS = [case for case in BAD_ARGS if case not in CLI_BAD_ARGS]
+
+
+@pytest.mark.parametrize("args,fragment", IN_PROCESS, ids=[" ".join(a)[-60:] for a, _ in IN_PROCESS])
+def test_bad_input_is_one_clear_error_from_the_run(files, args, fragment):
+    """The error the command line turns into its one line: named, one line of text, nothing written."""
+    from gtap_jax.data import DataUnavailableError
+
+    config = lenet300_mnist.get_config("smoke")
+    config.unlock()
+    for arg in (a.format(d=files) for a in args):
+        field, text = arg[len("--config."):].split("=", 1)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        *parents, leaf = field.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    workdir = files / "workdir"
+    with pytest.raises((experiment.ConfigError, DataUnavailableError)) as e:
+        experiment.run(config, workdir)
+    assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert not (workdir / "config.json").exists() and not (workdir / "steps").exists()
 
 

@@ -313,7 +313,7 @@ def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
         "model.factory": f"my_models:{api if api == 'nnx' else 'cnn'}".replace("nnx", "mlp"),
         "model.checkpoint": str(tmp_path / "ckpt"), "game.layers": layers, "baselines": ("wmp", "wgmp", "random"),
         "retrain.modes": ("none",), "gtap.indices": ("beta",), "targets": (0.5,),
-        "gtap.strategies": ("top_n", "iterated_pruning") if api == "linen" else ("top_n",)})
+        "gtap.strategies": ("top_n",)})  # the strategies see only the value function: lenet300's smoke covers them
     if api == "linen":
         config.model.apply_kwargs = {"train": False}
     rows = experiment.run(config, tmp_path / "run")
