@@ -283,31 +283,7 @@ def compact_flax(model, variables: Mapping | None, x, layout: PlayerLayout, mask
     touched = sorted(set(plan[0]) | set(plan[1]))
     features = {p: int(k.sum()) for p, k in plan[0].items() if _is(_module_of(calls, p), _PRODUCERS)}
 
-    if isinstance(model, nnx.Module):
-        small = nnx.clone(model)
-        for path in touched:
-            module = node_at(small, path)
-            arrays = {n: v for n, v in vars(module).items() if isinstance(v, nnx.Variable)}
-            params = {n: v[...] for n, v in arrays.items() if isinstance(v, nnx.Param)}
-            stats = {n: v[...] for n, v in arrays.items() if not isinstance(v, nnx.Param)}
-            for name, value in _resize(params, stats, path, *plan).items():
-                arrays[name].set_value(jnp.asarray(value))
-            _set_sizes(module, arrays)
-        if hasattr(small, "eval"):
-            small.eval()
-        count = sum(int(np.size(v)) for v in jax.tree.leaves(nnx.state(small, nnx.Param)))
-        result = CompactModel(small, None, features, count, 0.0, kwargs)
-    else:
-        new = flax.core.unfreeze(variables)
-        for path in touched:
-            params = node_at(new["params"], path)
-            stats = node_at(new.get("batch_stats", {}), path)
-            for name, value in _resize(params, stats, path, *plan).items():
-                target = params if name in params else stats
-                target[name] = jnp.asarray(value)
-        count = sum(int(np.size(v)) for v in jax.tree.leaves(new["params"]))
-        result = CompactModel(model, new, features, count, 0.0, kwargs)
-
+    result = _smaller(model, variables, touched, plan, features, kwargs)
     try:
         out = np.asarray(result(x))
     except Exception as e:  # a shape error: something outside the chain still expects the old width
@@ -321,6 +297,33 @@ def compact_flax(model, variables: Mapping | None, x, layout: PlayerLayout, mask
                          " use gtap_jax.flax_masks for the masked weights instead")
     result.max_error = error
     return result
+
+
+def _smaller(model, variables, touched: list[str], plan: tuple, features: dict, kwargs: dict) -> CompactModel:
+    """The model with every touched module resized as ``plan`` says (NNX: a clone; Linen: new variables)."""
+    if isinstance(model, nnx.Module):
+        small = nnx.clone(model)
+        for path in touched:
+            module = node_at(small, path)
+            arrays = {n: v for n, v in vars(module).items() if isinstance(v, nnx.Variable)}
+            params = {n: v[...] for n, v in arrays.items() if isinstance(v, nnx.Param)}
+            stats = {n: v[...] for n, v in arrays.items() if not isinstance(v, nnx.Param)}
+            for name, value in _resize(params, stats, path, *plan).items():
+                arrays[name].set_value(jnp.asarray(value))
+            _set_sizes(module, arrays)
+        if hasattr(small, "eval"):
+            small.eval()
+        count = sum(int(np.size(v)) for v in jax.tree.leaves(nnx.state(small, nnx.Param)))
+        return CompactModel(small, None, features, count, 0.0, kwargs)
+    new = flax.core.unfreeze(variables)
+    for path in touched:
+        params = node_at(new["params"], path)
+        stats = node_at(new.get("batch_stats", {}), path)
+        for name, value in _resize(params, stats, path, *plan).items():
+            target = params if name in params else stats
+            target[name] = jnp.asarray(value)
+    count = sum(int(np.size(v)) for v in jax.tree.leaves(new["params"]))
+    return CompactModel(model, new, features, count, 0.0, kwargs)
 
 
 def _module_of(calls: list[_Call], path: str):

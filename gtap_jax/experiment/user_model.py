@@ -52,7 +52,10 @@ def load(config, example) -> tuple:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"model.factory={spec!r}: cannot import it ({e})") from None
-    model = factory(**dict(config.model.options))
+    try:
+        model = factory(**dict(config.model.options))
+    except TypeError as e:  # model.options that the factory does not take
+        raise ValueError(f"model.factory={spec!r} with model.options {dict(config.model.options)}: {e}") from None
     path = Path(config.model.checkpoint).resolve()
     from gtap_jax.train import load_params
 
@@ -112,18 +115,17 @@ class Pruned:
         return correct / max(len(y), 1)
 
 
+def _pure(model, variables, kwargs):
+    """``x -> logits`` as a function of ``x`` alone, to jit (NNX: split once, merged per call)."""
+    if isinstance(model, nnx.Module):
+        graphdef, state = nnx.split(model)
+        return lambda x: nnx.merge(graphdef, state)(x, **kwargs)
+    return lambda x: model.apply(variables, x, **kwargs)
+
+
 def full_model(ctx) -> Pruned:
     """The unpruned model as a :class:`Pruned` (for the trained accuracy and the totals)."""
-    kwargs = dict(ctx.config.model.apply_kwargs)
-    if isinstance(ctx.model, nnx.Module):
-        graphdef, state = nnx.split(ctx.model)
-
-        def fn(x):
-            return nnx.merge(graphdef, state)(x, **kwargs)
-    else:
-        def fn(x):
-            return ctx.model.apply(ctx.params, x, **kwargs)
-
+    fn = _pure(ctx.model, ctx.params, dict(ctx.config.model.apply_kwargs))
     total = count_params(ctx.model, ctx.params)
     flops = flops_per_example(fn, jnp.asarray(ctx.ds.x_test[:1]))
     return Pruned(Report(total, total, flops, flops), jax.jit(fn))
@@ -146,15 +148,7 @@ def pruned(ctx, mask: np.ndarray, full: Pruned) -> Pruned:
         fills = None if ctx.fills is None else {p: jnp.asarray(v) for p, v in ctx.fills.items()}
         report = Report(float("nan"), full.report.params_before, float("nan"), full.report.flops_before)
         return Pruned(report, lambda x: _with((masks, fills), forward, x))
-    if isinstance(small.model, nnx.Module):
-        graphdef, state = nnx.split(small.model)
-
-        def fn(x):
-            return nnx.merge(graphdef, state)(x, **kwargs)
-    else:
-        def fn(x):
-            return small(x)
-
+    fn = _pure(small.model, None, kwargs) if small.variables is None else small  # Linen: resized producers
     flops = flops_per_example(fn, jnp.asarray(ctx.ds.x_test[:1]))
     return Pruned(Report(small.params, full.report.params_before, flops, full.report.flops_before), jax.jit(fn))
 
