@@ -148,7 +148,7 @@ def pruned(ctx, mask: np.ndarray, full: Pruned) -> Pruned:
         fills = None if ctx.fills is None else {p: jnp.asarray(v) for p, v in ctx.fills.items()}
         report = Report(float("nan"), full.report.params_before, float("nan"), full.report.flops_before)
         return Pruned(report, lambda x: _with((masks, fills), forward, x))
-    fn = _pure(small.model, None, kwargs) if small.variables is None else small  # Linen: resized producers
+    fn = _pure(small.model, None, kwargs) if small.variables is None else lambda x: small(x)  # Linen: resized
     flops = flops_per_example(fn, jnp.asarray(ctx.ds.x_test[:1]))
     return Pruned(Report(small.params, full.report.params_before, flops, full.report.flops_before), jax.jit(fn))
 
