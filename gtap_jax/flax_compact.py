@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gtap_jax.games.flax_models import _ACTIVE, _nnx_modules, _with, masked_forward, node_at
+from gtap_jax.games.flax_models import _ACTIVE, HEADS, _nnx_modules, _with, feature_means, masked_forward, node_at
 from gtap_jax.layout import PlayerLayout
 
 _PRODUCERS = (nn.Dense, nn.Conv, nnx.Linear, nnx.Conv)
@@ -168,6 +168,9 @@ def _plan(calls: list[_Call], layout: PlayerLayout, keep: dict, atol: float) -> 
     out_keep, in_keep, bias_add = {}, {}, {}
     order = [c.path for c in calls]
     for layer in layout.names:
+        if layer.endswith(HEADS):
+            raise ValueError(f"layer {layer!r}: attention heads do not compact into a chain; use"
+                             " gtap_jax.flax_masks for the masked weights")
         if order.count(layer) != 1:
             raise ValueError(f"layer {layer!r} is called {order.count(layer)} times in one pass; only a chain"
                              " (each module called once) compacts: use gtap_jax.flax_masks for its masked weights")
@@ -267,7 +270,7 @@ def compact_flax(model, variables: Mapping | None, x, layout: PlayerLayout, mask
     if masked_value == "mean":
         full: dict = {}
         _with(full, forward, x)
-        fills = {p: jnp.mean(full[p].reshape(-1, full[p].shape[-1]), axis=0) for p in layers}
+        fills = feature_means(full, layers)
     masks = {p: jnp.asarray(k) for p, k in keep.items()}
     reference = np.asarray(_with((masks, fills), forward, x))
 

@@ -367,3 +367,72 @@ def test_lottery_ticket_of_user_models_trains_each_level_under_its_mask(mlp):
     off = ~masks2[8][:7]
     np.testing.assert_array_equal(got["t"].fc1.kernel[...][:, off], start.fc1.kernel[...][:, off])
     assert np.all(np.any(got["t"].fc1.kernel[...][:, ~off] != start.fc1.kernel[...][:, ~off], axis=0))
+
+
+class LinenAttention(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=16)(x, x)
+        return nn.Dense(3)(h.mean(axis=1))
+
+
+class NNXAttention(nnx.Module):
+    def __init__(self, rngs):
+        self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=8, qkv_features=16, decode=False, rngs=rngs)
+        self.head = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.attn(x).mean(axis=1))
+
+
+def test_attention_heads_as_players_equal_zeroed_output_projections():
+    """A dropped head contributes nothing to the output projection: the game equals the model with that head's
+    slice of the projection kernel zeroed (Linen and NNX)."""
+    x = jax.random.normal(jax.random.key(7), (12, 5, 8))
+    y = jnp.arange(12) % 3
+    model = LinenAttention()
+    variables = model.init(jax.random.key(8), x)
+    fn, layout = g.network_game(model, variables, x, y, layers=["MultiHeadDotProductAttention_0:heads"],
+                                metric="neg_loss")
+    assert layout.layers == (("MultiHeadDotProductAttention_0:heads", 4),)
+    net = NNXAttention(nnx.Rngs(9))
+    fn2, layout2 = g.network_game(net, None, x, y, layers=["attn:heads"], metric="neg_loss")
+    assert layout2.num_players == 4
+    for m in _masks(layout, 70, n=3):
+        keep = jnp.asarray(m, jnp.float32)[:, None, None]
+        params = jax.tree.map(lambda a: a, variables["params"])
+        out = params["MultiHeadDotProductAttention_0"]["out"]
+        params["MultiHeadDotProductAttention_0"]["out"] = {**out, "kernel": out["kernel"] * keep}
+        want = metric_value(model.apply({"params": params}, x), y, "neg_loss")
+        np.testing.assert_allclose(fn(jnp.asarray(m)), want, rtol=1e-5, atol=1e-6)
+        zeroed = nnx.clone(net)
+        zeroed.attn.out.kernel[...] = zeroed.attn.out.kernel[...] * keep
+        np.testing.assert_allclose(fn2(jnp.asarray(m)), metric_value(zeroed(x), y, "neg_loss"), rtol=1e-5, atol=1e-6)
+    att = g.estimate(jax.random.key(0), fn2, 4, "shapley", evaluations=64)
+    assert att.values.shape == (4,)
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['head:heads'\]"):
+        g.network_game(net, None, x, y, layers=["head:heads"])
+
+
+def test_attention_heads_with_mean_fills_equal_a_hand_written_attention():
+    """Mean fill: a dropped head's output (before the projection) is its mean over examples and positions;
+    the oracle recomputes each head from the captured query, key and value projections."""
+    x = jax.random.normal(jax.random.key(11), (10, 5, 8))
+    y = jnp.arange(10) % 3
+    model = LinenAttention()
+    variables = model.init(jax.random.key(12), x)
+    _, cap = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+    inner = cap["intermediates"]["MultiHeadDotProductAttention_0"]
+    q, k, v = (inner[n]["__call__"][0] for n in ("query", "key", "value"))  # [N, L, heads, head_dim]
+    weights = jax.nn.softmax(jnp.einsum("nqhd,nkhd->nhqk", q, k) / jnp.sqrt(q.shape[-1]), axis=-1)
+    heads = jnp.einsum("nhqk,nkhd->nqhd", weights, v)
+    fill = heads.mean(axis=(0, 1))
+    p = variables["params"]
+    fn, layout = g.network_game(model, variables, x, y, layers=["MultiHeadDotProductAttention_0:heads"],
+                                metric="neg_loss", masked_value="mean")
+    for m in _masks(layout, 80, n=3):
+        h = jnp.where(jnp.asarray(m)[None, None, :, None], heads, fill[None, None])
+        out = jnp.einsum("nqhd,hdf->nqf", h, p["MultiHeadDotProductAttention_0"]["out"]["kernel"])
+        out = out + p["MultiHeadDotProductAttention_0"]["out"]["bias"][None, None]
+        logits = out.mean(axis=1) @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"][None]
+        np.testing.assert_allclose(fn(jnp.asarray(m)), metric_value(logits, y, "neg_loss"), rtol=1e-4, atol=1e-5)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gtap_jax.games.flax_models import _with, masked_forward
+from gtap_jax.games.flax_models import _with, feature_means, masked_forward
 
 log = logging.getLogger("gtap_jax")
 
@@ -158,8 +158,7 @@ def mean_fills(ctx) -> dict:
     forward = masked_forward(ctx.model, ctx.params, ctx.layout.names, dict(ctx.config.model.apply_kwargs))
     outputs: dict = {}
     _with(outputs, forward, jnp.asarray(ctx.game_data[0]))
-    return {p: np.asarray(jnp.mean(outputs[p].reshape(-1, outputs[p].shape[-1]), axis=0))
-            for p in ctx.layout.names}
+    return {p: np.asarray(v) for p, v in feature_means(outputs, ctx.layout.names).items()}
 
 
 __all__ = ["Pruned", "full_model", "load", "mean_fills", "pruned", "save_checkpoint"]

@@ -16,6 +16,12 @@ normalisation, before the relu, so the relu passes 0 on.
   the clone; the user's model is not changed), split once into a graph and a state,
   and merged inside the value function.
 
+Attention heads: a layer ``"attn:heads"`` makes the heads of the attention module at
+``attn`` (``nn.MultiHeadDotProductAttention`` and its subclasses, ``nnx.MultiHeadAttention``)
+the players. A dropped head's output, ``[..., heads, head_dim]`` as it enters the output
+projection ``attn/out``, is set to 0 (or to its mean), so the head contributes nothing
+(or a constant) to the attention's output.
+
 A module called more than once (shared weights) is masked at every call. The game
 is played in inference mode: pass ``apply_kwargs`` (Linen, e.g. ``{"train": False}``)
 or call ``model.eval()`` (NNX; done on the clone when the model has it).
@@ -43,8 +49,11 @@ def is_flax_model(model) -> bool:
     return isinstance(model, nn.Module | nnx.Module) and not hasattr(model, "site_sizes")
 
 
-def _mask_output(path: str, out):
-    """Applies the active coalition's mask of ``path`` to a module's output (or records it)."""
+HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
+
+
+def _mask_output(path: str, out, axis: int = -1):
+    """Applies the active coalition's mask of ``path`` to ``out`` along ``axis`` (or records ``out``)."""
     active = _ACTIVE.get()
     if active is None:
         return out
@@ -54,18 +63,33 @@ def _mask_output(path: str, out):
     masks, fills = active
     if path not in masks:
         return out
-    lead = (1,) * (out.ndim - 1)  # the feature axis is the last
-    m = masks[path].reshape(lead + (-1,))
+    shape = [1] * out.ndim
+    shape[axis] = -1
+    m = masks[path].reshape(shape)
     if fills is None:
         return out * m.astype(out.dtype)
-    return jnp.where(m, out, fills[path].astype(out.dtype).reshape(lead + (-1,)))
+    fill = fills[path].astype(out.dtype)  # [..., features] as the features' axes of out
+    return jnp.where(m, out, fill.reshape((1,) * (out.ndim - fill.ndim) + fill.shape))
+
+
+def _heads_of(module_path: str, module) -> str | None:
+    """``"attn:heads"`` when ``module`` is the output projection ``out`` of an attention module at ``attn``."""
+    if module_path.rsplit("/", 1)[-1] != "out":
+        return None
+    parent = getattr(module, "parent", None) if isinstance(module, nn.Module) else None
+    if isinstance(module, nn.Module) and not isinstance(parent, nn.MultiHeadDotProductAttention):
+        return None
+    return module_path.rsplit("/", 1)[0] + HEADS if "/" in module_path else HEADS
 
 
 def _linen_interceptor(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
     if context.method_name != "__call__" or not context.module.path:
-        return out
-    return _mask_output("/".join(str(p) for p in context.module.path), out)
+        return next_fun(*args, **kwargs)
+    path = "/".join(str(p) for p in context.module.path)
+    heads = _heads_of(path, context.module)
+    if heads is not None and args:  # the heads enter the output projection as [..., heads, head_dim]
+        args = (_mask_output(heads, args[0], axis=-2), *args[1:])
+    return _mask_output(path, next_fun(*args, **kwargs))
 
 
 class _MaskedModule(nnx.Module):
@@ -77,6 +101,17 @@ class _MaskedModule(nnx.Module):
 
     def __call__(self, *args, **kwargs):
         return _mask_output(self.gtap_path, self.inner(*args, **kwargs))
+
+
+class _MaskedHeads(nnx.Module):
+    """An NNX attention output projection whose input heads are masked as the active coalition says."""
+
+    def __init__(self, inner: nnx.Module, layer: str):
+        self.inner = inner
+        self.gtap_heads = layer
+
+    def __call__(self, x, *args, **kwargs):
+        return self.inner(_mask_output(self.gtap_heads, x, axis=-2), *args, **kwargs)
 
 
 def _nnx_modules(model: nnx.Module) -> list[str]:
@@ -104,13 +139,16 @@ def node_at(root, path: str):
 
 
 def _nnx_wrap(model: nnx.Module, path: str) -> None:
-    """Replaces the submodule at ``path`` of ``model`` by a masking wrapper around it."""
-    *parents, last = path.split("/")
+    """Replaces the submodule at ``path`` of ``model`` by a masking wrapper around it (for ``"attn:heads"``,
+    the attention module's output projection ``attn/out`` by one that masks its input heads)."""
+    target = path[: -len(HEADS)] + "/out" if path.endswith(HEADS) else path
+    *parents, last = target.split("/")
     node = node_at(model, "/".join(parents))
+    wrap = (lambda m: _MaskedHeads(m, path)) if path.endswith(HEADS) else (lambda m: _MaskedModule(m, path))
     if last.isdigit():
-        node[int(last)] = _MaskedModule(node[int(last)], path)
+        node[int(last)] = wrap(node[int(last)])
     else:
-        setattr(node, last, _MaskedModule(getattr(node, last), path))
+        setattr(node, last, wrap(getattr(node, last)))
 
 
 def _with(active, fn, *args):
@@ -132,7 +170,10 @@ def masked_forward(model, variables: Mapping | None, layers: Sequence[str], appl
         clone = nnx.clone(model)
         if hasattr(clone, "eval"):
             clone.eval()
-        _check_names(layers, _nnx_modules(clone))
+        modules = _nnx_modules(clone)
+        heads = [p[: -len("/out")] + HEADS for p in modules
+                 if p.endswith("/out") and isinstance(node_at(clone, p[: -len("/out")]), nnx.MultiHeadAttention)]
+        _check_names(layers, modules + heads)
         for path in layers:
             _nnx_wrap(clone, path)
         graphdef, state = nnx.split(clone)
@@ -197,24 +238,30 @@ def flax_game(
         _check_names(layers, sorted(outputs))
     sizes = []
     for path in layers:
-        out = outputs[path]
-        if not hasattr(out, "shape") or len(out.shape) < 2:
+        out, axis = outputs[path], -2 if path.endswith(HEADS) else -1
+        if not hasattr(out, "shape") or len(out.shape) < 1 - axis:
             what = f"shape {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
             raise ValueError(f"layer {path!r} has no feature axis to prune: its output is {what}; name a module"
                              " whose output is [batch, ..., features]")
-        sizes.append((path, int(out.shape[-1])))
+        sizes.append((path, int(out.shape[axis])))
     layout = PlayerLayout(tuple(sizes))
     fills = None
     if masked_value == "mean":
         full: dict = {}
         _with(full, forward, x)
-        fills = {p: jnp.mean(full[p].reshape(-1, full[p].shape[-1]), axis=0) for p in layers}
+        fills = feature_means(full, layers)
 
     def value(mask):
         logits = _with((layout.split(mask), fills), forward, x)
         return metric_value(logits, y, metric)
 
     return value, layout
+
+
+def feature_means(outputs: Mapping, layers: Sequence[str]) -> dict:
+    """Each layer's mean output feature (for ``"attn:heads"``: mean ``[heads, head_dim]``) over the rest."""
+    return {p: jnp.mean(outputs[p].reshape((-1, *outputs[p].shape[-2 if p.endswith(HEADS) else -1:])), axis=0)
+            for p in layers}
 
 
 def _check_names(layers: Sequence[str], available: Sequence[str]) -> None:
