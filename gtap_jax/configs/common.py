@@ -112,6 +112,8 @@ def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
     if arg == "smoke":
         smoke(c)
         c.data.options = {"vocab_size": 1000}
+        # a dense MLP like LeNet-300-100, whose smoke run covers wgmp and the lottery ticket on dense layers
+        c.baselines = ("wmp", "random")
     elif arg:
         raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
     c.lock()
