@@ -19,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -66,16 +67,18 @@ def run(args) -> None:
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
         seconds = time.perf_counter() - t0
         print(f"{name}: exit {rc} after {seconds:.0f} s", flush=True)
+        with lock:  # each run's wall time as it ends, kept across invocations (and concurrent ones)
+            wall = args.out / "wall_seconds.json"
+            known = json.loads(wall.read_text()) if wall.exists() else {}
+            wall.write_text(json.dumps({**known, name: seconds}, indent=1))
         return name, rc, seconds
 
     commands = args.out / "commands.json"  # what each run was started with, kept across invocations
     known = json.loads(commands.read_text()) if commands.exists() else {}
     commands.write_text(json.dumps({**known, **{n: " ".join(c[1:]) for n, c in jobs}}, indent=1))
+    lock = threading.Lock()
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = list(pool.map(start, jobs))
-    wall = args.out / "wall_seconds.json"
-    known = json.loads(wall.read_text()) if wall.exists() else {}
-    wall.write_text(json.dumps({**known, **{n: s for n, _, s in done if s}}, indent=1))
+        list(pool.map(start, jobs))
 
 
 def _mean_std(values: list[float]) -> str:
