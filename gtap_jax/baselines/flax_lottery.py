@@ -30,8 +30,9 @@ import numpy as np
 from flax import nnx
 
 from gtap_jax.baselines.flax_scores import flax_magnitude_scores
+from gtap_jax.baselines.lottery import ticket_levels
 from gtap_jax.flax_masks import masked_apply, masked_clone, unmasked
-from gtap_jax.layout import PlayerLayout, keep_per_layer
+from gtap_jax.layout import PlayerLayout
 
 
 def flax_lottery_ticket(
@@ -59,20 +60,12 @@ def flax_lottery_ticket(
     nnx_api = isinstance(init, nnx.Module)
     if nnx_api and model is not None:
         raise ValueError("for an NNX model pass model=None and the initial and trained models as init, trained")
-    alive = np.ones(layout.num_players, bool)
-    current, out = trained, {}
-    for size in sorted({int(s) for s in sizes}, reverse=True):
-        scores = flax_magnitude_scores(current, None, layout) if nnx_api else \
-            flax_magnitude_scores(model, current, layout)
-        alive = keep_per_layer(scores, layout, size, within=alive)
-        if nnx_api:
-            current = unmasked(train_fn(masked_clone(init, layout, alive)), layout)
-        else:
-            current = train_fn(masked_apply(model, layout, alive), init)
-        out[size] = alive.copy()
-        if on_level is not None:
-            on_level(size, alive.copy(), current)
-    return out
+    if nnx_api:
+        return ticket_levels(trained, layout, sizes, lambda net: flax_magnitude_scores(net, None, layout),
+                             lambda alive: unmasked(train_fn(masked_clone(init, layout, alive)), layout),
+                             on_level=on_level)
+    return ticket_levels(trained, layout, sizes, lambda variables: flax_magnitude_scores(model, variables, layout),
+                         lambda alive: train_fn(masked_apply(model, layout, alive), init), on_level=on_level)
 
 
 __all__ = ["flax_lottery_ticket"]

@@ -47,16 +47,25 @@ def lottery_ticket(
     References:
         Frankle and Carbin, The Lottery Ticket Hypothesis, ICLR 2019.
     """
+    return ticket_levels(
+        trained_params, layout, sizes, lambda params: magnitude_scores(model, params, layout),
+        lambda alive: train_fn(init_params, masks_dict(layout, alive)), on_level=on_level,
+    )
+
+
+def ticket_levels(trained, layout: PlayerLayout, sizes: Sequence[int], score: Callable, retrain: Callable, *,
+                  on_level: Callable | None = None) -> dict[int, np.ndarray]:
+    """The level loop of every lottery ticket: from the largest size down, keep each layer's top ``score`` share
+    among the survivors, ``retrain(alive)`` the rewound network, and score the next level on that ticket."""
     alive = np.ones(layout.num_players, bool)
-    current = trained_params
-    out = {}
-    for size in sorted(set(int(s) for s in sizes), reverse=True):
-        alive = keep_per_layer(magnitude_scores(model, current, layout), layout, size, within=alive)
-        current = train_fn(init_params, masks_dict(layout, alive))
+    current, out = trained, {}
+    for size in sorted({int(s) for s in sizes}, reverse=True):
+        alive = keep_per_layer(score(current), layout, size, within=alive)
+        current = retrain(alive)
         out[size] = alive.copy()
         if on_level is not None:
             on_level(size, alive.copy(), current)
     return out
 
 
-__all__ = ["lottery_ticket"]
+__all__ = ["lottery_ticket", "ticket_levels"]
