@@ -10,7 +10,7 @@ resumes), with the tweet configs on the local CSVs under ``--text-data``. ``--la
 adds a ``game.layerwise=True`` run per config and seed (the baselines' per-layer
 allocation for GTAP too). ``report`` reads every ``results.json`` and writes, per config
 and retrain mode, test accuracy mean +- std over seeds for every method and size, with
-the mean parameters and FLOPs of the pruned networks, and a plot per config.
+the mean parameters and FLOPs of the pruned networks, and plots per config against each.
 """
 
 from __future__ import annotations
@@ -148,9 +148,10 @@ def report(args) -> None:
                                  f"{np.mean([r['flops'] for r in cell]) / 1e6:.2f}")
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
             lines.append("")
-        plot_curves(rows, None, None, args.doc.parent / f"reproduction_{config}_{view}.png", band="std",
-                    title=f"{config} ({view}), ")
-        lines += [f"![{config} {view}](reproduction_{config}_{view}.png)", ""]
+        for axis, suffix in (("params", ""), ("flops", "_flops")):
+            plot_curves(rows, None, None, args.doc.parent / f"reproduction_{config}_{view}{suffix}.png", band="std",
+                        title=f"{config} ({view}), ", axis=axis)
+            lines += [f"![{config} {view}, against {axis}](reproduction_{config}_{view}{suffix}.png)", ""]
     text = args.doc.read_text() if args.doc.exists() else ""
     marker = "<!-- tables from benchmarks/reproduction.py report -->"
     head = text.split(marker)[0] if marker in text else text

@@ -54,14 +54,16 @@ def summary_table(rows: list[dict], full_accuracy: float) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "minmax", title: str = "") -> None:
-    """Test accuracy against the pruned network's parameters, one panel per retrain mode.
+def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "minmax", title: str = "",
+                axis: str = "params") -> None:
+    """Test accuracy against the pruned network's parameters (``axis="params"``) or FLOPs per
+    example (``axis="flops"``), one panel per retrain mode.
 
-    Points are a method's sizes (neurons kept), at the mean parameters of its
+    Points are a method's sizes (neurons kept), at the mean parameters (FLOPs) of its
     networks of that size; the band is the min-max (``band="minmax"``) or +- 1
     std (``"std"``) of the accuracies at that size (retraining seeds, or runs of
     several seeds). ``full_accuracy`` / ``full_params`` (None: not drawn) mark
-    the unpruned network.
+    the unpruned network (its parameters only on the parameter axis).
     """
     import matplotlib
 
@@ -76,7 +78,7 @@ def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "mi
         for j, m in enumerate(methods):
             sub = [r for r in rows if r["retrain"] == mode and r["method"] == m]
             sizes = {r["neurons"] for r in sub}
-            points = sorted((np.mean([r["params"] for r in sub if r["neurons"] == s]), s) for s in sizes)
+            points = sorted((np.mean([r[axis] for r in sub if r["neurons"] == s]), s) for s in sizes)
             xs = [x for x, _ in points]
             acc = [[r["accuracy"] for r in sub if r["neurons"] == s] for _, s in points]
             mean = np.array([np.mean(a) for a in acc])
@@ -90,8 +92,8 @@ def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "mi
         if full_accuracy is not None:
             ax.axhline(full_accuracy, color="k", lw=0.8, ls=":", label="unpruned")
         ax.set_xscale("log")
-        unpruned = f" (unpruned: {full_params:,})" if full_params is not None else ""
-        ax.set_xlabel(f"parameters of the compacted network{unpruned}")
+        label = {"params": "parameters", "flops": "FLOPs per example"}[axis] + " of the compacted network"
+        ax.set_xlabel(label + (f" (unpruned: {full_params:,})" if axis == "params" and full_params is not None else ""))
         if band == "std":
             note = " (band: +- 1 std over seeds)"
         else:
