@@ -26,7 +26,7 @@ def get_config(arg=None):
     c.game.layerwise = True
     c.game.eval_examples = 1000
     c.train.epochs = 30
-    c.gtap.evaluations = 4096
+    c.gtap.max_evaluations = 4096  # settled mode (the default), at most 4,096 values a round
     c.targets = (0.5, 0.3, 0.2, 0.1)
     if arg == "smoke":
         common.smoke(c)
