@@ -11,6 +11,9 @@ Runtime: the full run is not measured to the end. On 2 CPU cores (2026-11-25, th
 real CSVs) training took 7 s and each 8,192-value GTAP round 35-48 s (about 180
 coalition values/s on the 2,000 validation tweets), so the 30-odd rounds of the nine
 GTAP methods alone take over 20 minutes: use a GPU, or fewer ``game.eval_examples``.
+With ``game.eval_examples=500`` (2026-12-01, a slower day, sharing the cores) the
+8,192-value top_n rounds took 49-57 s and an iterated-pruning method 13 minutes; the
+iterated-building methods spend up to 98,304 values each (docs/reproduction.md).
 ``:smoke`` runs in under a minute on 2 CPU cores; it needs the data too (nothing falls
 back to synthetic inputs).
 """
