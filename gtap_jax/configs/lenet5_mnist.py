@@ -22,7 +22,7 @@ def get_config(arg=None):
     c.train.epochs = 8
     c.game.layers = ("conv1", "conv2", "fc1", "fc2")
     # settled mode (the default) with a lower cap per round: a coalition value runs conv2 over the
-    # evaluation set, about 20x the cost of a LeNet-300-100 value on a CPU
+    # evaluation set, about 20x the cost of a LeNet-300-100 value per image on a CPU (benchmarks/RESULTS.md)
     c.gtap.max_evaluations = 2048
     if arg == "smoke":
         common.smoke(c)
