@@ -12,8 +12,9 @@ real CSVs) training took 7 s and each 8,192-value GTAP round 35-48 s (about 180
 coalition values/s on the 2,000 validation tweets), so the 30-odd rounds of the nine
 GTAP methods alone take over 20 minutes: use a GPU, or fewer ``game.eval_examples``.
 With ``game.eval_examples=500`` (2026-12-01, a slower day, sharing the cores) the
-8,192-value top_n rounds took 49-57 s and an iterated-pruning method 13 minutes; the
-iterated-building methods spend up to 98,304 values each (docs/reproduction.md).
+8,192-value top_n rounds took 49-57 s and the first iterated-pruning method 31,920 values
+in 226 s; with the iterated-building methods (up to 98,304 values each) a seed spends up
+to about 416,000 values (docs/reproduction.md).
 ``:smoke`` runs in under a minute on 2 CPU cores; it needs the data too (nothing falls
 back to synthetic inputs).
 """
