@@ -28,3 +28,17 @@ def one_device():
     from gtap_jax import engine
 
     return engine.coalition_mesh(jax.devices()[:1])
+
+
+def pytest_collection_modifyitems(items):
+    """Files with the most ``slow`` tests first, each file's tests kept together and in order.
+
+    Under ``-n 2 --dist loadfile`` (pyproject.toml) the end-to-end file then starts at once on one
+    worker while the other works through the rest, instead of starting last and running alone.
+    """
+    slow = {}
+    for item in items:
+        slow.setdefault(item.path, 0)
+        slow[item.path] += item.get_closest_marker("slow") is not None
+    rank = {path: i for i, path in enumerate(sorted(slow, key=lambda p: -slow[p]))}  # stable: ties keep order
+    items.sort(key=lambda item: rank[item.path])

@@ -272,6 +272,7 @@ def _one_method(strategy, **gtap):
     return c
 
 
+@pytest.mark.slow
 def test_an_interrupted_estimation_step_resumes_midway_with_the_same_result(tmp_path, monkeypatch):
     """Stopped in the middle of a round, the step resumes from the saved estimator state."""
 
@@ -311,6 +312,7 @@ def test_an_interrupted_estimation_step_resumes_midway_with_the_same_result(tmp_
     assert not (tmp_path / "stopped" / "partial" / "iterated_pruning__banzhaf").exists()  # cleaned up
 
 
+@pytest.mark.slow
 def test_an_interrupted_settling_round_resumes_at_its_last_check_with_the_same_result(tmp_path, monkeypatch):
     """Settled mode saves its state at every check; a stopped round continues from there."""
 

@@ -22,6 +22,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     coordinator = f"localhost:{_free_port()}"
     worker = Path(__file__).parent / "distributed_worker.py"

@@ -35,6 +35,7 @@ def _mtimes(workdir):
     return {p.name: p.stat().st_mtime_ns for p in (workdir / "steps").glob("*.json")}
 
 
+@pytest.mark.slow
 def test_cli_smoke_killed_then_resumed(tmp_path):
     wd = tmp_path / "run"
     args = ["--config", f"{CONFIGS}/lenet300_mnist.py:smoke", "--workdir", str(wd), "--config.progress=False"]
@@ -103,6 +104,7 @@ def _config(name, **fields):
     return c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "mlp_twitter_topic", "alexnet_tiny_imagenet"])
 def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     folder = tmp_path / "data"
@@ -282,6 +284,7 @@ def _fit(logits_fn, params, ds, steps=60):
     return params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("api", ["linen", "nnx"])
 def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
     """model.factory + model.checkpoint: every method at every size, sizes from the compacted model, and a

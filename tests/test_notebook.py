@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -15,6 +16,7 @@ def _run(name: str, tmp_path, monkeypatch) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_quickstart_runs(tmp_path, monkeypatch):
     text = _run("quickstart.ipynb", tmp_path, monkeypatch)
     assert "pruned test accuracy (no retraining):" in text
@@ -22,6 +24,7 @@ def test_quickstart_runs(tmp_path, monkeypatch):
     assert 0.5 < accuracy <= 1.0  # 80 of 400 neurons, no retraining; chance is 0.1
 
 
+@pytest.mark.slow
 def test_your_model_prunes_a_linen_cnn_and_an_nnx_mlp(tmp_path, monkeypatch):
     text = _run("your_model.ipynb", tmp_path, monkeypatch)
     for model in ("CNN", "MLP"):
