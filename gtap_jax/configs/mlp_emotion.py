@@ -7,14 +7,12 @@ or a local CSV / JSON / parquet file or folder
 
     python -m gtap_jax.prune --config gtap_jax/configs/mlp_emotion.py --workdir runs/mlp_emotion
 
-Runtime: the full run is not measured to the end. On 2 CPU cores (2026-11-25, the
-real CSVs) training took 7 s and each 8,192-value GTAP round 35-48 s (about 180
-coalition values/s on the 2,000 validation tweets), so the 30-odd rounds of the nine
-GTAP methods alone take over 20 minutes: use a GPU, or fewer ``game.eval_examples``.
-With ``game.eval_examples=500`` (2026-12-01, a slower day, sharing the cores) the
-8,192-value top_n rounds took 49-57 s and the first iterated-pruning method 31,920 values
-in 226 s; with the iterated-building methods (up to 98,304 values each) a seed spends up
-to about 416,000 values (docs/reproduction.md).
+Runtime: with ``game.eval_examples=500`` a seed took 46 minutes alone on 2 CPU cores
+(2026-12-01, the real CSVs; seed 1 of docs/reproduction.md): training 16 s, the game 27
+minutes (about 370 coalition values/s in the top_n rounds, 230-270/s in iterated building,
+up to 98,304 values per method and about 416,000 in all), the 104 retrainings and the
+lottery tickets 18 minutes. On all 2,000 validation tweets (the default) the top_n rounds
+ran at about 180 values/s (2026-11-25): use a GPU, or fewer ``game.eval_examples``.
 ``:smoke`` runs in under a minute on 2 CPU cores; it needs the data too (nothing falls
 back to synthetic inputs).
 """
