@@ -4,6 +4,7 @@ Both must be set before JAX initialises its backends, hence at import time.
 """
 
 import os
+from collections import Counter
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -36,9 +37,5 @@ def pytest_collection_modifyitems(items):
     Under ``-n 2 --dist loadfile`` (pyproject.toml) the end-to-end file then starts at once on one
     worker while the other works through the rest, instead of starting last and running alone.
     """
-    slow = {}
-    for item in items:
-        slow.setdefault(item.path, 0)
-        slow[item.path] += item.get_closest_marker("slow") is not None
-    rank = {path: i for i, path in enumerate(sorted(slow, key=lambda p: -slow[p]))}  # stable: ties keep order
-    items.sort(key=lambda item: rank[item.path])
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests are contiguous, ties keep their order
