@@ -26,7 +26,8 @@ class TrainResult(NamedTuple):
 
 def init_params(key, model: StagedModel, input_shape: Sequence[int]) -> PyTree:
     """Random initial parameters for inputs of shape ``input_shape`` (one example)."""
-    return model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+    return _jitted(_INIT, model, lambda: lambda k, x: model.init(k, x)["params"])(
+        key, jnp.zeros((1, *input_shape), jnp.float32))
 
 
 def accuracy(
@@ -48,13 +49,35 @@ def accuracy(
     return correct / max(len(y), 1)
 
 
+# One jitted function per model (and learning rate), shared by every call: retraining many
+# networks of one shape compiles once, and an initialisation compiles as one program, not op by op.
+_INIT: dict = {}
+_OPT_INIT: dict = {}
 _PREDICT: dict = {}
+_STEP: dict = {}
+
+
+def _jitted(cache: dict, key, make):
+    if key not in cache:
+        cache[key] = jax.jit(make())
+    return cache[key]
 
 
 def _predict_fn(model):
-    if model not in _PREDICT:
-        _PREDICT[model] = jax.jit(lambda p, x, m, f: model.apply({"params": p}, x, masks=m, fills=f))
-    return _PREDICT[model]
+    return _jitted(_PREDICT, model, lambda: lambda p, x, m, f: model.apply({"params": p}, x, masks=m, fills=f))
+
+
+def _adam_step(model, learning_rate: float):
+    def step(params, opt_state, xb, yb, masks):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, xb, masks=masks)
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optax.adam(learning_rate).update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
 
 
 def _checkpoint_manager(directory):
@@ -108,8 +131,7 @@ def train(
         raise ValueError("no training examples")
     steps = n // batch_size
     params = init_params(jax.random.fold_in(key, 0), model, x_train.shape[1:]) if params is None else params
-    tx = optax.adam(learning_rate)
-    opt_state = tx.init(params)
+    opt_state = _jitted(_OPT_INIT, learning_rate, lambda: optax.adam(learning_rate).init)(params)
     first_epoch, history = 0, []
 
     manager = _checkpoint_manager(checkpoint_dir) if checkpoint_dir is not None else None
@@ -122,16 +144,7 @@ def train(
         params, opt_state, first_epoch = restored["params"], restored["opt_state"], step
         log.info("resumed training from %s at epoch %d", checkpoint_dir, step)
 
-    @jax.jit
-    def step_fn(params, opt_state, xb, yb):
-        def loss_fn(p):
-            logits = model.apply({"params": p}, xb, masks=masks)
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    step_fn = _jitted(_STEP, (model, learning_rate), lambda: _adam_step(model, learning_rate))
     x_dev, y_dev = jnp.asarray(x_train), jnp.asarray(y_train)
     for epoch in range(first_epoch, epochs):
         order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch + 1), n))
@@ -139,7 +152,7 @@ def train(
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for s in bar:
             idx = order[s * batch_size : (s + 1) * batch_size]
-            params, opt_state, loss = step_fn(params, opt_state, x_dev[idx], y_dev[idx])
+            params, opt_state, loss = step_fn(params, opt_state, x_dev[idx], y_dev[idx], masks)
             losses.append(loss)
         record = {"epoch": epoch + 1, "train_loss": float(jnp.mean(jnp.stack(losses)))}
         if x_val is not None:
