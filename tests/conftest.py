@@ -1,12 +1,27 @@
-"""Test setup: four simulated CPU devices, and rank promotion as an error.
+"""Test setup, before JAX initialises its backends (hence at import time).
 
-Both must be set before JAX initialises its backends, hence at import time.
+Four simulated CPU devices and rank promotion as an error. Then two settings for speed only: the
+tests' networks are small and many of their shapes are compiled once each, so compiling, not
+running, is most of their time (benchmarks/RESULTS.md, "The test suite on 2 CPU cores").
+XLA's CPU backend runs at ``-O0``, and compiled programs go to a persistent cache that the two
+xdist workers and the processes the tests start (which inherit the environment) share: the
+end-to-end runs compile the same programs many times. The cache is a fresh folder per session,
+removed at its end; a ``JAX_COMPILATION_CACHE_DIR`` set beforehand is used and kept.
 """
 
 import os
+import shutil
+import tempfile
 from collections import Counter
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the xdist controller (or a serial run): workers inherit it
+    _OWN_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gtap-jax-test-cache-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
@@ -39,3 +54,9 @@ def pytest_collection_modifyitems(items):
     """
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests are contiguous, ties keep their order
+
+
+def pytest_sessionfinish(session):
+    """The session's own compilation cache goes when the session ends (the controller's, after its workers)."""
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
