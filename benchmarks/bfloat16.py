@@ -86,7 +86,7 @@ def main():
     for index, method in (("shapley", "permutation"), ("banzhaf", "msr")):
         pairs = (("f32 key 0", 0, "float32"), ("bf16 key 0", 0, "bfloat16"), ("f32 key 1", 1, "float32"))
         runs = {
-            label: g.estimate(jax.random.key(seed), games[dt], p, index, evaluations=budget, method=method).values
+            label: g.estimate(jax.random.key(seed), games[dt], p, index, evaluations=budget, estimator=method).values
             for label, seed, dt in pairs
         }
         runs = {k: np.asarray(v, np.float64) for k, v in runs.items()}

@@ -49,7 +49,7 @@ from scipy.stats import kendalltau
 
 import gtap_jax as g
 from gtap_jax.games import restrict, weighted_majority_game
-from gtap_jax.indices import make_estimator, methods_for
+from gtap_jax.indices import draw_size, estimators_for
 from gtap_jax.indices.exact import coalition_values, indices_from_table
 
 K = 5
@@ -65,7 +65,7 @@ def trained_lenet300(epochs: int = 5):
     """LeNet-300-100 trained on the embedded MNIST subset: ``(model, params, dataset)``."""
     from gtap_jax import data
     from gtap_jax.models import lenet300
-    from gtap_jax.train import train
+    from gtap_jax.network import train
 
     ds = data.load("mnist")
     model = lenet300()
@@ -159,8 +159,8 @@ def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20, with_shapiq
     t_exact = time.perf_counter() - t0  # enumerating the 2^20 coalitions
     for index, d in specs:
         exact = indices_from_table(table, index, d=d)
-        for method in methods_for(index):
-            draw = make_estimator(num_players, index, d=d, method=method).draw_size
+        for method in estimators_for(index):
+            draw = draw_size(method, num_players)
             taus = np.full((len(seeds), len(budgets)), np.nan)
             top = np.full_like(taus, np.nan)
             bottom = np.full_like(taus, np.nan)
@@ -170,7 +170,7 @@ def run_game(name, value_fn, d_beta, budgets, seeds, num_players=20, with_shapiq
                     add = budget // draw - done
                     if add <= 0 and state is None:
                         continue
-                    att = g.estimate(jax.random.key(seed), value_fn, num_players, index, d=d, method=method,
+                    att = g.estimate(jax.random.key(seed), value_fn, num_players, index, d=d, estimator=method,
                                      evaluations=max(add, 0) * draw, state=state)
                     state, done = att.state, done + max(add, 0)
                     taus[si, bi], top[si, bi], bottom[si, bi] = _scores(np.asarray(att.values), exact)
@@ -189,11 +189,11 @@ def large_game(trained, d_beta, budgets):
     print("| index | estimator | " + " | ".join(f"{b:,} evals" for b in budgets) + " |")
     print("|---|---|" + "---|" * len(budgets))
     for index, d in (("banzhaf", None), ("beta", d_beta)):
-        for method in methods_for(index):
-            draw = make_estimator(p, index, d=d, method=method).draw_size
+        for method in estimators_for(index):
+            draw = draw_size(method, p)
             cells = []
             for budget in budgets:
-                a, b = (g.estimate(jax.random.key(s), value_fn, p, index, d=d, method=method,
+                a, b = (g.estimate(jax.random.key(s), value_fn, p, index, d=d, estimator=method,
                                    evaluations=max(1, budget // draw) * draw) for s in (0, 1))
                 tau = kendalltau(np.asarray(a.values), np.asarray(b.values)).statistic
                 cells.append(f"{tau:.3f} / {float(np.median(np.asarray(a.stderr))):.2e}")

@@ -1,12 +1,13 @@
 """The paper's experiments over seeds: run the configs, then aggregate their results.
 
     python benchmarks/reproduction.py run --out runs/repro --seeds 0 1 2 --jobs 4 \\
-        --text-data ../shared/data      # each config x seed, `jobs` at a time
+        --text-data DATA      # each config x seed, `jobs` at a time
     python benchmarks/reproduction.py report --out runs/repro --doc docs/reproduction.md
 
 ``run`` starts ``python -m gtap_jax.prune`` for every config and seed (workdir
 ``OUT/<config>-s<seed>``, log beside it; a finished run is skipped, a stopped one
-resumes), with the tweet configs on the local CSVs under ``--text-data``. ``--layerwise``
+resumes), with the tweet configs on the local CSVs under ``--text-data`` (``DATA/emotion``,
+``DATA/twitter_financial_news_topic``; without it they load from Hugging Face). ``--layerwise``
 adds a ``game.layerwise=True`` run per config and seed (the baselines' per-layer
 allocation for GTAP too). ``report`` reads every ``results.json`` and writes, per config
 and retrain mode, test accuracy mean +- std over seeds for every method and size, with
@@ -41,7 +42,7 @@ def _command(config: str, seed: int, workdir: Path, text_data: Path | None, laye
              overrides: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "gtap_jax.prune", f"--config=gtap_jax/configs/{config}.py",
            f"--config.seed={seed}", "--config.progress=False", f"--workdir={workdir}"]
-    if CONFIGS[config] is not None:
+    if CONFIGS[config] is not None and text_data is not None:
         cmd += ["--config.data.source=path", f"--config.data.path={text_data / CONFIGS[config]}"]
     if layerwise:
         cmd += ["--config.game.layerwise=True"]
@@ -168,7 +169,8 @@ def main():
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--layerwise", action="store_true")
-    r.add_argument("--text-data", type=Path, default=Path("../shared/data"))
+    r.add_argument("--text-data", type=Path, default=None, help="a folder holding emotion/ and"
+                   " twitter_financial_news_topic/ with the tweet CSVs (default: the configs' Hugging Face source)")
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for every run, e.g. game.eval_examples=500")
     p = sub.add_parser("report")

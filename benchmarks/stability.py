@@ -20,8 +20,8 @@ Games:
 * ``lenet300``: LeNet-300-100 trained 10 epochs on the embedded MNIST subset;
   the 400 units of fc1 and fc2 on 500 validation images.
 * ``text_mlp``: the 3 x 256 text MLP trained 5 epochs on the emotion tweets
-  (5,000-word binary vectors); its 768 units on 500 validation tweets. Needs the
-  data folder (``--text-data``, default ``../shared/data/emotion``); skipped without it.
+  (5,000-word binary vectors); its 768 units on 500 validation tweets. Needs a
+  folder of the emotion CSVs (``--text-data``); skipped without it.
 
     python benchmarks/stability.py                 # both games, both metrics, 5 keys
     python benchmarks/stability.py --quick         # LeNet, neg_loss, 3 keys, fewer configurations
@@ -45,7 +45,7 @@ import numpy as np
 import gtap_jax as g
 from gtap_jax import data, engine
 from gtap_jax.models import lenet300, text_mlp
-from gtap_jax.train import train
+from gtap_jax.network import train
 
 EPSILON_SHARE = 0.1
 CAP = 1 << 17
@@ -67,23 +67,23 @@ def trained(name: str, text_data: Path | None):
 def configurations(quick: bool):
     """``(label, index, attribute kwargs)``: fixed budgets, then settled with and without focus."""
     fixed = [
-        ("banzhaf msr 8192", "banzhaf", dict(evaluations=8192, method="msr")),
-        ("banzhaf regression 8192", "banzhaf", dict(evaluations=8192, method="regression")),
-        ("shapley permutation 8192", "shapley", dict(evaluations=8192, method="permutation")),
+        ("banzhaf msr 8192", "banzhaf", dict(evaluations=8192, estimator="msr")),
+        ("banzhaf regression 8192", "banzhaf", dict(evaluations=8192, estimator="regression")),
+        ("shapley permutation 8192", "shapley", dict(evaluations=8192, estimator="permutation")),
     ]
     if not quick:
         fixed += [
-            ("banzhaf regression 32768", "banzhaf", dict(evaluations=32768, method="regression")),
-            ("shapley permutation 32768", "shapley", dict(evaluations=32768, method="permutation")),
+            ("banzhaf regression 32768", "banzhaf", dict(evaluations=32768, estimator="regression")),
+            ("shapley permutation 32768", "shapley", dict(evaluations=32768, estimator="permutation")),
         ]
     settled = [
-        ("banzhaf regression settled+focus", "banzhaf", dict(method="regression")),
-        ("banzhaf regression settled", "banzhaf", dict(method="regression", focus=False)),
-        ("shapley permutation settled+focus", "shapley", dict(method="permutation")),
-        ("shapley permutation settled", "shapley", dict(method="permutation", focus=False)),
+        ("banzhaf regression settled+focus", "banzhaf", dict(estimator="regression")),
+        ("banzhaf regression settled", "banzhaf", dict(estimator="regression", focus=False)),
+        ("shapley permutation settled+focus", "shapley", dict(estimator="permutation")),
+        ("shapley permutation settled", "shapley", dict(estimator="permutation", focus=False)),
     ]
     if not quick:
-        settled += [("shapley kernel settled+focus", "shapley", dict(method="kernel"))]
+        settled += [("shapley kernel settled+focus", "shapley", dict(estimator="kernel"))]
     return fixed + settled
 
 
@@ -93,13 +93,15 @@ def agreement(sets: list[np.ndarray], r: int) -> float:
 
 def run_config(value_fn, num_players, r, index, kwargs, keys, epsilon, plan, cap):
     """One configuration's top-r decision over ``keys`` keys."""
-    attribute = g.by_estimate(index, delta=0.05, epsilon=epsilon, max_evaluations=cap, plan=plan, **kwargs)
+    kwargs = dict(kwargs)
+    settle = g.Settle(delta=0.05, epsilon=epsilon, max_evaluations=cap, focus=kwargs.pop("focus", True))
+    attribute = g.by_estimate(index, settle=settle, plan=plan, **kwargs)
     kept, seconds, evals, settled, shares = [], [], [], [], []
     for k in range(keys):
         t0 = time.perf_counter()
         res = g.top_n(jax.random.key(k), value_fn, num_players, r, attribute)
         seconds.append(time.perf_counter() - t0)
-        rnd = res.history[0]
+        rnd = res.history[0].scores
         evals.append(rnd.num_evaluations)
         settled.append(rnd.settled)
         shares.append(rnd.settled_share)
@@ -118,7 +120,8 @@ def main():
     parser.add_argument("--cap", type=int, default=CAP, help="most evaluations of a settled round")
     parser.add_argument("--games", nargs="+", default=None, help="lenet300 and/or text_mlp")
     parser.add_argument("--metrics", nargs="+", default=None, help="accuracy and/or neg_loss")
-    parser.add_argument("--text-data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/emotion")
+    parser.add_argument("--text-data", type=Path, default=None,
+                        help="a folder of the emotion tweets (train.*, test.*); without it the text MLP is skipped")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("stability_results.json"))
     args = parser.parse_args()
     keys = args.keys or (3 if args.quick else 5)

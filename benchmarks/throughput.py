@@ -39,7 +39,7 @@ import numpy as np
 import gtap_jax as g
 from gtap_jax.data import synthetic
 from gtap_jax.models import INPUT_SHAPES, LeNet5, alexnet, layout_for, lenet300, text_mlp
-from gtap_jax.train import init_params
+from gtap_jax.network import init_params
 
 
 def games(quick: bool):
@@ -98,10 +98,10 @@ def time_loop(fn, masks) -> tuple[float, float]:
 
 def time_batched(fn, masks, chunk) -> tuple[float, float]:
     t0 = time.perf_counter()
-    g.evaluate_coalitions(fn, masks[:chunk], chunk_size=chunk).block_until_ready()
+    g.evaluate_coalitions(fn, masks[:chunk], plan=g.make_plan(chunk_size=chunk)).block_until_ready()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    g.evaluate_coalitions(fn, masks[chunk:], chunk_size=chunk).block_until_ready()
+    g.evaluate_coalitions(fn, masks[chunk:], plan=g.make_plan(chunk_size=chunk)).block_until_ready()
     return compile_s, (len(masks) - chunk) / (time.perf_counter() - t0)
 
 
@@ -142,7 +142,7 @@ def main():
             modes += (("(e) generic Linen module", generic),)
         for mode, fn in modes:
             for chunk in chunks:
-                limit = g.memory.max_chunk_size(fn, p)
+                limit = g.engine.max_chunk_size(fn, p, g.engine.default_mesh())
                 if chunk > limit:
                     print(f"| {name} | {p} | {n} | {mode} | {chunk} | - | over the memory limit ({limit}) | | | | |")
                     continue

@@ -6,7 +6,7 @@ core (strategies), the baselines, the models and the experiment all share it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -34,19 +34,73 @@ class PlayerLayout(NamedTuple):
             start += size
         return out
 
-    def split(self, mask: Bool[Array, P]) -> dict[str, Bool[Array, _]]:
+    def split(self, mask: Bool[Array, " P"]) -> dict[str, Bool[Array, " _"]]:
         """Per-layer masks from a flat ``bool[P]``."""
         if mask.shape[-1] != self.num_players:
             raise ValueError(f"mask has {mask.shape[-1]} players, layout has {self.num_players}")
         return {name: mask[..., a:b] for name, (a, b) in self.offsets().items()}
 
-    def join(self, masks: Mapping[str, Bool[Array, _]]) -> np.ndarray:
+    def join(self, masks: Mapping[str, Bool[Array, " _"]]) -> np.ndarray:
         """Flat ``bool[P]`` from per-layer masks (a missing layer is all kept)."""
         return np.concatenate([np.asarray(masks.get(n, np.ones(s, bool)), bool) for n, s in self.layers])
 
     def player_names(self) -> list[str]:
         """``"layer:index"`` of every player, in flat order."""
         return [f"{n}:{i}" for n, s in self.layers for i in range(s)]
+
+
+def layout_of(sizes: Mapping[str, int], layers: Sequence[str] | None, *, ordered: bool = True) -> PlayerLayout:
+    """The layout of ``layers`` among a model's prunable ``sizes`` (``{layer: players}``); default: all of them.
+
+    With ``ordered``, players follow the model's order of ``sizes``; otherwise the order of ``layers``.
+
+    Raises:
+        ValueError: for an empty list, an unknown or a repeated layer (naming the model's layers).
+    """
+    layers = list(sizes) if layers is None else list(layers)
+    if not layers:
+        raise ValueError("the list of player layers is empty; name at least one of " + ", ".join(list(sizes)[:10]))
+    unknown = [n for n in layers if n not in sizes]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; the model's layers are {list(sizes)}")
+    repeated = sorted({n for n in layers if layers.count(n) > 1})
+    if repeated:
+        raise ValueError(f"layer(s) {repeated} named more than once in {layers}: each layer's players count once")
+    names = [n for n in sizes if n in layers] if ordered else layers
+    return PlayerLayout(tuple((n, int(sizes[n])) for n in names))
+
+
+def as_masks(masks) -> np.ndarray:
+    """``bool[C, P]`` from booleans or 0/1 integers.
+
+    Raises:
+        ValueError: for another rank, or values that are not booleans or 0/1 integers (a float is not a mask).
+    """
+    arr = np.asarray(masks)
+    if arr.ndim != 2:
+        raise ValueError(f"masks must be bool[C, P], got shape {arr.shape}")
+    return _boolean(arr, "masks")
+
+
+def as_mask(mask, num_players: int) -> np.ndarray:
+    """``bool[P]`` from a boolean or 0/1 integer mask of ``num_players`` players.
+
+    Raises:
+        ValueError: for another shape, or values that are not booleans or 0/1 integers (0.3 is not "kept").
+    """
+    arr = np.asarray(mask)
+    if arr.shape != (num_players,):
+        raise ValueError(f"a mask must be bool[{num_players}] (one entry per player), got shape {arr.shape}")
+    return _boolean(arr, "a mask")
+
+
+def _boolean(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.dtype == bool:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) and np.isin(arr, (0, 1)).all():
+        return arr.astype(bool)
+    raise ValueError(f"{what} must be boolean (or 0/1 integers), got dtype {arr.dtype} with values"
+                     f" {np.unique(arr)[:5]}")
 
 
 def strongest_first(values: np.ndarray) -> np.ndarray:
@@ -118,4 +172,7 @@ def masks_dict(layout: PlayerLayout, mask: np.ndarray) -> dict[str, np.ndarray]:
     return {n: np.asarray(m) for n, m in layout.split(np.asarray(mask, bool)).items()}
 
 
-__all__ = ["PlayerLayout", "allocate", "keep_per_layer", "mask_of", "masks_dict", "strongest_first"]
+__all__ = [
+    "PlayerLayout", "allocate", "as_mask", "as_masks", "keep_per_layer", "layout_of", "mask_of", "masks_dict",
+    "strongest_first",
+]

@@ -18,6 +18,10 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
+from gtap_jax import experiment
+from gtap_jax.data import DataUnavailableError
+from gtap_jax.experiment.validation import RENAMED_FIELDS
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "experiment config file (FILE.py[:variant])", lock_config=True
 )
@@ -70,9 +74,6 @@ def _main(argv) -> None:
     logging.basicConfig(level=logging.INFO, format="[gtap %(asctime)s] %(message)s", datefmt="%H:%M:%S", force=True)
     for noisy in ("absl", "jax", "orbax", "orbax.checkpoint"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from gtap_jax import experiment
-    from gtap_jax.data import DataUnavailableError
-
     try:
         experiment.run(_CONFIG.value, _WORKDIR.value)
     except (experiment.ConfigError, DataUnavailableError, experiment.WorkdirBusyError) as e:
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         prefix = "" if "Traceback" not in str(e) else "loading the config: "
         _fail(prefix + message)
     except (KeyError, AttributeError) as e:  # a locked ConfigDict refuses a field it does not have
-        _fail(f"no such config field: {str(e).strip(chr(34))} (check the --config.* overrides)")
+        field = str(e).strip(chr(34))
+        renamed = [f"--config.{old}* is now --config.{new}*" for old, new in RENAMED_FIELDS.items()
+                   if any(a.startswith(f"--config.{old}") for a in argv)]
+        _fail(renamed[0] if renamed else f"no such config field: {field} (check the --config.* overrides)")
     except (ValueError, TypeError) as e:  # raised by get_config or a badly typed override
         _fail(f"bad config: {e}")
     except (OSError, ImportError) as e:  # the config file could not be loaded

@@ -1,4 +1,4 @@
-"""Named registries, one per kind of component (indices, estimators, strategies, baselines).
+"""Names: a registry per kind of component, and the keywords that were renamed.
 
 A registry is a plain dict whose failed look-up names the kind and lists what
 is registered (as jaxpruner's ``ALGORITHM_REGISTRY``). Adding a component is
@@ -7,6 +7,7 @@ one function plus one line: ``STRATEGIES["mine"] = my_strategy``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 
@@ -34,4 +35,24 @@ class Registry(dict):
         return name
 
 
-__all__ = ["Registry", "UnknownNameError"]
+def renamed(**replacements: str):
+    """A decorator: calling the function with an old keyword raises a ``TypeError`` naming its replacement.
+
+    ``@renamed(method="estimator=")`` turns ``f(method="msr")`` into ``TypeError: f() takes
+    estimator= instead of method=`` rather than Python's bare "unexpected keyword argument".
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            for old, new in replacements.items():
+                if old in kwargs:
+                    raise TypeError(f"{fn.__name__}() takes {new} instead of {old}=")
+            return fn(*args, **kwargs)
+
+        return call
+
+    return wrap
+
+
+__all__ = ["Registry", "UnknownNameError", "renamed"]

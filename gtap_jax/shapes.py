@@ -19,10 +19,10 @@ from typing import Any, TypeAlias
 from jaxtyping import Array, Bool, Float, Key
 
 PRNGKey: TypeAlias = Key[Array, ""]
-Coalition: TypeAlias = Bool[Array, "P"]
+Coalition: TypeAlias = Bool[Array, " P"]
 Coalitions: TypeAlias = Bool[Array, "C P"]
-Values: TypeAlias = Float[Array, "C"]
-Attribution: TypeAlias = Float[Array, "P"]
+Values: TypeAlias = Float[Array, " C"]
+Attribution: TypeAlias = Float[Array, " P"]
 # One coalition -> one scalar; JAX-traceable. The engine vmaps it over coalitions.
 ValueFn: TypeAlias = Callable[[Coalition], Float[Array, ""]]
 PyTree: TypeAlias = Any

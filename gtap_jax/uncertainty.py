@@ -14,9 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
-from gtap_jax import engine
+from gtap_jax.engine import Plan, evaluate_coalitions
+from gtap_jax.registry import renamed
 from gtap_jax.shapes import PRNGKey, ValueFn
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -57,6 +57,7 @@ def _draw_masks(key, q, num_samples, num_players):
 _draw = jax.jit(_draw_masks, static_argnums=(2, 3))
 
 
+@renamed(chunk_size="plan=make_plan(chunk_size=...)", mesh="plan=make_plan(mesh=...)")
 def uncertainty_bands(
     key: PRNGKey,
     value_fn: ValueFn,
@@ -65,9 +66,7 @@ def uncertainty_bands(
     keep_fractions: Sequence[float],
     num_samples: int,
     quantile_levels: Sequence[float] = DEFAULT_QUANTILES,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    plan: engine.Plan | None = None,
+    plan: Plan | None = None,
 ) -> Bands:
     """Mean, spread and quantiles of v over random Bernoulli(q) coalitions, per q.
 
@@ -81,7 +80,7 @@ def uncertainty_bands(
         num_samples: coalitions per q (at least 2): the budget is
             ``len(keep_fractions) * num_samples + 2`` evaluations.
         quantile_levels: levels in [0, 1] of the reported quantiles.
-        chunk_size, mesh, plan: as in :func:`gtap_jax.evaluate_coalitions`.
+        plan: where and in what chunks to evaluate (:func:`gtap_jax.engine.make_plan`).
 
     Returns:
         :class:`Bands`.
@@ -101,7 +100,7 @@ def uncertainty_bands(
         [np.asarray(_draw(jax.random.fold_in(key, j), q, num_samples, num_players)) for j, q in enumerate(qs)]
         + [np.ones((1, num_players), bool), np.zeros((1, num_players), bool)]
     )
-    values = engine.evaluate_coalitions(value_fn, masks, chunk_size=chunk_size, mesh=mesh, plan=plan)
+    values = evaluate_coalitions(value_fn, masks, plan=plan)
     values = np.asarray(values, np.float64)
     full, empty = values[-2], values[-1]
     v = values[:-2].reshape(qs.size, num_samples)

@@ -16,7 +16,7 @@ def compute():
     from gtap_jax import by_estimate, estimate, evaluate_coalitions, exact, iterated_pruning, network_game, restrict
     from gtap_jax.data import synthetic
     from gtap_jax.models import lenet300
-    from gtap_jax.train import init_params
+    from gtap_jax.network import init_params
 
     model = lenet300()
     params = init_params(jax.random.key(0), model, (28, 28, 1))
@@ -41,7 +41,7 @@ def compute():
 
 def main(coordinator, process_id, out_dir):
     os.environ["JAX_PLATFORMS"] = "cpu"
-    from gtap_jax import distributed
+    from gtap_jax.engine import distributed
 
     mesh = distributed.initialize(coordinator, 2, process_id, cpu_devices=2, timeout_s=120)
     import jax

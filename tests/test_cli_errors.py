@@ -92,7 +92,7 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (["--config.baselines=('magnitude',)"], "unknown baseline 'magnitude'"),
     (["--config.gtap.indices=('owen',)"], "unknown index 'owen'"),
     (["--config.gtap.strategies=('greedy',)"], "unknown strategy 'greedy'"),
-    (["--config.gtap.methods.shapley=msr"], "gtap.methods.shapley='msr'"),
+    (["--config.gtap.estimators.shapley=msr"], "gtap.estimators.shapley='msr'"),
     (["--config.game.layers=()"], "game.layers is empty"),
     (["--config.game.layers=('fc9',)"], "unknown layer(s) ['fc9']"),
     (["--config.data.name=cifar"], "unknown dataset 'cifar'"),
@@ -128,7 +128,8 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
 # Through the command line, one of each way in: flag parsing, field validation, sizes against the model,
 # layers, an MNIST file, a tweet file. The rest raise the same errors from experiment.run, which the command
 # line prints as its one error line (prune.py): checked in-process, a subprocess start saved per case.
-CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 32, -1)]
+CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 32, -1)] + [
+    (["--config.gtap.methods.shapley=msr"], "--config.gtap.methods* is now --config.gtap.estimators*")]
 
 
 @pytest.mark.parametrize("args,fragment", CLI_BAD_ARGS, ids=[" ".join(a)[-60:] for a, _ in CLI_BAD_ARGS])

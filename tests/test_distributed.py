@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from gtap_jax import distributed, engine
+from gtap_jax import engine
+from gtap_jax.engine import distributed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_worker  # noqa: E402

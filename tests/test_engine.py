@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import engine, evaluate_coalitions, memory
+from gtap_jax import engine, evaluate_coalitions, make_plan
+from gtap_jax.engine import evaluate as evaluate_module
+from gtap_jax.engine import memory
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table
 
 
@@ -32,7 +34,7 @@ def _tanh_net_game(p=12, n=64):
 def test_matches_one_by_one():
     w = np.linspace(-1, 2, 9).astype(np.float32)
     masks = _random_masks(0, 37, 9)
-    got = evaluate_coalitions(additive_game(w), masks, chunk_size=8)
+    got = evaluate_coalitions(additive_game(w), masks, plan=make_plan(chunk_size=8))
     want = (masks * w).sum(1)
     assert got.shape == (37,) and got.dtype == jnp.float32
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -47,7 +49,7 @@ def test_compiles_once_per_chunk_size():
         return jnp.sum(jnp.where(mask, w, 0.0))
 
     for c in (3, 64, 100, 257, 1000):
-        out = evaluate_coalitions(value, _random_masks(c, c, 6), chunk_size=64)
+        out = evaluate_coalitions(value, _random_masks(c, c, 6), plan=make_plan(chunk_size=64))
         assert out.shape == (c,)
     assert len(traces) == 2  # one shape check (eval_shape) and one compilation, for every C
 
@@ -56,8 +58,8 @@ def test_compiles_once_per_chunk_size():
 def test_sharded_equals_unsharded(mesh, one_device, make_game):
     game = make_game()
     masks = _random_masks(2, 1003, 10)
-    plain = evaluate_coalitions(game, masks, chunk_size=256, mesh=one_device)
-    sharded = evaluate_coalitions(game, masks, chunk_size=256, mesh=mesh)
+    plain = evaluate_coalitions(game, masks, plan=make_plan(chunk_size=256, mesh=one_device))
+    sharded = evaluate_coalitions(game, masks, plan=make_plan(chunk_size=256, mesh=mesh))
     default = evaluate_coalitions(game, masks)
     np.testing.assert_array_equal(np.asarray(plain), np.asarray(sharded))
     np.testing.assert_array_equal(np.asarray(plain), np.asarray(default))
@@ -82,8 +84,8 @@ def test_two_axis_mesh(one_device):
     game = lookup_game(random_lookup_table(3, 8))
     masks = _random_masks(3, 50, 8)
     np.testing.assert_array_equal(
-        np.asarray(evaluate_coalitions(game, masks, chunk_size=6, mesh=mesh2)),
-        np.asarray(evaluate_coalitions(game, masks, mesh=one_device)),
+        np.asarray(evaluate_coalitions(game, masks, plan=make_plan(chunk_size=6, mesh=mesh2))),
+        np.asarray(evaluate_coalitions(game, masks, plan=make_plan(mesh=one_device))),
     )
 
 
@@ -93,7 +95,7 @@ def test_empty_and_bad_input():
     with pytest.raises(ValueError, match="bool\\[C, P\\]"):
         evaluate_coalitions(game, np.ones(3, bool))
     with pytest.raises(ValueError, match="chunk_size"):
-        evaluate_coalitions(game, np.ones((2, 3), bool), chunk_size=0)
+        make_plan(chunk_size=0)
     np.testing.assert_array_equal(evaluate_coalitions(game, np.array([[1, 0, 1]])), [2.0])  # 0/1 integers
     for bad in (np.full((1, 3), 0.5), np.array([[2, 0, 1]]), np.array([[-1, 0, 1]])):
         with pytest.raises(ValueError, match="boolean"):
@@ -114,7 +116,7 @@ def test_one_plan_serves_many_calls(monkeypatch):
         rtol=1e-5, atol=1e-6,
     )
     assert measured == [] and plan.chunk(100) == 128 and not plan.fixed
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(TypeError, match=r"takes plan=make_plan\(chunk_size=...\) instead of chunk_size="):
         evaluate_coalitions(game, masks, plan=plan, chunk_size=8)
 
 
@@ -143,13 +145,13 @@ def test_chunk_size_follows_free_memory(monkeypatch):
     assert memory.max_chunk_size(game, 6) == 64
     masks = _random_masks(1, 300, 6)
     calls = []
-    real = engine.batched_value_fn
+    real = evaluate_module.batched_value_fn
 
     def spy(fn, mesh=None):
         batched = real(fn, mesh)
         return lambda m: (calls.append(m.shape[0]), batched(m))[1]
 
-    monkeypatch.setattr(engine, "batched_value_fn", spy)
+    monkeypatch.setattr(evaluate_module, "batched_value_fn", spy)
     got = evaluate_coalitions(game, masks)
     assert set(calls) == {64}
     np.testing.assert_allclose(np.asarray(got), np.asarray(jax.vmap(game)(jnp.asarray(masks))), rtol=1e-5, atol=1e-6)

@@ -17,9 +17,10 @@ from local_files import write_text_folder, write_tiny_imagenet
 from gtap_jax import experiment
 from gtap_jax.baselines import BASELINES
 from gtap_jax.layout import PlayerLayout, allocate, keep_per_layer, mask_of
-from gtap_jax.strategies import STRATEGIES, Round, StrategyResult
+from gtap_jax.strategies import STRATEGIES, Round, Scores, StrategyResult
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # real tweets, when beside the checkout
+# Real copies of the tweet sets: $GTAP_TEST_DATA/<data set>, by default a shared/data folder beside the checkout
+SHARED_DATA = Path(os.environ.get("GTAP_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "gtap_jax" / "configs"
@@ -112,7 +113,7 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     fields = {}
     if name.startswith("mlp"):
         real = SHARED_DATA / ("emotion" if name == "mlp_emotion" else "twitter_financial_news_topic")
-        if not real.exists():  # the real tweets when ../shared/data is beside the checkout
+        if not real.exists():  # the real tweets where a copy is found (see SHARED_DATA)
             write_text_folder(folder, n=400)
         fields = {"data.source": "path", "data.path": str(real if real.exists() else folder)}
     elif name.startswith("alexnet"):
@@ -169,7 +170,7 @@ def test_a_new_strategy_and_baseline_are_one_function_and_one_registry_line(tmp_
 
     def first_players(key, value_fn, num_players, sizes, attribute, *, step=None):
         """Keeps the first r players for every r: no estimates at all."""
-        rounds = tuple(Round(np.arange(0), np.zeros(0), np.zeros(0), np.arange(num_players) < r, 0)
+        rounds = tuple(Round(np.arange(0), np.arange(num_players) < r, Scores(np.zeros(0), np.zeros(0), 0))
                        for r in sorted([sizes] if isinstance(sizes, int) else sizes, reverse=True))
         return StrategyResult(rounds[-1].mask, rounds)
 
@@ -201,19 +202,18 @@ def test_unknown_names_list_the_registered_ones():
 
 def test_finetune_starts_from_the_pruned_weights(tmp_path, monkeypatch):
     """retrain mode finetune trains the compacted network from its pruned weights, for finetune_epochs."""
-    from gtap_jax.compaction import compact
-    from gtap_jax.experiment import context
+    from gtap_jax import compact
     from gtap_jax.models import lenet300
-    from gtap_jax.train import load_params
+    from gtap_jax.network import StagedNetwork, load_params
 
     started = []
-    real = context.train
+    real = StagedNetwork.fit
 
-    def spy(key, model, x, y, *, epochs, params=None, **kw):
-        started.append((model, params, epochs))
-        return real(key, model, x, y, epochs=epochs, params=params, **kw)
+    def spy(self, key, x, y, *, epochs, **kw):
+        started.append((self.model, self.params, epochs))
+        return real(self, key, x, y, epochs=epochs, **kw)
 
-    monkeypatch.setattr(context, "train", spy)
+    monkeypatch.setattr(StagedNetwork, "fit", spy)
     config = _config("lenet300_mnist", **{"gtap.strategies": ("top_n",), "gtap.indices": ("banzhaf",),
                                           "baselines": ("wmp",), "retrain.modes": ("none", "finetune"),
                                           "retrain.finetune_epochs": 2})
@@ -293,8 +293,8 @@ def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
     from flax import nnx
 
     from gtap_jax import data
-    from gtap_jax.experiment.user_model import save_checkpoint
-    from gtap_jax.flax_masks import masked_model, masked_variables
+    from gtap_jax.experiment.setup import save_checkpoint
+    from gtap_jax.network import masked_model, masked_variables, network_game
 
     (tmp_path / "my_models.py").write_text(USER_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -328,8 +328,7 @@ def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
     row = next(r for r in rows if r["method"] == "wmp" and r["neurons"] == total // 2)
     found = json.loads((tmp_path / "run" / "steps" / "masks__wmp.json").read_text())["record"][str(total // 2)]
     mask = mask_of(found["kept"], total)
-    _, layout = experiment.run.__globals__["network_game"](model, variables, ds.x_val[:2], ds.y_val[:2],
-                                                           layers=list(layers))
+    _, layout = network_game(model, variables, ds.x_val[:2], ds.y_val[:2], layers=list(layers))
     if api == "linen":
         logits = model.apply(masked_variables(variables, layout, mask), ds.x_test)
     else:
@@ -345,7 +344,7 @@ def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
     ({"model.factory": "my_models:cnn", "model.checkpoint": ".", "retrain.modes": ("none", "scratch")},
      "evaluated as trained"),
     ({"model.factory": "my_models:cnn", "model.checkpoint": ".", "baselines": ("lottery",)},
-     "flax_lottery_ticket takes your training function"),
+     "lottery_ticket takes your training function"),
 ])
 def test_a_bad_user_model_config_is_one_clear_error(tmp_path, fields, fragment):
     config = _config("lenet300_mnist", **{"retrain.modes": ("none",), "baselines": ("wmp",), **fields})

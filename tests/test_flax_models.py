@@ -8,7 +8,8 @@ import pytest
 from flax import nnx
 
 import gtap_jax as g
-from gtap_jax.games.network import metric_value
+from gtap_jax.baselines import lottery_ticket, magnitude_scores, taylor_scores
+from gtap_jax.network import compact_flax, masked_model, masked_variables, metric_value
 
 
 class Block(nn.Module):
@@ -150,10 +151,8 @@ class PlainLeNet300(nn.Module):
 def test_weight_baselines_of_a_plain_linen_model_equal_the_staged_models():
     """The same weights written as a user's Linen module score like the project's LeNet-300-100 (whose
     baselines are checked against hand-computed oracles in test_oracles.py)."""
-    from gtap_jax.baselines import magnitude_scores, taylor_scores
-    from gtap_jax.baselines.flax_scores import flax_magnitude_scores, flax_taylor_scores
     from gtap_jax.models import INPUT_SHAPES, layout_for, lenet300
-    from gtap_jax.train import init_params
+    from gtap_jax.network import init_params
 
     staged = lenet300()
     params = init_params(jax.random.key(0), staged, INPUT_SHAPES["lenet300"])
@@ -162,30 +161,26 @@ def test_weight_baselines_of_a_plain_linen_model_equal_the_staged_models():
     layout = layout_for(staged, ["fc1", "fc2"])
     _, generic = g.network_game(PlainLeNet300(), {"params": params}, x, y, layers=["fc1", "fc2"])
     assert generic == layout
-    np.testing.assert_allclose(flax_magnitude_scores(PlainLeNet300(), {"params": params}, generic),
+    np.testing.assert_allclose(magnitude_scores(PlainLeNet300(), {"params": params}, generic),
                                magnitude_scores(staged, params, layout), rtol=1e-6)
-    np.testing.assert_allclose(flax_taylor_scores(PlainLeNet300(), {"params": params}, x, y, generic),
+    np.testing.assert_allclose(taylor_scores(PlainLeNet300(), {"params": params}, x, y, generic),
                                taylor_scores(staged, params, x, y, layout), rtol=1e-4, atol=1e-9)
 
 
 def test_weight_baselines_of_nnx_and_batchnorm_layers(linen, mlp):
-    from gtap_jax.baselines.flax_scores import flax_magnitude_scores, flax_taylor_scores
-
     net, x, y = mlp
     _, layout = g.network_game(net, None, x, y, layers=["blocks/1"])
-    np.testing.assert_allclose(flax_magnitude_scores(net, None, layout),
+    np.testing.assert_allclose(magnitude_scores(net, None, layout),
                                np.linalg.norm(np.asarray(net.blocks[1].kernel[...]), axis=0), rtol=1e-6)
-    assert flax_taylor_scores(net, None, x, y, layout).shape == (6,)
+    assert taylor_scores(net, None, x, y, layout).shape == (6,)
     model, variables, xl, yl = linen
     _, bn = g.network_game(model, variables, xl, yl, layers=["block1/BatchNorm_0"])
     with pytest.raises(ValueError, match="layer 'block1/BatchNorm_0' has no kernel whose last axis is its 4 features"):
-        flax_magnitude_scores(model, variables, bn)
+        magnitude_scores(model, variables, bn)
 
 
 def test_masked_weights_reproduce_the_masked_network(linen, mlp):
     """Silencing the dropped features in the weights gives the masked game's network, with the model unchanged."""
-    from gtap_jax.flax_masks import masked_model, masked_variables
-
     model, variables, x, y = linen
     _, layout = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0", "Dense_0"])
     for m in _masks(layout, 30, n=2):
@@ -202,8 +197,6 @@ def test_masked_weights_reproduce_the_masked_network(linen, mlp):
 
 
 def test_masked_weights_refuse_a_module_without_weights_on_its_features():
-    from gtap_jax.flax_masks import masked_variables
-
     class Act(nn.Module):
         @nn.compact
         def __call__(self, h):
@@ -229,8 +222,6 @@ def test_masked_weights_refuse_a_module_without_weights_on_its_features():
 @pytest.mark.parametrize("fill", ["zero", "mean"])
 def test_compacted_linen_cnn_is_smaller_and_computes_the_masked_network(linen, fill):
     """conv -> BatchNorm (named) -> relu -> flatten -> dense (named): fewer channels and units, same outputs."""
-    from gtap_jax.flax_compact import compact_flax
-
     model, variables, x, y = linen
     layers = ["block1/BatchNorm_0", "Dense_0"]
     _, layout = g.network_game(model, variables, x, y, layers=layers, masked_value=fill)
@@ -253,8 +244,6 @@ def test_compacted_linen_cnn_is_smaller_and_computes_the_masked_network(linen, f
 
 
 def test_compacted_nnx_mlp_is_a_smaller_module_of_the_same_class(mlp):
-    from gtap_jax.flax_compact import compact_flax
-
     net, x, y = mlp
     _, layout = g.network_game(net, None, x, y, layers=["fc1", "blocks/1"], masked_value="mean")
     h1 = net.fc1(x)
@@ -271,8 +260,6 @@ def test_compacted_nnx_mlp_is_a_smaller_module_of_the_same_class(mlp):
 
 
 def test_compaction_refuses_what_is_not_a_chain(linen):
-    from gtap_jax.flax_compact import compact_flax
-
     class Residual(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -312,7 +299,6 @@ def test_lottery_ticket_of_user_models_trains_each_level_under_its_mask(mlp):
     each level keeps the largest weights of the previous level's ticket."""
     import optax
 
-    from gtap_jax.baselines import flax_lottery_ticket, flax_magnitude_scores
     from gtap_jax.layout import keep_per_layer
 
     x = jax.random.normal(jax.random.key(5), (32, 5))
@@ -335,12 +321,12 @@ def test_lottery_ticket_of_user_models_trains_each_level_under_its_mask(mlp):
 
     trained = train_linen(model.apply, init)
     tickets = {}
-    masks = flax_lottery_ticket(model, init, trained, layout, [6, 10], train_linen,
+    masks = lottery_ticket(model, init, trained, layout, [6, 10], train_linen,
                                 on_level=lambda s, m, t: tickets.update({s: (m, t)}))
     assert [int(masks[s].sum()) for s in (10, 6)] == [10, 6] and not np.any(masks[6] & ~masks[10])
-    np.testing.assert_array_equal(masks[6], keep_per_layer(flax_magnitude_scores(model, tickets[10][1], layout),
+    np.testing.assert_array_equal(masks[6], keep_per_layer(magnitude_scores(tickets[10][1], None, layout),
                                                            layout, 6, within=masks[10]))
-    k0, k0_init = tickets[6][1]["params"]["Dense_0"]["kernel"], init["params"]["Dense_0"]["kernel"]
+    k0, k0_init = tickets[6][1].params["Dense_0"]["kernel"], init["params"]["Dense_0"]["kernel"]
     dropped = ~masks[6][:8]
     np.testing.assert_array_equal(k0[:, dropped], k0_init[:, dropped])
     assert np.all(np.any(k0[:, ~dropped] != k0_init[:, ~dropped], axis=0))
@@ -362,7 +348,7 @@ def test_lottery_ticket_of_user_models_trains_each_level_under_its_mask(mlp):
         return model
 
     got = {}
-    masks2 = flax_lottery_ticket(None, start, net, layout2, [8], train_nnx, on_level=lambda s, m, t: got.update(t=t))
+    masks2 = lottery_ticket(None, start, net, layout2, [8], train_nnx, on_level=lambda s, m, t: got.update(t=t.model))
     assert int(masks2[8].sum()) == 8 and type(got["t"].fc1).__name__ == "Linear"  # the wrappers are gone
     off = ~masks2[8][:7]
     np.testing.assert_array_equal(got["t"].fc1.kernel[...][:, off], start.fc1.kernel[...][:, off])

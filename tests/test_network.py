@@ -1,4 +1,5 @@
-"""Models, the network game (prefix caching) and compaction, on every architecture."""
+"""The models contract: every entry of ``MODELS`` (its small version) as a game (prefix caching),
+compacted, and with its weights silenced, against independent masked forward passes."""
 
 import subprocess
 import sys
@@ -8,26 +9,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import compact, evaluate_coalitions, network_game
+from gtap_jax import adapt, compact, evaluate_coalitions, network_game
 from gtap_jax.data import synthetic
-from gtap_jax.games.network import mean_activations, metric_value
-from gtap_jax.models import LeNet5, alexnet, layout_for, lenet300, text_mlp
-from gtap_jax.train import init_params
+from gtap_jax.models import MODELS, LeNet5, layout_for, lenet300
+from gtap_jax.network import init_params, mean_fills, metric_value
 
-MODELS = {
-    "lenet300": (lenet300, (28, 28, 1), 10),
-    "lenet5": (LeNet5, (28, 28, 1), 10),
-    "text_mlp": (lambda: text_mlp(6, width=32), (50,), 6),
-    "alexnet": (lambda: alexnet(200, width=1 / 32), (64, 64, 3), 200),
-}
+CLASSES = 7  # any number of classes
+TEXT_INPUT = (50,)  # for a model whose input the data decides (a vocabulary)
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def net(request):
-    make, shape, classes = MODELS[request.param]
-    model = make()
+    entry = MODELS[request.param]
+    model = entry(CLASSES, **entry.small)
+    shape = entry.input_shape or TEXT_INPUT
     params = init_params(jax.random.key(0), model, shape)
-    ds = synthetic(0, shape, classes, n_train=8, n_test=64)
+    ds = synthetic(0, shape, CLASSES, n_train=8, n_test=64)
     return model, params, ds
 
 
@@ -57,6 +54,8 @@ def test_mean_masked_value(net):
     value, layout = network_game(model, params, ds.x_test, ds.y_test, metric="neg_loss", masked_value="mean")
     _, acts = model.apply({"params": params}, jnp.asarray(ds.x_test), capture=True)
     fills = {n: a.reshape(-1, a.shape[-1]).mean(0) for n, a in acts.items()}
+    for n, v in mean_fills(adapt(model, params), ds.x_test, layout).items():
+        np.testing.assert_allclose(v, fills[n], rtol=1e-6)
     mask = np.random.default_rng(2).random(layout.num_players) < 0.5
     want = _plain_value(model, params, ds.x_test, ds.y_test, mask, layout, "neg_loss", fills)
     assert float(value(jnp.asarray(mask))) == pytest.approx(want, rel=1e-4)
@@ -89,7 +88,8 @@ def test_compact_folds_mean_fills_into_biases(net):
     masks = {n: rng.random(s) < 0.5 for n, s in model.site_sizes().items()}
     last = list(masks)[-1]
     masks[last][:] = False  # an emptied layer too: its dead unit's fill must still reach the next layer
-    fills = {n: np.asarray(v) for n, v in mean_activations(model, params, ds.x_test, list(masks)).items()}
+    layout = layout_for(model)
+    fills = mean_fills(adapt(model, params), ds.x_test, layout)
     x = jnp.asarray(ds.x_test)
     want = model.apply({"params": params}, x, masks={n: jnp.asarray(m) for n, m in masks.items()}, fills=fills)
     if any(s.consumer_padded for s in model.site_specs()):  # AlexNet: conv -> SAME conv cannot fold
@@ -116,6 +116,19 @@ def test_compact_emptied_layer_is_constant(net):
     assert small.report.neurons_after == small.report.neurons_before - model.site_sizes()[last]
 
 
+def test_masked_weights_compute_the_masked_network(net):
+    """Each silenced unit's incoming weights 0: through the ReLU it outputs 0 (or its non-negative mean fill)."""
+    model, params, ds = net
+    layout = layout_for(model)
+    mask = np.random.default_rng(6).random(layout.num_players) < 0.5
+    x = jnp.asarray(ds.x_test)
+    fills = mean_fills(adapt(model, params), ds.x_test, layout)
+    for f in (None, fills):
+        want = model.apply({"params": params}, x, masks=layout.split(jnp.asarray(mask)), fills=f)
+        got = adapt(model, params).masked_weights(layout, mask, f).predict(x)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_compact_errors():
     model = lenet300()
     params = init_params(jax.random.key(0), model, (28, 28, 1))
@@ -123,6 +136,8 @@ def test_compact_errors():
         compact(model, params, {"fc9": np.ones(3, bool)})
     with pytest.raises(ValueError, match="bool\\[300\\]"):
         compact(model, params, {"fc1": np.ones(3, bool)})
+    with pytest.raises(ValueError, match="must be boolean"):  # 0.3 is not "kept"
+        compact(model, params, {"fc1": np.full(300, 0.3)})
 
 
 def test_layout():
@@ -138,6 +153,8 @@ def test_layout():
         layout_for(model, [])
     with pytest.raises(ValueError, match="unknown layer"):
         layout_for(model, ["fc3"])
+    with pytest.raises(ValueError, match=r"\['fc1'\] named more than once"):
+        layout_for(model, ["fc1", "fc1"])
 
 
 def test_game_bad_input(net):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import exact
+from gtap_jax import adapt, exact, make_plan
 from gtap_jax.baselines import lottery_ticket, magnitude_scores, taylor_scores
 from gtap_jax.games import lookup_game, random_lookup_table, weighted_majority_game
 from gtap_jax.indices import INDICES
@@ -59,7 +59,7 @@ def test_exact_equals_the_definition_at_17_players(index, d, game):
     else:
         table = _majority_table()
         value = weighted_majority_game(MAJORITY, MAJORITY.sum() // 2 + 1)
-    got = exact(value, P, index, d=None if index == "shapley" else d, chunk_size=4096)
+    got = exact(value, P, index, d=None if index == "shapley" else d, plan=make_plan(chunk_size=4096))
     want = _definition(table.astype(np.float64), P, _weight(index, d))
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
     assert np.ptp(want) > 1e-3  # the players really differ: a wrong permutation of them would show
@@ -118,13 +118,13 @@ def test_lottery_ticket_rewinds_survivors_to_their_initial_weights():
     trained = jax.tree.map(lambda a: a * 3.0, init)
     calls = []
 
-    def train_fn(params, masks):
-        calls.append((params, {k: np.asarray(v) for k, v in masks.items()}))
+    def train_fn(net, masks):
+        calls.append((net.params, {k: np.asarray(v) for k, v in masks.items()}))
         # A "trained" ticket whose fc1 column norms are reversed from unit order: unit 3 strongest.
-        out = jax.tree.map(np.copy, params)
+        out = jax.tree.map(np.copy, net.params)
         out["fc1"]["kernel"] = np.tile(np.array([1.0, 2.0, 3.0, 4.0]), (2, 1))
         out["fc2"]["kernel"] = np.tile(np.array([4.0, 3.0, 2.0, 1.0]), (4, 1))
-        return out
+        return adapt(model, out)
 
     tickets = lottery_ticket(model, init, trained, layout, [6, 2], train_fn)
     assert len(calls) == 2
@@ -153,15 +153,15 @@ def test_the_experiments_lottery_levels_train_for_retrain_epochs():
 
     model = MLP(hidden=(4, 4), num_classes=2)
     init = jax.tree.map(np.asarray, model.init(jax.random.key(0), jnp.zeros((1, 2)))["params"])
-    epochs = []
+    epochs_seen = []
 
-    def fit(key, model, *, params=None, masks=None, **kw):
-        epochs.append(kw.get("epochs"))
-        return params
+    def fit(key, network, *, masks=None, epochs=None, **kw):
+        epochs_seen.append(epochs)
+        return network
 
     config = ml_collections.ConfigDict({"train": {"epochs": 7}, "retrain": {"epochs": 2}})
-    ctx = SimpleNamespace(key=jax.random.key(0), model=model, init=init, params=init, layout=layout_for(model),
-                          game_data=(np.zeros((4, 2)), np.zeros(4, int)), sizes=[6, 2], config=config,
-                          fit=lambda key, model, **kw: fit(key, model, **kw))
+    net = adapt(model, init)
+    ctx = SimpleNamespace(key=jax.random.key(0), network=net, init=net, layout=layout_for(model),
+                          game_data=(np.zeros((4, 2)), np.zeros(4, int)), sizes=[6, 2], config=config, fit=fit)
     record = baseline_masks(ctx, "lottery")
-    assert set(record) == {"6", "2"} and epochs == [2, 2]
+    assert set(record) == {"6", "2"} and epochs_seen == [2, 2]

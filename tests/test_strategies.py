@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gtap_jax import by_estimate, by_exact, exact, iterated_building, iterated_pruning, restrict, top_n
+from gtap_jax import Scores, Settle, by_estimate, by_exact, exact, iterated_building, iterated_pruning, restrict, top_n
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table
 
 STRATS = [top_n, iterated_pruning, iterated_building]
@@ -24,7 +24,7 @@ def test_additive_game_keeps_top_r_exact(strategy, r):
 def test_additive_game_keeps_top_r_noisy_estimator(strategy):
     # Weights 1 apart; MSR's stderr here is ~0.15, so neighbours are ~6 stderr apart.
     w = np.random.default_rng(0).permutation(np.arange(12.0))
-    attribute = by_estimate("banzhaf", evaluations=20000, method="msr")
+    attribute = by_estimate("banzhaf", evaluations=20000, estimator="msr")
     res = strategy(jax.random.key(1), additive_game(w), 12, 5, attribute)
     np.testing.assert_array_equal(np.flatnonzero(res.mask), np.sort(np.argsort(-w)[:5]))
     assert res.num_evaluations == 20000 * len(res.history)
@@ -47,7 +47,7 @@ def test_pruning_silences_removed_neurons():
     res = iterated_pruning(jax.random.key(0), game, 4, 2, attr, step=1)
     assert np.flatnonzero(res.mask).tolist() == [1, 3]
     assert res.history[1].players.tolist() == [1, 2, 3]
-    np.testing.assert_allclose(res.history[1].values, [2.2, 2.1, 4.0], atol=1e-5)
+    np.testing.assert_allclose(res.history[1].scores.values, [2.2, 2.1, 4.0], atol=1e-5)
 
 
 def test_building_keeps_chosen_neurons_present():
@@ -66,7 +66,7 @@ def test_building_keeps_chosen_neurons_present():
     assert np.flatnonzero(top_n(jax.random.key(0), game, 4, 2, attr).mask).tolist() == [0, 1]
     res = iterated_building(jax.random.key(0), game, 4, 2, attr, step=1)
     assert np.flatnonzero(res.mask).tolist() == [0, 3]
-    np.testing.assert_allclose(res.history[1].values, [2.6, 2.5, 4.0], atol=1e-5)
+    np.testing.assert_allclose(res.history[1].scores.values, [2.6, 2.5, 4.0], atol=1e-5)
 
 
 def test_schedules():
@@ -88,7 +88,7 @@ def test_a_grid_of_sizes_gives_a_round_ending_at_each():
     assert [int(r.mask.sum()) for r in res.history] == [3, 7, 9, 10, 11, 12]
     mask, spent = res.mask_of_size(7)
     np.testing.assert_array_equal(np.flatnonzero(mask), np.sort(np.argsort(-w)[:7]))
-    assert spent == res.history[0].num_evaluations + res.history[1].num_evaluations
+    assert spent == res.history[0].scores.num_evaluations + res.history[1].scores.num_evaluations
     with pytest.raises(KeyError):
         res.mask_of_size(4)
 
@@ -110,7 +110,7 @@ def test_every_strategy_serves_every_size_of_a_grid(strategy):
 def test_top_n_records_a_round_per_size():
     res = top_n(jax.random.key(0), additive_game(np.arange(8.0)), 8, [2, 6, 4], by_exact("shapley"))
     assert [int(r.mask.sum()) for r in res.history] == [6, 4, 2]
-    assert [r.num_evaluations for r in res.history] == [256, 0, 0]  # one estimate serves every size
+    assert [r.scores.num_evaluations for r in res.history] == [256, 0, 0]  # one estimate serves every size
     assert np.flatnonzero(res.mask).tolist() == [6, 7]
 
 
@@ -149,11 +149,11 @@ def test_settled_players_by_hand():
     assert not settled_players(values, np.array([0.1, np.inf, 0.1, 0.1]), (2,), 2.0, 0.0)[1]
 
 
-@pytest.mark.parametrize("index,method,focus", [
+@pytest.mark.parametrize("index,estimator,focus", [
     ("banzhaf", "msr", True), ("banzhaf", "regression", True), ("banzhaf", "regression", False),
     ("shapley", "permutation", True),
 ])
-def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method, focus):
+def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, estimator, focus):
     """Over many keys the settled top-r set is epsilon-optimal at least 1 - delta of the time.
 
     Players 3 and 4 are 0.02 apart in the additive part (a near-tie at r = 4); a random lookup part
@@ -163,13 +163,13 @@ def test_a_settled_decision_is_the_exact_one_up_to_epsilon(index, method, focus)
     noise = random_lookup_table(4, 8) * 0.5
     game = lambda s: additive_game(w)(s) + lookup_game(noise)(s)  # noqa: E731
     truth = exact(game, 8, index)
-    attribute = by_estimate(index, method=method, delta=0.1, epsilon=0.3, max_evaluations=1 << 18, focus=focus)
+    attribute = by_estimate(index, estimator=estimator, settle=Settle(0.1, 0.3, 1 << 18, focus))
     wrong, unsettled = 0, 0
     for seed in range(20):
         res = top_n(jax.random.key(seed), game, 8, 4, attribute)
         kept = res.mask
         wrong += truth[kept].min() < truth[~kept].max() - 0.3
-        unsettled += not res.history[0].settled
+        unsettled += not res.history[0].scores.settled
     assert unsettled == 0 and wrong <= 2  # delta = 0.1 of 20 keys; the union bound makes it rarer still
 
 
@@ -180,45 +180,46 @@ def test_an_exact_tie_stops_at_the_cap_unsettled():
     tie known exactly is settled: either choice is optimal.
     """
     w = np.array([3.0, 2.0, 2.0, 1.0])
-    attribute = by_estimate("banzhaf", method="msr", max_evaluations=8192, focus=False)
+    attribute = by_estimate("banzhaf", estimator="msr", settle=Settle(max_evaluations=8192, focus=False))
     res = top_n(jax.random.key(0), additive_game(w), 4, 2, attribute)
-    rnd = res.history[0]
+    rnd = res.history[0].scores
     assert not rnd.settled and rnd.num_evaluations == 8192 and rnd.settled_share == 0.5  # players 1, 2 tie
-    focused = top_n(jax.random.key(0), additive_game(w), 4, 2, by_estimate("banzhaf", method="msr",
-                                                                           max_evaluations=8192)).history[0]
+    focused = top_n(jax.random.key(0), additive_game(w), 4, 2, by_estimate("banzhaf", estimator="msr",
+                                                                           settle=Settle(max_evaluations=8192)))
+    focused = focused.history[0].scores
     assert focused.settled and focused.num_evaluations < 8192
     np.testing.assert_allclose(focused.values[1:3], 2.0, atol=1e-6)  # the unsure pair, measured exactly
 
 
 def test_iterated_rounds_record_their_settlement():
     w = np.random.default_rng(3).permutation(np.arange(10.0))
-    res = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", method="msr",
-                           delta=0.05), step=0.5)
-    assert all(r.settled and r.settled_share == 1.0 for r in res.history)
+    res = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", estimator="msr",
+                           settle=Settle(delta=0.05)), step=0.5)
+    assert all(r.scores.settled and r.scores.settled_share == 1.0 for r in res.history)
     np.testing.assert_array_equal(np.flatnonzero(res.mask), np.sort(np.argsort(-w)[:3]))
     fixed = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", evaluations=64,
-                             method="msr"), step=0.5)
-    assert all(r.num_evaluations == 64 for r in fixed.history) and fixed.history[0].settled_share < 1.0
+                             estimator="msr"), step=0.5)
+    assert all(r.scores.num_evaluations == 64 for r in fixed.history) and fixed.history[0].scores.settled_share < 1.0
 
 
-@pytest.mark.parametrize("index,d", [("shapley", None), ("banzhaf", 0.5), ("beta", 0.3)])
-def test_focused_samples_are_unbiased_for_the_exact_index(index, d):
-    """The mean of focused one-flip samples of chosen players lies within 5 standard errors of the exact index."""
-    from gtap_jax import engine
-    from gtap_jax.strategies.focus import FocusMoments, focused_samples
+def test_an_attribute_function_returns_scores():
+    """One result type: an Attribution or a bare array from an attribute function is a clear TypeError."""
+    from gtap_jax import estimate
 
-    game = lookup_game(random_lookup_table(6, 7))
-    truth = exact(game, 7, index, d=d)
-    players = np.array([1, 4, 5])
-    samples = focused_samples(jax.random.key(0), game, 7, index, d, players, 4000, engine.make_plan())
-    m = FocusMoments.zeros(7).add(players, samples)
-    se = np.sqrt(m.m2[players] / (m.count[players] - 1) / m.count[players])
-    assert np.all(np.abs(m.mean[players] - truth[players]) <= 5 * se), (m.mean[players], truth[players], se)
-    assert np.all(m.count[[0, 2, 3, 6]] == 0)
+    game = additive_game(np.arange(4.0))
+    with pytest.raises(TypeError, match="returns gtap_jax.strategies.Scores"):
+        top_n(jax.random.key(0), game, 4, 2, lambda key, fn, p, cutoffs=(): exact(fn, p, "shapley"))
+    with pytest.raises(TypeError, match="got Attribution"):
+        top_n(jax.random.key(0), game, 4, 2,
+              lambda key, fn, p, cutoffs=(): estimate(key, fn, p, "banzhaf", evaluations=64))
+    scores = top_n(jax.random.key(0), game, 4, 2, lambda key, fn, p, cutoffs=(): Scores(np.arange(p), np.zeros(p), 0))
+    assert np.flatnonzero(scores.mask).tolist() == [2, 3]
+    with pytest.raises(TypeError, match=r"by_estimate\(\) takes settle=Settle\(delta=...\) instead of delta="):
+        by_estimate("banzhaf", delta=0.1)
 
 
 def test_combine_weights_by_inverse_variance():
-    from gtap_jax.strategies.focus import FocusMoments, combine
+    from gtap_jax.indices.focus import FocusMoments, combine
 
     focus = FocusMoments(np.array([0.0, 100.0, 100.0]), np.array([0.0, 2.0, 5.0]), np.array([0.0, 99.0, 0.0]))
     values, stderr = combine(np.array([1.0, 1.0, 1.0]), np.array([0.1, 0.1, 0.1]), focus)
@@ -233,7 +234,7 @@ def test_a_settling_round_resumed_from_a_check_ends_as_an_uninterrupted_one(focu
     w = np.array([8.0, 7.0, 6.0, 5.02, 5.0, 3.0, 2.0, 1.0])
     noise = random_lookup_table(4, 8) * 0.5
     game = lambda s: additive_game(w)(s) + lookup_game(noise)(s)  # noqa: E731
-    attribute = by_estimate("banzhaf", method="msr", delta=0.1, epsilon=0.05, max_evaluations=1 << 16, focus=focus)
+    attribute = by_estimate("banzhaf", estimator="msr", settle=Settle(0.1, 0.05, 1 << 16, focus))
     states = []
     whole = attribute(jax.random.key(3), game, 8, (4,), on_check=states.append)
     assert len(states) >= 3

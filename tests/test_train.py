@@ -4,7 +4,7 @@ import pytest
 
 from gtap_jax import data
 from gtap_jax.models import LeNet5, lenet300
-from gtap_jax.train import accuracy, load_params, save_params, train
+from gtap_jax.network import accuracy, load_params, save_params, train
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from gtap_jax import Bands, choose_d, uncertainty_bands
+from gtap_jax import Bands, choose_d, make_plan, uncertainty_bands
 from gtap_jax.games import additive_game
 
 
@@ -11,7 +11,8 @@ def test_additive_game_bands_match_binomial_moments(mesh):
     w = np.random.default_rng(0).uniform(0.5, 1.5, size=30)
     qs = [0.1, 0.3, 0.5, 0.7, 0.9]
     n = 4000
-    bands = uncertainty_bands(jax.random.key(0), additive_game(w), 30, keep_fractions=qs, num_samples=n, mesh=mesh)
+    bands = uncertainty_bands(jax.random.key(0), additive_game(w), 30, keep_fractions=qs, num_samples=n,
+                              plan=make_plan(mesh=mesh))
     q = np.asarray(qs)
     true_mean = q * w.sum()
     true_std = np.sqrt(q * (1 - q) * np.sum(w**2))

@@ -14,13 +14,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gtap_jax.baselines.flax_scores import flax_magnitude_scores, flax_taylor_scores
-from gtap_jax.baselines.lottery import TrainFn, lottery_ticket
+from gtap_jax.baselines.lottery import lottery_ticket
 from gtap_jax.baselines.scores import magnitude_scores, random_scores, taylor_scores
-from gtap_jax.games.flax_models import is_flax_model
 from gtap_jax.layout import PlayerLayout, keep_per_layer
+from gtap_jax.network import Network
 from gtap_jax.registry import Registry
-from gtap_jax.shapes import PRNGKey, PyTree
+from gtap_jax.shapes import PRNGKey
 
 
 class BaselineInputs(NamedTuple):
@@ -28,26 +27,20 @@ class BaselineInputs(NamedTuple):
 
     Attributes:
         key: randomness (random scores).
-        model, init_params, params: the network, its initial and trained parameters.
+        network: the trained network (any adapter).
         layout: the players.
         x, y: the data the game is played on (gradients of weight x gradient).
-        train_fn: ``(params, masks) -> params``, retraining for the lottery ticket.
-        apply_kwargs: keyword arguments of every call of a Flax model (weight x gradient).
-
-    For a Linen or NNX model written outside the project (``is_flax_model``), ``params``
-    are its variables (None for NNX) and the weight baselines score the named modules'
-    kernels (:mod:`gtap_jax.baselines.flax_scores`).
+        init: the network at its initial weights (the lottery ticket rewinds to them), or None.
+        train_fn: the training of one lottery level, as ``init.train_masked`` takes it, or None.
     """
 
     key: PRNGKey
-    model: object
-    init_params: PyTree
-    params: PyTree
+    network: Network
     layout: PlayerLayout
     x: np.ndarray
     y: np.ndarray
-    train_fn: TrainFn | None = None
-    apply_kwargs: dict | None = None
+    init: Network | None = None
+    train_fn: Callable | None = None
 
 
 BaselineFn = Callable[[BaselineInputs, Sequence[int]], dict[int, np.ndarray]]
@@ -64,24 +57,22 @@ def by_scores(score_fn: Callable[[BaselineInputs], np.ndarray]) -> BaselineFn:
 
 
 def lottery(inputs: BaselineInputs, sizes: Sequence[int]) -> dict[int, np.ndarray]:
-    """Lottery tickets down the grid of sizes (needs ``inputs.train_fn``).
+    """Lottery tickets down the grid of sizes (needs ``inputs.init`` and ``inputs.train_fn``).
 
     Raises:
-        ValueError: without a training function.
+        ValueError: without the initial network or a training function.
     """
-    if inputs.train_fn is None:
-        raise ValueError("the lottery-ticket baseline needs a training function (BaselineInputs.train_fn)")
-    return lottery_ticket(inputs.model, inputs.init_params, inputs.params, inputs.layout, sizes, inputs.train_fn)
+    if inputs.init is None or inputs.train_fn is None:
+        raise ValueError("the lottery-ticket baseline needs the initial network and a training function"
+                         " (BaselineInputs.init, BaselineInputs.train_fn)")
+    return lottery_ticket(None, inputs.init, inputs.network, inputs.layout, sizes, inputs.train_fn)
 
 
 BASELINES = Registry(
     "baseline",
     {
-        "wmp": by_scores(lambda i: flax_magnitude_scores(i.model, i.params, i.layout) if is_flax_model(i.model)
-                         else magnitude_scores(i.model, i.params, i.layout)),
-        "wgmp": by_scores(lambda i: flax_taylor_scores(i.model, i.params, i.x, i.y, i.layout,
-                                                       apply_kwargs=i.apply_kwargs) if is_flax_model(i.model)
-                          else taylor_scores(i.model, i.params, i.x, i.y, i.layout)),
+        "wmp": by_scores(lambda i: magnitude_scores(i.network, None, i.layout)),
+        "wgmp": by_scores(lambda i: taylor_scores(i.network, None, i.x, i.y, i.layout)),
         "random": by_scores(lambda i: random_scores(i.key, i.layout)),
         "lottery": lottery,
     },

@@ -1,10 +1,18 @@
 """Neuron scores of the baselines: weight magnitude, weight x gradient, random.
 
-All baselines work at the granularity of GTAP: whole dense units and conv
-output channels, the players of a :class:`~gtap_jax.layout.PlayerLayout`.
+All work at the granularity of GTAP (whole dense units, conv output channels,
+the features of named modules: the players of a :class:`~gtap_jax.layout.PlayerLayout`)
+and on any model the network adapter takes: ``model`` and ``params`` as
+:func:`gtap_jax.network.adapt` reads them (a built-in model and its ``"params"``, a
+Linen module and its variables, an NNX module and None, or a ``Network``). A player's
+weights are the slice of its module's ``kernel`` along the last axis (a Dense unit's
+column, a Conv channel's filter); a named module without one (a BatchNorm, an
+activation) has no incoming weights to score, which is an error naming it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -12,13 +20,8 @@ import numpy as np
 import optax
 
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.models.staged import StagedModel
+from gtap_jax.network import adapt
 from gtap_jax.shapes import PyTree
-
-
-def _producers(model: StagedModel, layout: PlayerLayout) -> dict[str, str]:
-    specs = {s.name: s.producer for s in model.site_specs()}
-    return {name: specs[name] for name in layout.names}
 
 
 def _per_unit(kernel: np.ndarray, fn) -> np.ndarray:
@@ -27,50 +30,42 @@ def _per_unit(kernel: np.ndarray, fn) -> np.ndarray:
     return fn(k.reshape(-1, k.shape[-1]))
 
 
-def magnitude_scores(model: StagedModel, params: PyTree, layout: PlayerLayout) -> np.ndarray:
+def magnitude_scores(model, params: PyTree, layout: PlayerLayout, *, apply_kwargs: Mapping | None = None) -> np.ndarray:
     """Weight magnitude (WMP): L2 norm of each neuron's incoming weights, ``float[P]``.
 
     Dense unit: its kernel column; conv channel: its whole filter.
     """
-    prod = _producers(model, layout)
-    return np.concatenate(
-        [_per_unit(params[prod[n]]["kernel"], lambda k: np.sqrt(np.sum(k**2, 0))) for n in layout.names]
-    )
+    kernels = adapt(model, params, apply_kwargs=apply_kwargs).player_kernels(layout)
+    return np.concatenate([_per_unit(k, lambda k: np.sqrt(np.sum(k**2, 0))) for k in kernels])
 
 
-def taylor_scores(
-    model: StagedModel, params: PyTree, x, y, layout: PlayerLayout, *, batch_size: int = 500
-) -> np.ndarray:
+def taylor_scores(model, params: PyTree, x, y, layout: PlayerLayout, *, apply_kwargs: Mapping | None = None,
+                  batch_size: int = 500) -> np.ndarray:
     """Weight x gradient magnitude (W·GMP, first-order Taylor): ``float[P]``.
 
     Each neuron scores sum over its incoming weights of ``|w * dL/dw|``, the
     first-order estimate of the loss change from zeroing them, with the
-    gradient of the mean cross-entropy over ``(x, y)``.
+    gradient of the mean cross-entropy over ``(x, y)`` (summed over batches of ``batch_size``).
 
     References:
         Molchanov et al., Importance Estimation for Neural Network Pruning, CVPR 2019.
     """
+    net = adapt(model, params, apply_kwargs=apply_kwargs)
 
     @jax.jit
     def grad_sum(p, xb, yb):
         def loss(p):
-            logits = model.apply({"params": p}, xb)
-            return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
+            return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(net.apply_params(p, xb), yb))
 
         return jax.grad(loss)(p)
 
     total = None
     for s in range(0, len(y), batch_size):
-        g = grad_sum(params, jnp.asarray(x[s : s + batch_size]), jnp.asarray(y[s : s + batch_size]))
+        g = grad_sum(net.params, jnp.asarray(x[s : s + batch_size]), jnp.asarray(y[s : s + batch_size]))
         total = g if total is None else jax.tree.map(jnp.add, total, g)
     grads = jax.tree.map(lambda t: np.asarray(t) / max(len(y), 1), total)
-    prod = _producers(model, layout)
-    return np.concatenate(
-        [
-            _per_unit(np.asarray(params[prod[n]]["kernel"]) * grads[prod[n]]["kernel"], lambda k: np.sum(np.abs(k), 0))
-            for n in layout.names
-        ]
-    )
+    pairs = zip(net.player_kernels(layout), net.player_kernels(layout, grads), strict=True)
+    return np.concatenate([_per_unit(w * g, lambda k: np.sum(np.abs(k), 0)) for w, g in pairs])
 
 
 def random_scores(key, layout: PlayerLayout) -> np.ndarray:

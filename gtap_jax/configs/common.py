@@ -17,9 +17,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.name = "lenet300"  # lenet300 | lenet5 | text_mlp | alexnet
     c.model.options = ml_collections.ConfigDict()  # extra model arguments, e.g. width for alexnet
-    # your own trained Flax model instead (experiment/user_model.py): "package.module:function" returning a
+    # your own trained Flax model instead (experiment/setup.py): "package.module:function" returning a
     # Linen or NNX module (called with model.options), its orbax checkpoint (Linen variables or NNX state,
-    # gtap_jax.experiment.user_model.save_checkpoint writes one) and the keyword arguments of every call
+    # gtap_jax.experiment.setup.save_checkpoint writes one) and the keyword arguments of every call
     c.model.factory = ""
     c.model.checkpoint = ""
     c.model.apply_kwargs = ml_collections.ConfigDict()  # e.g. {"train": False}
@@ -50,12 +50,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.gtap = ml_collections.ConfigDict()
     c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
-    # estimator per index: shapley permutation | antithetic; banzhaf, beta msr | paired | regression
-    # ("" = the library default, gtap_jax.indices.default_method: permutation for shapley;
+    # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression
+    # ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley;
     # regression for banzhaf and beta at >= 5 evaluations per player per round, else msr)
-    c.gtap.methods = ml_collections.ConfigDict(
-        {"shapley": "", "banzhaf": "", "beta": ""}
-    )
+    c.gtap.estimators = ml_collections.ConfigDict({"shapley": "", "banzhaf": "", "beta": ""})
     c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands
     # coalition values per estimation round (samples = this / draw size); 0 = settled mode: each
     # round samples until its decision is settled at confidence 1 - delta up to epsilon
@@ -63,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.gtap.delta = 0.05  # settled mode: the chance that a settled decision is wrong by more than epsilon
     c.gtap.epsilon = 0.1  # settled mode: near-ties, as a share of the game's mean neuron part |v(all) - v(none)| / P
     c.gtap.max_evaluations = 8192  # settled mode: the cap of a round (it ends unsettled there, and says so)
-    c.gtap.focus = True  # settled mode: aim draws at the neurons still unsure (strategies/focus.py)
+    c.gtap.focus = True  # settled mode: aim draws at the neurons still unsure (indices/focus.py)
     # coalition values between saved estimator states within one round (0 = save whole rounds only);
     # a stopped run resumes from the last save, with the same result
     c.gtap.checkpoint_every = 65536

@@ -7,22 +7,39 @@ tests and benchmarks only and says so in its name and ``source``.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zipfile
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from gtap_jax.data.base import DataFormatError, Dataset, DataUnavailableError, check_dataset, stratified_split
-from gtap_jax.data.mnist import load_embedded, load_path, load_tfds
+from gtap_jax.data.mnist import load_embedded, load_mnist, load_path, load_tfds
 from gtap_jax.data.text import DEFAULT_VOCAB_SIZE, TEXT_SETS, load_text, vectorize
 from gtap_jax.data.tiny_imagenet import load_tiny_imagenet
+from gtap_jax.registry import Registry
 
-SOURCES = {
-    "mnist": ("embedded", "tfds", "path"),
-    "twitter_financial_news_topic": ("hf", "path"),
-    "emotion": ("hf", "path"),
-    "tiny_imagenet": ("path", "hf"),
-}
+
+class DatasetEntry(NamedTuple):
+    """A registered data set: ``load(*, source, path, seed, **options) -> Dataset`` and its sources (default first)."""
+
+    load: Callable[..., Dataset]
+    sources: tuple[str, ...]
+
+
+# Adding a data set: its loader and one line here.
+DATASETS = Registry(
+    "dataset",
+    {
+        "mnist": DatasetEntry(load_mnist, ("embedded", "tfds", "path")),
+        "twitter_financial_news_topic": DatasetEntry(
+            functools.partial(load_text, "twitter_financial_news_topic"), ("hf", "path")),
+        "emotion": DatasetEntry(functools.partial(load_text, "emotion"), ("hf", "path")),
+        "tiny_imagenet": DatasetEntry(load_tiny_imagenet, ("path", "hf")),
+    },
+)
 
 
 def load(name: str, *, source: str | None = None, path: str | None = None, seed: int = 0, **kwargs) -> Dataset:
@@ -30,7 +47,7 @@ def load(name: str, *, source: str | None = None, path: str | None = None, seed:
 
     Args:
         name: ``"mnist"``, ``"twitter_financial_news_topic"``, ``"emotion"`` or ``"tiny_imagenet"``.
-        source: where from (default: the first of ``SOURCES[name]``; for MNIST the
+        source: where from (default: the first of ``DATASETS[name].sources``; for MNIST the
             embedded offline subset).
         path: the local file or folder for ``source="path"``.
         seed: fixes the split.
@@ -42,35 +59,20 @@ def load(name: str, *, source: str | None = None, path: str | None = None, seed:
             ``DataFormatError`` (a subclass) when it is there but unreadable,
             too small to split, or labelled outside [0, num_classes).
     """
-    if name not in SOURCES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {list(SOURCES)}")
-    source = SOURCES[name][0] if source is None else source
-    if source not in SOURCES[name]:
-        raise ValueError(f"unknown source {source!r} for {name}; expected one of {SOURCES[name]}")
+    entry = DATASETS[name]
+    source = entry.sources[0] if source is None else source
+    if source not in entry.sources:
+        raise ValueError(f"unknown source {source!r} for {name}; expected one of {entry.sources}")
     if source != "path":
-        return check_dataset(_load(name, source, path, seed, **kwargs))
+        return check_dataset(entry.load(source=source, path=path, seed=seed, **kwargs))
     try:
-        ds = _load(name, source, path, seed, **kwargs)
+        ds = entry.load(source=source, path=path, seed=seed, **kwargs)
     except DataUnavailableError:
         raise
     except (ValueError, OSError, KeyError, EOFError, IndexError, struct.error, zipfile.BadZipFile) as e:
         # A file the user pointed at that cannot be parsed: say which and why, without a traceback.
         raise DataFormatError(f"cannot read {name} from {path}: {type(e).__name__}: {e}") from e
     return check_dataset(ds)
-
-
-def _load(name: str, source: str, path, seed: int, **kwargs) -> Dataset:
-    if name == "mnist":
-        if source == "embedded":
-            return load_embedded(seed)
-        if source == "tfds":
-            return load_tfds(seed=seed, **kwargs)
-        if path is None:
-            raise DataUnavailableError("source='path' for mnist needs path= (.npz or a folder of IDX files)")
-        return load_path(path, seed=seed, **kwargs)
-    if name == "tiny_imagenet":
-        return load_tiny_imagenet(source=source, path=path, seed=seed, **kwargs)
-    return load_text(name, source=source, path=path, seed=seed, **kwargs)
 
 
 def synthetic(
@@ -87,8 +89,9 @@ def synthetic(
 
 
 __all__ = [
+    "DATASETS",
     "DEFAULT_VOCAB_SIZE",
-    "SOURCES",
+    "DatasetEntry",
     "TEXT_SETS",
     "DataFormatError",
     "DataUnavailableError",
@@ -96,6 +99,7 @@ __all__ = [
     "check_dataset",
     "load",
     "load_embedded",
+    "load_mnist",
     "load_path",
     "load_text",
     "load_tfds",

@@ -108,3 +108,17 @@ def load_tfds(*, data_dir: str | None = None, val_fraction: float = 0.1, seed: i
     xtr = train["image"].astype(np.float32) / 255.0
     xte = test["image"].astype(np.float32) / 255.0
     return Dataset(xtr[tr], ytr[tr], xtr[va], ytr[va], xte, test["label"].astype(np.int32), 10, "mnist", "tfds")
+
+
+def load_mnist(*, source: str = "embedded", path: str | os.PathLike | None = None, seed: int = 0,
+               **kwargs) -> Dataset:
+    """MNIST from ``source``: ``"embedded"`` (offline), ``"tfds"`` or ``"path"`` (``.npz`` or IDX files)."""
+    if source == "embedded":
+        return load_embedded(seed)
+    if source == "tfds":
+        return load_tfds(seed=seed, **kwargs)
+    if path is None:
+        raise DataUnavailableError("source='path' for mnist needs path= (.npz or a folder of IDX files)")
+    return load_path(path, seed=seed, **kwargs)
+
+

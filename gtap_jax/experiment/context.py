@@ -1,4 +1,4 @@
-"""The one value a run's steps share: config, workdir, data, model, players and what earlier steps found."""
+"""The one value a run's steps share: config, workdir, data, network, players and what earlier steps found."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from gtap_jax.data import Dataset
 from gtap_jax.engine import Plan
 from gtap_jax.experiment.steps import Steps
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.train import train
+from gtap_jax.network import Network
 
 
 @dataclasses.dataclass
@@ -23,8 +23,9 @@ class Context:
     Attributes:
         config, workdir, steps: what to do, where, and the finished steps.
         key: ``jax.random.key(config.seed)``; each step folds in its own number.
-        ds, model, layout, sizes: the data, the network, its players, the target sizes.
-        init, params: initial and trained parameters (after ``train_network``).
+        ds, layout, sizes: the data, the players, the target sizes.
+        network: the network (initial weights until ``train_network``, then trained).
+        init: the network at its initial weights when gtap_jax trains it (None otherwise).
         trained: the training step's record (test and validation accuracy).
         games: ``[(name, value_fn, layout)]``: one joint game, or one per layer.
         value_fn: the joint game (bands are measured on it).
@@ -40,11 +41,10 @@ class Context:
     steps: Steps
     key: Any
     ds: Dataset
-    model: Any
+    network: Network
     layout: PlayerLayout
     sizes: list[int]
-    init: Any = None
-    params: Any = None
+    init: Network | None = None
     trained: dict | None = None
     games: list | None = None
     value_fn: Any = None
@@ -58,14 +58,12 @@ class Context:
     def progress(self) -> bool:
         return bool(self.config.progress)
 
-    def fit(self, key, model, *, params=None, masks=None, epochs=None, checkpoint_dir=None):
-        """Trains ``model`` on the training split with the config's optimiser settings."""
+    def fit(self, key, network: Network, *, masks=None, epochs=None, checkpoint_dir=None) -> Network:
+        """``network`` trained on the training split with the config's optimiser settings."""
         tr = self.config.train
-        return train(
-            key, model, self.ds.x_train, self.ds.y_train, epochs=tr.epochs if epochs is None else epochs,
-            batch_size=tr.batch_size, learning_rate=tr.learning_rate, params=params, masks=masks,
-            checkpoint_dir=checkpoint_dir, progress=self.progress,
-        ).params
+        return network.fit(key, self.ds.x_train, self.ds.y_train, epochs=tr.epochs if epochs is None else epochs,
+                           batch_size=tr.batch_size, learning_rate=tr.learning_rate, masks=masks,
+                           checkpoint_dir=checkpoint_dir, progress=self.progress)
 
 
 def stable_id(name: str) -> int:

@@ -16,7 +16,6 @@ import numpy as np
 from gtap_jax.baselines import BASELINES, BaselineInputs
 from gtap_jax.experiment.context import Context, method_key
 from gtap_jax.experiment.progress import checkpointed_attribute
-from gtap_jax.games.flax_models import is_flax_model
 from gtap_jax.layout import allocate
 from gtap_jax.strategies import STRATEGIES
 
@@ -78,11 +77,10 @@ def baseline_masks(ctx: Context, name: str) -> dict:
     t0 = time.perf_counter()
     lottery_key = jax.random.fold_in(ctx.key, 3)
     inputs = BaselineInputs(
-        key=jax.random.fold_in(ctx.key, 4), model=ctx.model, init_params=ctx.init, params=ctx.params,
-        layout=ctx.layout, x=ctx.game_data[0], y=ctx.game_data[1],
-        apply_kwargs=dict(ctx.config.model.apply_kwargs) if is_flax_model(ctx.model) else None,
+        key=jax.random.fold_in(ctx.key, 4), network=ctx.network, layout=ctx.layout, x=ctx.game_data[0],
+        y=ctx.game_data[1], init=ctx.init,
         # each level retrains for retrain.epochs, as a clean-slate retraining does
-        train_fn=lambda p, m: ctx.fit(lottery_key, ctx.model, params=p, masks=m, epochs=ctx.config.retrain.epochs),
+        train_fn=lambda net, m: ctx.fit(lottery_key, net, masks=m, epochs=ctx.config.retrain.epochs),
     )
     masks = BASELINES[name](inputs, ctx.sizes)
     seconds = time.perf_counter() - t0

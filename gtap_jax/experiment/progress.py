@@ -20,36 +20,28 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.experiment.context import Context
-from gtap_jax.indices import INDICES, EstimateState, attribution_of, default_method, estimate, make_estimator
+from gtap_jax.indices import INDICES, EstimateState, attribution_of, default_estimator, draw_size, estimate, new_state
+from gtap_jax.indices.focus import FocusMoments
 from gtap_jax.strategies import (
     STRATEGIES,
     AttributeFn,
+    RoundSpec,
+    Scores,
+    Settle,
     SettleState,
-    by_estimate,
-    fixed_budget_settled,
+    fixed_budget_scores,
     round_budget,
+    settle_round,
     share_epsilon,
 )
-from gtap_jax.strategies.focus import FocusMoments
 
 log = logging.getLogger("gtap_jax")
-
-
-class Scores(NamedTuple):
-    """A finished round's scores, as the strategies read them."""
-
-    values: np.ndarray
-    stderr: np.ndarray
-    num_evaluations: int
-    settled: bool = True
-    settled_share: float = 1.0
 
 
 def index_d(ctx: Context, index: str) -> float | None:
@@ -86,12 +78,6 @@ def _load(path: Path, meta: dict) -> dict | None:
         return None
 
 
-def _new_state(index: str, method: str, d, num_players: int) -> EstimateState:
-    """A fresh estimator state: the template a saved one is restored into."""
-    est = make_estimator(num_players, index, d=d, method=method)
-    return EstimateState(index, method, d, num_players, est.init())
-
-
 def _state_arrays(state: EstimateState) -> dict:
     return {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.draws))}
 
@@ -123,19 +109,20 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     d = index_d(ctx, index)
     folder = partial_dir(ctx, name)
     calls = itertools.count()
-    chosen = cfg.methods.get(index) or None
+    chosen = cfg.estimators.get(index) or None
     _, full_game, full_layout = ctx.games[game]  # epsilon: a share of this game's mean neuron part, once
-    epsilon = share_epsilon(full_game, full_layout.num_players, cfg.epsilon, ctx.plan)
-    settle = by_estimate(index, d=d, method=chosen, delta=cfg.delta, epsilon=epsilon,
-                         max_evaluations=cfg.max_evaluations, focus=cfg.focus, plan=ctx.plan, progress=ctx.progress)
+    options = Settle(cfg.delta, share_epsilon(full_game, full_layout.num_players, cfg.epsilon, ctx.plan),
+                     cfg.max_evaluations, cfg.focus)
 
     def attribute(key, value_fn, num_players, cutoffs=()):
         i = next(calls)
         if cfg.evaluations:
-            method, _ = round_budget(index, num_players, cfg.evaluations, d=d, method=chosen)
+            estimator, _ = round_budget(index, num_players, cfg.evaluations, estimator=chosen)
         else:
-            method = chosen or default_method(index, num_players, cfg.max_evaluations)
-        meta = {"config": ctx.steps.config_hash, "game": game, "round": i, "players": num_players, "method": method}
+            estimator = chosen or default_estimator(index, num_players, cfg.max_evaluations)
+        spec = RoundSpec(index, d, estimator, ctx.plan, ctx.progress)
+        meta = {"config": ctx.steps.config_hash, "game": game, "round": i, "players": num_players,
+                "estimator": estimator}
         folder.mkdir(parents=True, exist_ok=True)
         done_path, partial_path = folder / f"game{game}_round{i}.npz", folder / f"game{game}_round{i}.partial.npz"
         done = _load(done_path, meta)
@@ -143,12 +130,13 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
             return Scores(done["values"], done["stderr"], int(done["evaluations"]), bool(done["settled"]),
                           float(done["settled_share"]))
         if cfg.evaluations:
-            att = _fixed_round(ctx, key, value_fn, num_players, index, d, method, partial_path, meta)
-            out = fixed_budget_settled(att, cutoffs, cfg.delta, epsilon)
+            att = _fixed_round(ctx, key, value_fn, num_players, spec, partial_path, meta)
+            out = fixed_budget_scores(att, cutoffs, options)
         else:
-            template = _new_state(index, method, d, num_players)
-            out = settle(key, value_fn, num_players, cutoffs, resume=_load_settle(partial_path, template, meta),
-                         on_check=lambda state: _save_settle(partial_path, state, meta))
+            template = new_state(num_players, index, d, estimator)
+            out = settle_round(key, value_fn, num_players, cutoffs, spec, options,
+                               resume=_load_settle(partial_path, template, meta),
+                               on_check=lambda state: _save_settle(partial_path, state, meta))
         _save(done_path, {"values": np.asarray(out.values), "stderr": np.asarray(out.stderr),
                           "evaluations": np.asarray(out.num_evaluations),
                           "settled": np.asarray(out.settled), "settled_share": np.asarray(out.settled_share)}, meta)
@@ -158,19 +146,19 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     return attribute
 
 
-def _fixed_round(ctx, key, value_fn, num_players, index, d, method, partial_path, meta):
+def _fixed_round(ctx, key, value_fn, num_players, spec: RoundSpec, partial_path, meta):
     """One fixed-budget round, its estimator state saved every ``gtap.checkpoint_every`` values."""
     cfg = ctx.config.gtap
-    _, budget = round_budget(index, num_players, cfg.evaluations, d=d, method=method)
-    k = make_estimator(num_players, index, d=d, method=method).draw_size
-    template = _new_state(index, method, d, num_players)
+    _, budget = round_budget(spec.index, num_players, cfg.evaluations, estimator=spec.estimator)
+    k = draw_size(spec.estimator, num_players)
+    template = new_state(num_players, spec.index, spec.d, spec.estimator)
     state = _load_state(partial_path, template, meta) or template
     total, step = budget // k, max(1, cfg.checkpoint_every // k) if cfg.checkpoint_every else budget // k
     att = None
     while att is None or state.num_draws < total:
         n = min(step, total - state.num_draws)
-        att = estimate(key, value_fn, num_players, index, evaluations=n * k, d=d, method=method, state=state,
-                       plan=ctx.plan, progress=ctx.progress)
+        att = estimate(key, value_fn, num_players, spec.index, evaluations=n * k, d=spec.d, estimator=spec.estimator,
+                       state=state, plan=spec.plan, progress=spec.progress)
         state = att.state
         if state.num_draws < total:
             _save_state(partial_path, state, meta)
@@ -216,8 +204,7 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
             if not cfg.evaluations:  # settled mode: a round spends at most its cap
                 spent.append(cfg.max_evaluations)
                 return Scores(np.zeros(num_players), np.zeros(num_players), cfg.max_evaluations)
-            _, budget = round_budget(index, num_players, cfg.evaluations, d=index_d(ctx, index),
-                                     method=cfg.methods.get(index) or None)
+            _, budget = round_budget(index, num_players, cfg.evaluations, estimator=cfg.estimators.get(index) or None)
             spent.append(budget)
             return Scores(np.zeros(num_players), np.zeros(num_players), budget)
 
@@ -243,5 +230,5 @@ def say_expected_time(ctx: Context, step: str, evaluations: int) -> None:
 
 
 __all__ = [
-    "Scores", "checkpointed_attribute", "clear_partial", "expected_evaluations", "index_d", "say_expected_time",
+    "checkpointed_attribute", "clear_partial", "expected_evaluations", "index_d", "say_expected_time",
 ]

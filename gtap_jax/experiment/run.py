@@ -3,7 +3,8 @@
 Each step that computes something records it in ``workdir/steps/`` the moment
 it finishes (:class:`~gtap_jax.experiment.steps.Steps`); running again skips
 what is recorded, so a killed run loses at most the step in progress.
-Training checkpoints every epoch.
+Training checkpoints every epoch. The network is seen only through its
+adapter (:class:`gtap_jax.network.Network`), whichever model the config names.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import numpy as np
 from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
 from gtap_jax import data as data_lib
-from gtap_jax.baselines import flax_magnitude_scores
-from gtap_jax.compaction import compact, count_params
 from gtap_jax.engine import make_plan
-from gtap_jax.experiment import report, user_model
+from gtap_jax.experiment import report
 from gtap_jax.experiment.context import Context, stable_id
 from gtap_jax.experiment.lock import workdir_lock
 from gtap_jax.experiment.methods import find_masks, game_sizes, is_gtap, method_names
 from gtap_jax.experiment.progress import clear_partial, expected_evaluations, index_d, say_expected_time
+from gtap_jax.experiment.setup import load_network
 from gtap_jax.experiment.steps import Steps, write_json
 from gtap_jax.experiment.validation import (
     ConfigError,
@@ -36,10 +36,8 @@ from gtap_jax.experiment.validation import (
     target_sizes,
     validate,
 )
-from gtap_jax.games.network import mean_activations, network_game
-from gtap_jax.layout import mask_of, masks_dict
-from gtap_jax.models import MODELS, layout_for
-from gtap_jax.train import accuracy, init_params, load_params, save_params
+from gtap_jax.layout import mask_of
+from gtap_jax.network import Network, accuracy, mean_fills, network_game, size_report
 from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
 
 log = logging.getLogger("gtap_jax")
@@ -76,62 +74,53 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
 
 
 def prepare(config, workdir: Path) -> Context:
-    """Loads the data, builds the model and its players, checks the target sizes against them."""
+    """Loads the data and the network, finds its players, checks the target sizes against them."""
     ds = data_lib.load(
         config.data.name, source=config.data.source or None, path=config.data.path or None, seed=config.seed,
         **dict(config.data.options),
     )
     log.info("data: %s", ds.describe())
-    variables = None
+    key = jax.random.key(config.seed)
+    net, trainable = load_network(config, ds, key)
     try:
-        if config.model.factory:  # the user's trained Flax model (experiment/user_model.py)
-            try:
-                model, variables = user_model.load(config, ds.x_val[:1])
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-            _, layout = network_game(model, variables, ds.x_val[:2], ds.y_val[:2], layers=list(config.game.layers),
-                                     apply_kwargs=dict(config.model.apply_kwargs))
-            if {"wmp", "wgmp"} & set(config.baselines):
-                try:
-                    flax_magnitude_scores(model, variables, layout)
-                except ValueError as e:
-                    raise ConfigError(f"baselines wmp / wgmp: {e}") from None
-        else:
-            model = MODELS[config.model.name](num_classes=ds.num_classes, **dict(config.model.options))
-            layout = layout_for(model, list(config.game.layers))
+        layout = net.layout(list(config.game.layers), ds.x_val[:2])
     except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
         raise ConfigError(f"game.layers: {e}") from None
+    if {"wmp", "wgmp"} & set(config.baselines):
+        try:
+            net.player_kernels(layout)
+        except ValueError as e:
+            raise ConfigError(f"baselines wmp / wgmp: {e}") from None
     sizes = target_sizes(config.targets, layout.num_players, min_size=len(layout.names))
     if ds.num_classes < 2:
         raise ConfigError(f"data {ds.describe()}: a classifier needs at least 2 classes")
     steps = Steps(workdir, config_hash(config))
-    return Context(config, workdir, steps, jax.random.key(config.seed), ds, model, layout, sizes, params=variables)
+    return Context(config, workdir, steps, key, ds, net, layout, sizes, init=net if trainable else None)
 
 
 def train_network(ctx: Context) -> None:
     """Step ``train``: trains (checkpointed every epoch) and records test and validation accuracy.
 
-    A model from ``model.factory`` is trained already: only its accuracies are recorded."""
+    A network gtap_jax does not train (``model.factory``) is evaluated as it is."""
     ds, model_dir = ctx.ds, ctx.workdir / "model"
-    if ctx.config.model.factory:
-        full = user_model.full_model(ctx)
-        ctx.trained = ctx.steps.run("train", lambda: {"test_accuracy": full.accuracy(ds.x_test, ds.y_test),
-                                                      "val_accuracy": full.accuracy(ds.x_val, ds.y_val)})
-        log.info("restored %s: test accuracy %.4f", ctx.config.model.factory, ctx.trained["test_accuracy"])
+
+    def accuracies(net: Network) -> dict:
+        return {"test_accuracy": accuracy(net, None, ds.x_test, ds.y_test),
+                "val_accuracy": accuracy(net, None, ds.x_val, ds.y_val)}
+
+    if ctx.init is None:
+        ctx.trained = ctx.steps.run("train", lambda: accuracies(ctx.network))
+        log.info("the network as given: test accuracy %.4f", ctx.trained["test_accuracy"])
         return
-    ctx.init = init_params(jax.random.fold_in(ctx.key, 0), ctx.model, ds.input_shape)
 
     def train_step():
         checkpoints = ctx.workdir / "checkpoints" / f"train-{ctx.steps.config_hash}"  # never another config's
-        params = ctx.fit(ctx.key, ctx.model, params=ctx.init, checkpoint_dir=checkpoints)
-        save_params(model_dir / "trained", params)
-        return {"test_accuracy": accuracy(ctx.model, params, ds.x_test, ds.y_test),
-                "val_accuracy": accuracy(ctx.model, params, ds.x_val, ds.y_val)}
+        trained = ctx.fit(ctx.key, ctx.init, checkpoint_dir=checkpoints)
+        trained.save(model_dir / "trained")
+        return accuracies(trained)
 
     ctx.trained = ctx.steps.run("train", train_step)
-    ctx.params = load_params(model_dir / "trained", ctx.init)
+    ctx.network = ctx.init.restored(model_dir / "trained")
     log.info("trained %s: test accuracy %.4f", ctx.config.model.name, ctx.trained["test_accuracy"])
 
 
@@ -142,16 +131,12 @@ def build_games(ctx: Context) -> None:
     ctx.game_data = (ctx.ds.x_val[:n_eval], ctx.ds.y_val[:n_eval])
 
     def game_of(layers):
-        return network_game(ctx.model, ctx.params, *ctx.game_data, layers=layers, metric=game.metric,
-                            masked_value=game.masked_value, dtype=game.dtype,
-                            apply_kwargs=dict(ctx.config.model.apply_kwargs) if ctx.config.model.factory else None)
+        return network_game(ctx.network, None, *ctx.game_data, layers=layers, metric=game.metric,
+                            masked_value=game.masked_value, dtype=game.dtype)
 
     ctx.value_fn, _ = game_of(ctx.layout.names)
-    if game.masked_value == "mean" and ctx.config.model.factory:
-        ctx.fills = user_model.mean_fills(ctx)
-    elif game.masked_value == "mean":  # the pruned networks evaluated are the game's: silenced neurons at their mean
-        ctx.fills = {n: np.asarray(v) for n, v in mean_activations(ctx.model, ctx.params, ctx.game_data[0],
-                                                                   ctx.layout.names).items()}
+    if game.masked_value == "mean":  # the pruned networks evaluated are the game's: silenced neurons at their mean
+        ctx.fills = mean_fills(ctx.network, ctx.game_data[0], ctx.layout)
     ctx.plan = make_plan(ctx.value_fn, ctx.layout.num_players, chunk_size=game.chunk_size or None)
     if game.layerwise:
         ctx.games = [(name, *game_of([name])) for name in ctx.layout.names]
@@ -194,7 +179,7 @@ def find_all_masks(ctx: Context) -> dict[str, dict]:
     return masks
 
 
-def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, small) -> dict:
+def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, sizes) -> dict:
     gtap = is_gtap(name)
     strategy, index = name.split("/") if gtap else ("", "")
     return {
@@ -204,46 +189,45 @@ def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, small) -> 
         "keep_fraction": float(mask.sum() / ctx.layout.num_players),
         "evaluations": int(found["evaluations"]), "seconds": float(found["seconds"]),
         "settled_share": found.get("settled_share"),
-        "params": small.report.params_after, "params_total": small.report.params_before,
-        "flops": small.report.flops_after, "flops_total": small.report.flops_before,
+        "params": sizes.params_after, "params_total": sizes.params_before,
+        "flops": sizes.flops_after, "flops_total": sizes.flops_before,
     }
 
 
-def _pruned(ctx: Context, per_layer, small):
-    """The pruned network as the game played it: ``small`` (zero fills), compacted with the fills folded
-    into the next layers' biases, or None where they cannot be folded (then the masked network is used)."""
-    if ctx.fills is None:
-        return small
+def _smaller(ctx: Context, mask: np.ndarray, fills=None) -> Network | None:
+    """The network without the players outside ``mask`` (their fills folded in), or None where the adapter
+    cannot remove them (then the masked network is the pruned one)."""
     try:
-        return compact(ctx.model, ctx.params, per_layer, fills=ctx.fills)
-    except ValueError:
+        return ctx.network.smaller(ctx.layout, mask, x=ctx.game_data[0], fills=fills)
+    except ValueError as e:
+        log.warning("no smaller network for %d of %d players (the masked one stands for it): %s", int(mask.sum()),
+                    mask.size, e)
         return None
 
 
-def _accuracy_without_retraining(ctx: Context, name: str, tag: str, small, per_layer) -> dict:
-    pruned = _pruned(ctx, per_layer, small)
+def _accuracy_without_retraining(ctx: Context, name: str, tag: str, small, mask) -> dict:
+    pruned = small if ctx.fills is None else _smaller(ctx, mask, ctx.fills)
+    test = ctx.ds.x_test, ctx.ds.y_test
     if pruned is None:
-        return {"accuracy": accuracy(ctx.model, ctx.params, ctx.ds.x_test, ctx.ds.y_test, masks=per_layer,
-                                     fills=ctx.fills)}
+        masks = {p: np.asarray(k) for p, k in ctx.layout.split(mask).items()}
+        return {"accuracy": accuracy(ctx.network, None, *test, masks=masks, fills=ctx.fills)}
     if is_gtap(name):
-        save_params(ctx.workdir / "compact" / tag.replace("/", "__"), pruned.params)
-    return {"accuracy": accuracy(pruned.model, pruned.params, ctx.ds.x_test, ctx.ds.y_test)}
+        pruned.save(ctx.workdir / "compact" / tag.replace("/", "__"))
+    return {"accuracy": accuracy(pruned, None, *test)}
 
 
-def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, small, per_layer) -> dict:
+def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, small: Network, mask) -> dict:
     cfg = ctx.config
     key = jax.random.fold_in(jax.random.key(cfg.seed + 1000 * (seed + 1)), stable_id(name))
     t0 = time.perf_counter()
     if mode == "finetune":
-        start = _pruned(ctx, per_layer, small) or small
-        params = ctx.fit(key, small.model, params=start.params, epochs=cfg.retrain.finetune_epochs)
+        start = (None if ctx.fills is None else _smaller(ctx, mask, ctx.fills)) or small
+        net = ctx.fit(key, start, epochs=cfg.retrain.finetune_epochs)
     elif name == "lottery":  # a ticket is retrained from its own initial weights
-        rewound = compact(ctx.model, ctx.init, per_layer).params
-        params = ctx.fit(key, small.model, params=rewound, epochs=cfg.retrain.epochs)
+        net = ctx.fit(key, ctx.init.smaller(ctx.layout, mask), epochs=cfg.retrain.epochs)
     else:
-        params = ctx.fit(key, small.model, epochs=cfg.retrain.epochs)
-    return {"accuracy": accuracy(small.model, params, ctx.ds.x_test, ctx.ds.y_test),
-            "train_seconds": time.perf_counter() - t0}
+        net = ctx.fit(key, small.initialized(jax.random.fold_in(key, 0), ctx.ds.input_shape), epochs=cfg.retrain.epochs)
+    return {"accuracy": accuracy(net, None, ctx.ds.x_test, ctx.ds.y_test), "train_seconds": time.perf_counter() - t0}
 
 
 def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
@@ -251,26 +235,18 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
     modes = ctx.config.retrain.modes
     rows = []
     jobs = [(name, size) for name in masks for size in ctx.sizes]
-    full = user_model.full_model(ctx) if ctx.config.model.factory else None
     for name, size in tqdm(jobs, desc="evaluating", disable=not ctx.progress):
         found = masks[name][str(size)]
         mask = mask_of(found["kept"], ctx.layout.num_players)
-        if full is not None:  # a user's model: as trained (validation allows only retrain mode none)
-            pruned = user_model.pruned(ctx, mask, full)
-            rec = ctx.steps.run(f"eval/{name}/{size}/none",
-                                lambda p=pruned: {"accuracy": p.accuracy(ctx.ds.x_test, ctx.ds.y_test)})
-            rows.append({**_row_base(ctx, name, found, mask, pruned), "retrain": "none", "seed": None, **rec})
-            continue
-        per_layer = masks_dict(ctx.layout, mask)
-        small = compact(ctx.model, ctx.params, per_layer, input_shape=ctx.ds.input_shape)
-        base, tag = _row_base(ctx, name, found, mask, small), f"{name}/{size}"
+        small = _smaller(ctx, mask)
+        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.input_shape)
+        base, tag = _row_base(ctx, name, found, mask, sizes), f"{name}/{size}"
         if "none" in modes:
-            plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small, per_layer)
-            rec = ctx.steps.run(f"eval/{tag}/none", plain)
-            rows.append({**base, "retrain": "none", "seed": None, **rec})
-        for mode in (m for m in modes if m != "none"):
+            plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small, mask)
+            rows.append({**base, "retrain": "none", "seed": None, **ctx.steps.run(f"eval/{tag}/none", plain)})
+        for mode in (m for m in modes if m != "none"):  # validation: only networks gtap_jax trains get here
             for seed in range(ctx.config.retrain.seeds):
-                retrain = functools.partial(_accuracy_after_retraining, ctx, name, mode, seed, small, per_layer)
+                retrain = functools.partial(_accuracy_after_retraining, ctx, name, mode, seed, small, mask)
                 rec = ctx.steps.run(f"eval/{tag}/{mode}/{seed}", retrain)
                 rows.append({**base, "retrain": mode, "seed": seed, **rec})
     return rows
@@ -287,9 +263,7 @@ def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
     report.write_csv(ctx.workdir / "results.csv", rows)
     full = ctx.trained["test_accuracy"]
     if rows:
-        total = user_model.count_params(ctx.model, ctx.params) if ctx.config.model.factory else \
-            count_params(ctx.params)
-        report.plot_curves(rows, full, total, ctx.workdir / "compression_curves.png")
+        report.plot_curves(rows, full, ctx.network.num_params(), ctx.workdir / "compression_curves.png")
     print(report.summary_table(rows, full))
 
 

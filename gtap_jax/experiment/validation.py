@@ -10,9 +10,9 @@ from pathlib import Path
 from gtap_jax import data as data_lib
 from gtap_jax.baselines import BASELINES
 from gtap_jax.experiment.steps import write_json
-from gtap_jax.games.network import DTYPES, MASKED_VALUES, METRICS
-from gtap_jax.indices import INDICES, methods_for
+from gtap_jax.indices import INDICES, estimators_for
 from gtap_jax.models import MODELS
+from gtap_jax.network import DTYPES, MASKED_VALUES, METRICS
 from gtap_jax.strategies import STRATEGIES
 from gtap_jax.uncertainty import D_RULES
 
@@ -21,6 +21,8 @@ log = logging.getLogger("gtap_jax")
 RETRAIN_MODES = ("none", "scratch", "finetune")
 # Fields that may change between runs sharing a workdir: they do not affect results.
 RUN_ONLY_FIELDS = ("progress",)
+# Fields that were renamed: a config or override that still uses the old name is told the new one.
+RENAMED_FIELDS = {"gtap.methods": "gtap.estimators"}
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,22 @@ def _get(config, field: str):
     for part in field.split("."):
         node = node[part]
     return node
+
+
+def _has(config, field: str) -> bool:
+    try:
+        _get(config, field)
+    except (KeyError, AttributeError):
+        return False
+    return True
+
+
+def renamed_field_hint(message: str) -> str | None:
+    """``"gtap.methods is now gtap.estimators"`` when an error names a renamed field, else None."""
+    for old, new in RENAMED_FIELDS.items():
+        if old.rsplit(".", 1)[-1] in message:
+            return f"the config field {old} is now {new}"
+    return None
 
 
 def _is_int(v) -> bool:
@@ -163,9 +181,12 @@ def validate(config) -> None:
     Raises:
         ConfigError: naming the first bad field, its value and what it accepts.
     """
-    if config.data.name not in data_lib.SOURCES:
-        raise ConfigError(f"unknown dataset {config.data.name!r}; expected one of {list(data_lib.SOURCES)}")
-    sources = data_lib.SOURCES[config.data.name]
+    for old, new in RENAMED_FIELDS.items():
+        if _has(config, old):
+            raise ConfigError(f"the config field {old} is now {new}")
+    if config.data.name not in data_lib.DATASETS:
+        raise ConfigError(f"unknown dataset {config.data.name!r}; expected one of {list(data_lib.DATASETS)}")
+    sources = data_lib.DATASETS[config.data.name].sources
     if config.data.source and config.data.source not in sources:
         raise ConfigError(f"data.source {config.data.source!r} is not one of {sources} for {config.data.name}")
     if config.get("model", {}).get("factory"):
@@ -183,9 +204,9 @@ def validate(config) -> None:
         if problem:
             raise ConfigError(f"{field}={value!r}: expected {problem}")
     for i in config.gtap.indices:
-        method = config.gtap.methods.get(i, "")
-        if method and method not in methods_for(i):
-            raise ConfigError(f"gtap.methods.{i}={method!r}; expected one of {methods_for(i)}")
+        estimator = config.gtap.estimators.get(i, "")
+        if estimator and estimator not in estimators_for(i):
+            raise ConfigError(f"gtap.estimators.{i}={estimator!r}; expected one of {estimators_for(i)}")
     if not (config.gtap.strategies and config.gtap.indices) and not config.baselines:
         raise ConfigError("no method to run: give gtap.strategies and gtap.indices, or baselines")
 
@@ -202,8 +223,8 @@ def _validate_user_model(config) -> None:
         raise ConfigError(f"retrain.modes={tuple(config.retrain.modes)!r}: a model from model.factory is evaluated"
                           " as trained (gtap_jax cannot train it); set retrain.modes=('none',)")
     if "lottery" in config.baselines:
-        raise ConfigError("baselines: the lottery ticket retrains, which a model from model.factory cannot do here;"
-                          " drop it (gtap_jax.baselines.flax_lottery_ticket takes your training function)")
+        raise ConfigError("baselines: the lottery ticket retrains, which gtap_jax cannot do for a model from"
+                          " model.factory; drop it (gtap_jax.baselines.lottery_ticket takes your training function)")
 
 
 def target_sizes(targets, num_players: int, min_size: int = 1) -> list[int]:
@@ -271,5 +292,6 @@ def record_config(config, workdir: Path) -> None:
 
 
 __all__ = [
-    "RETRAIN_MODES", "ConfigError", "check_workdir", "config_hash", "record_config", "target_sizes", "validate",
+    "RENAMED_FIELDS", "RETRAIN_MODES", "ConfigError", "check_workdir", "config_hash", "record_config",
+    "renamed_field_hint", "target_sizes", "validate",
 ]

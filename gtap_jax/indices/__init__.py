@@ -1,41 +1,47 @@
 """Power indices: exact enumeration and Monte Carlo estimators with standard errors.
 
 Two registries: ``INDICES`` (what is estimated: its weights and its d) and
-``ESTIMATORS`` (how: a factory and the indices it serves).
+``ESTIMATORS`` (how: one file per estimator under ``estimators/``, each entry with
+the indices it serves, its draw size and its kind of focused draw). ``estimate``
+drives any of them; ``focus`` draws aimed at a few players.
 """
 
 from gtap_jax.indices.base import INDICES, IndexSpec, bernoulli_weights, index_weights, resolve_d, shapley_weights
 from gtap_jax.indices.estimate import (
-    ESTIMATORS,
     REGRESSION_MAX_PLAYERS,
     REGRESSION_MIN_DRAWS_PER_PLAYER,
-    Attribution,
-    EstimateState,
-    EstimatorEntry,
     attribution_of,
-    default_method,
+    default_estimator,
+    draw_size,
     draws_per_chunk,
     estimate,
     make_estimator,
-    methods_for,
+    new_state,
 )
 from gtap_jax.indices.estimators import (
+    ESTIMATORS,
+    FOCUS_KINDS,
     Estimator,
+    EstimatorEntry,
     EstimatorState,
     Moments,
     MSRState,
+    RegressionState,
     SampleState,
     antithetic_shapley,
+    estimators_for,
+    kernel_shapley,
     msr_beta,
     paired_beta,
     permutation_shapley,
+    regression_beta,
 )
 from gtap_jax.indices.exact import MAX_EXACT_PLAYERS, coalition_values, exact, indices_from_table
-from gtap_jax.indices.kernel import kernel_shapley
-from gtap_jax.indices.regression import RegressionState, regression_beta
+from gtap_jax.indices.result import Attribution, EstimateState
 
 __all__ = [
     "ESTIMATORS",
+    "FOCUS_KINDS",
     "INDICES",
     "MAX_EXACT_PLAYERS",
     "REGRESSION_MAX_PLAYERS",
@@ -54,16 +60,18 @@ __all__ = [
     "attribution_of",
     "bernoulli_weights",
     "coalition_values",
-    "default_method",
+    "default_estimator",
+    "draw_size",
     "draws_per_chunk",
     "estimate",
+    "estimators_for",
     "exact",
     "index_weights",
     "indices_from_table",
     "kernel_shapley",
     "make_estimator",
-    "methods_for",
     "msr_beta",
+    "new_state",
     "paired_beta",
     "permutation_shapley",
     "regression_beta",

@@ -7,10 +7,10 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
-from gtap_jax import engine
+from gtap_jax.engine import Plan, batched_value_fn, check_finite, check_players, make_plan, place
 from gtap_jax.indices.base import index_weights, resolve_d
+from gtap_jax.registry import renamed
 from gtap_jax.shapes import ValueFn
 
 MAX_EXACT_PLAYERS = 30
@@ -24,14 +24,8 @@ def _masks_from_codes(start, count: int, num_players: int):
 _make_masks = jax.jit(_masks_from_codes, static_argnums=(1, 2))
 
 
-def coalition_values(
-    value_fn: ValueFn,
-    num_players: int,
-    *,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    plan: engine.Plan | None = None,
-) -> np.ndarray:
+@renamed(chunk_size="plan=make_plan(chunk_size=...)", mesh="plan=make_plan(mesh=...)")
+def coalition_values(value_fn: ValueFn, num_players: int, *, plan: Plan | None = None) -> np.ndarray:
     """The value of every coalition, ``float32[2^P]``, indexed by code (bit j = player j).
 
     Raises:
@@ -42,17 +36,17 @@ def coalition_values(
             f"exact enumeration needs 1 <= num_players <= {MAX_EXACT_PLAYERS}, got {num_players};"
             " use gtap_jax.estimate for larger games"
         )
-    engine.check_players(value_fn, num_players)
+    check_players(value_fn, num_players)
     total = 1 << num_players
-    plan = engine.make_plan(value_fn, num_players, num_coalitions=total, chunk_size=chunk_size, mesh=mesh, plan=plan)
+    plan = plan or make_plan(value_fn, num_players, num_coalitions=total)
     chunk = plan.chunk(min(total, 1 << 16))
-    fn = engine.batched_value_fn(value_fn, plan.mesh)
+    fn = batched_value_fn(value_fn, plan.mesh)
     outs = []
     for start in range(0, total, chunk):
         # Codes past 2^P in the padded last chunk are harmless: their values are dropped.
-        outs.append(fn(engine.place(_make_masks(start, chunk, num_players), plan.mesh)))
+        outs.append(fn(place(_make_masks(start, chunk, num_players), plan.mesh)))
     table = np.concatenate([np.asarray(o) for o in outs])[:total]
-    engine.check_finite(table)
+    check_finite(table)
     return table
 
 
@@ -81,16 +75,9 @@ def indices_from_table(table: np.ndarray, index: str, *, d: float | None = None)
     return phi
 
 
-def exact(
-    value_fn: ValueFn,
-    num_players: int,
-    index: str,
-    *,
-    d: float | None = None,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    plan: engine.Plan | None = None,
-) -> np.ndarray:
+@renamed(chunk_size="plan=make_plan(chunk_size=...)", mesh="plan=make_plan(mesh=...)")
+def exact(value_fn: ValueFn, num_players: int, index: str, *, d: float | None = None,
+          plan: Plan | None = None) -> np.ndarray:
     """Exact Shapley, Banzhaf or beta_d values by enumerating all 2^P coalitions.
 
     Coalition values are computed on device in chunks; the weighted sums are
@@ -102,13 +89,13 @@ def exact(
             second for a cheap game on a CPU; the cost doubles with each player).
         index: a name in ``INDICES`` (``"shapley"``, ``"banzhaf"``, ``"beta"``).
         d: the Bernoulli parameter of ``"beta"``.
-        chunk_size, mesh, plan: as in :func:`gtap_jax.evaluate_coalitions`.
+        plan: where and in what chunks to evaluate (:func:`gtap_jax.engine.make_plan`).
 
     Returns:
         ``float64[P]`` (numpy).
     """
     resolve_d(index, d)
-    table = coalition_values(value_fn, num_players, chunk_size=chunk_size, mesh=mesh, plan=plan)
+    table = coalition_values(value_fn, num_players, plan=plan)
     return indices_from_table(table, index, d=d)
 
 

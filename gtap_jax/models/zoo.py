@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import flax.linen as nn
 
-from gtap_jax.models.staged import SiteSpec, StagedModel
+from gtap_jax.network.staged import SiteSpec, StagedModel
 
 
 def _flatten(h):
@@ -173,14 +173,9 @@ def alexnet(num_classes: int = 200, width: float = 1.0) -> AlexNet:
     return AlexNet(conv=conv, dense=dense, num_classes=num_classes)
 
 
-# Input shape of one example, per architecture.
-INPUT_SHAPES = {"lenet300": (28, 28, 1), "lenet5": (28, 28, 1), "alexnet": (64, 64, 3)}
+def lenet5(num_classes: int = 10, conv: tuple[int, int] = (6, 16), dense: tuple[int, int] = (120, 84)) -> LeNet5:
+    """LeNet5 (LeCun et al. 1998) with ``conv`` channels and ``dense`` units."""
+    return LeNet5(conv=tuple(conv), dense=tuple(dense), num_classes=num_classes)
 
-MODELS = {
-    "lenet300": lambda num_classes=10, **kw: lenet300(num_classes),
-    "lenet5": lambda num_classes=10, **kw: LeNet5(num_classes=num_classes),
-    "text_mlp": lambda num_classes, **kw: text_mlp(num_classes, **kw),
-    "alexnet": lambda num_classes=200, **kw: alexnet(num_classes, **kw),
-}
 
-__all__ = ["INPUT_SHAPES", "MLP", "MODELS", "AlexNet", "LeNet5", "alexnet", "lenet300", "text_mlp"]
+__all__ = ["MLP", "AlexNet", "LeNet5", "alexnet", "lenet300", "lenet5", "text_mlp"]

@@ -4,10 +4,10 @@ Every strategy has one call shape, ``strategy(key, value_fn, num_players, sizes,
 attribute, *, step) -> StrategyResult``: ``sizes`` is one target size or a grid,
 and the result holds a round ending at every size of the grid
 (:meth:`StrategyResult.mask_of_size`). A strategy sees a value function and an
-*attribute* function ``(key, value_fn, num_players, cutoffs) -> Attribution`` (or a
-plain ``float[P]``, e.g. from :func:`gtap_jax.exact`), told the decision it serves
-(:mod:`gtap_jax.strategies.attribute`: ``by_estimate``, ``by_exact``); every round
-records whether that decision was settled. The iterative strategies play restricted sub-games
+*attribute* function ``(key, value_fn, num_players, cutoffs) -> Scores``, told the
+decision it serves (:mod:`gtap_jax.strategies.attribute`: ``by_estimate``,
+``by_exact``); every round records its scores, and so whether that decision was
+settled. The iterative strategies play restricted sub-games
 (:func:`gtap_jax.games.restrict`): pruned neurons stay silenced; kept neurons
 are always present while building. Adding a strategy: one function of that
 shape and one line in ``STRATEGIES``.
@@ -25,7 +25,7 @@ from gtap_jax.games.subgame import restrict
 from gtap_jax.layout import strongest_first
 from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
-from gtap_jax.strategies.attribute import AttributeFn, settled_players, z_value
+from gtap_jax.strategies.scores import AttributeFn, Scores, checked
 
 
 class Round(NamedTuple):
@@ -33,21 +33,14 @@ class Round(NamedTuple):
 
     Attributes:
         players: ``int[F]``, full-game indices of the players scored this round.
-        values, stderr: ``float[F]``, their attributions (stderr 0 when exact).
         mask: ``bool[P]``, the kept (or surviving) neurons after the round.
-        num_evaluations: coalition values computed in the round (0 when it
+        scores: the players' :class:`Scores` (``num_evaluations`` 0 when the round
             reused an earlier round's scores).
-        settled: whether the round's decision was settled (exact scores: True).
-        settled_share: the share of scored players whose side of the decision was certain.
     """
 
     players: np.ndarray
-    values: np.ndarray
-    stderr: np.ndarray
     mask: np.ndarray
-    num_evaluations: int
-    settled: bool = True
-    settled_share: float = 1.0
+    scores: Scores
 
 
 class StrategyResult(NamedTuple):
@@ -58,13 +51,13 @@ class StrategyResult(NamedTuple):
 
     @property
     def num_evaluations(self) -> int:
-        return sum(r.num_evaluations for r in self.history)
+        return sum(r.scores.num_evaluations for r in self.history)
 
     def settled_share_of_size(self, size: int) -> float:
         """The least settled share over the rounds that led to the mask of ``size``."""
         shares = []
         for rnd in self.history:
-            shares.append(rnd.settled_share)
+            shares.append(rnd.scores.settled_share)
             if int(rnd.mask.sum()) == size:
                 return min(shares)
         raise KeyError(f"no round ended with {size} players")
@@ -77,23 +70,15 @@ class StrategyResult(NamedTuple):
         """
         spent = 0
         for rnd in self.history:
-            spent += rnd.num_evaluations
+            spent += rnd.scores.num_evaluations
             if int(rnd.mask.sum()) == size:
                 return rnd.mask, spent
         raise KeyError(f"no round ended with {size} players")
 
 
-def _scores(attribute: AttributeFn, key, value_fn, num_players, cutoffs):
-    """``(values, stderr, evaluations, settled, settled_share)`` of one round."""
-    out = attribute(key, value_fn, num_players, cutoffs=tuple(cutoffs))
-    if not hasattr(out, "values"):  # exact scores
-        values = np.asarray(out, np.float64)
-        return values, np.zeros_like(values), 1 << num_players, True, 1.0
-    values, stderr = np.asarray(out.values, np.float64), np.asarray(out.stderr, np.float64)
-    if hasattr(out, "settled_share"):
-        return values, stderr, int(out.num_evaluations), bool(out.settled), float(out.settled_share)
-    share = float(settled_players(values, stderr, cutoffs, z_value(0.05, num_players), 0.0).mean())
-    return values, stderr, int(out.num_evaluations), share == 1.0, share
+def _scores(attribute: AttributeFn, key, value_fn, num_players, cutoffs) -> Scores:
+    out = checked(attribute(key, value_fn, num_players, cutoffs=tuple(cutoffs)), num_players)
+    return out._replace(values=np.asarray(out.values, np.float64), stderr=np.asarray(out.stderr, np.float64))
 
 
 def _check_sizes(sizes: int | Sequence[int], num_players: int) -> list[int]:
@@ -135,13 +120,13 @@ def top_n(
     """
     del step
     sizes = _check_sizes(sizes, num_players)
-    values, stderr, evals, settled, share = _scores(attribute, jax.random.fold_in(key, 0), value_fn, num_players, sizes)
-    order = strongest_first(values)
+    scores = _scores(attribute, jax.random.fold_in(key, 0), value_fn, num_players, sizes)
+    order = strongest_first(scores.values)
     history = []
     for i, r in enumerate(sizes):
         keep = np.zeros(num_players, bool)
         keep[order[:r]] = True
-        history.append(Round(np.arange(num_players), values, stderr, keep, evals if i == 0 else 0, settled, share))
+        history.append(Round(np.arange(num_players), keep, scores if i == 0 else scores._replace(num_evaluations=0)))
     return StrategyResult(history[-1].mask, tuple(history))
 
 
@@ -164,15 +149,13 @@ def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) 
             remaining = sizes[-1] - size if grow else players.size
             n = min(_step_count(step, remaining), abs(target - size))
             cutoff = n if grow else players.size - n  # the decision: the top `cutoff` players against the rest
-            values, stderr, evals, settled, share = _scores(
-                attribute, jax.random.fold_in(key, estimations), sub, players.size, (cutoff,)
-            )
+            scores = _scores(attribute, jax.random.fold_in(key, estimations), sub, players.size, (cutoff,))
             estimations += 1
-            order = strongest_first(values)
+            order = strongest_first(scores.values)
             mask[players[order[:n] if grow else order[players.size - n :]]] = grow
-            history.append(Round(players, values, stderr, mask.copy(), evals, settled, share))
+            history.append(Round(players, mask.copy(), scores))
         if not history or int(history[-1].mask.sum()) != target:  # a size met before any round: the start
-            history.append(Round(np.zeros(0, int), np.zeros(0), np.zeros(0), mask.copy(), 0))
+            history.append(Round(np.zeros(0, int), mask.copy(), Scores(np.zeros(0), np.zeros(0), 0)))
     return StrategyResult(mask.copy(), tuple(history))
 
 

@@ -79,9 +79,9 @@ def max_chunk_size(value_fn: ValueFn, num_players: int, mesh: Mesh | None = None
     """Largest power-of-two chunk whose temporaries fit in ``MEMORY_FRACTION`` of free memory.
 
     On a mesh, each device holds ``chunk / devices`` coalitions; CPU devices
-    share the host's memory. Capped at ``DEFAULT_CHUNK_SIZE``.
+    share the host's memory. ``mesh=None`` is one device. Capped at
+    ``DEFAULT_CHUNK_SIZE``.
     """
-    mesh = _default_mesh() if mesh is None else mesh
     per = coalition_footprint(value_fn, num_players)
     n = 1 if mesh is None else int(mesh.devices.size)
     first = mesh.local_devices[0] if mesh is not None else jax.local_devices()[0]
@@ -92,12 +92,6 @@ def max_chunk_size(value_fn: ValueFn, num_players: int, mesh: Mesh | None = None
         return DEFAULT_CHUNK_SIZE
     per_device = max(1, int(budget // per))
     return max(1, min(DEFAULT_CHUNK_SIZE, n * (1 << int(math.log2(per_device)))))
-
-
-def _default_mesh() -> Mesh | None:
-    from gtap_jax.engine import default_mesh
-
-    return default_mesh()
 
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "MEMORY_FRACTION", "coalition_footprint", "free_memory_bytes", "max_chunk_size"]

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.indices.estimators import Estimator, _sample_estimator
+from gtap_jax.indices.estimators.base import Estimator, sample_estimator
 
 # Pairs of complementary coalitions per draw; a draw also evaluates the empty and the
 # full coalition, so 2 of its 2 * PAIRS + 2 evaluations (6%) go to v(N) - v(empty).
@@ -79,7 +79,7 @@ def kernel_shapley(num_players: int, d: None = None) -> Estimator:
             return jnp.broadcast_to(share, g.shape)
         return (g - jnp.mean(g, axis=1, keepdims=True)) / alpha + share
 
-    return _sample_estimator(p, draw, k, samples, "kernel")
+    return sample_estimator(p, draw, k, samples, "kernel")
 
 
 __all__ = ["PAIRS_PER_DRAW", "kernel_shapley", "shapley_kernel_sizes"]

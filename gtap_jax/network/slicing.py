@@ -1,44 +1,24 @@
-"""Slice a masked network into a physically smaller dense one."""
+"""Exact compaction of the staged models: slice a masked network into a physically smaller one.
+
+Each masked site's producer loses the removed output units (conv: output
+channels) and its consumer the matching inputs (a dense consumer of flattened
+conv features: every position of a removed channel). Used by
+:class:`gtap_jax.network.staged.StagedNetwork`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.models.staged import StagedModel
+from gtap_jax.layout import as_mask
 from gtap_jax.shapes import PyTree
 
 
-class SizeReport(NamedTuple):
-    """Size and cost of a network before and after compaction."""
-
-    params_before: int
-    params_after: int
-    flops_before: float
-    flops_after: float
-    neurons_before: int
-    neurons_after: int
-
-    def to_dict(self) -> dict:
-        return dict(self._asdict())
-
-
-class Compacted(NamedTuple):
-    model: StagedModel
-    params: PyTree
-    report: SizeReport
-
-
-def count_params(params: PyTree) -> int:
-    """Number of scalars in a parameter tree."""
-    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
-
-
-def flops_per_example(model: StagedModel, params: PyTree, input_shape: Sequence[int]) -> float:
+def flops_per_example(model, params: PyTree, input_shape: Sequence[int]) -> float:
     """FLOPs of one forward pass on one example, as counted by XLA's cost analysis.
 
     They depend only on the architecture and the parameter shapes, so the
@@ -88,32 +68,18 @@ def _fold_fill(consumer: dict, spec, removed: np.ndarray, fill: np.ndarray) -> N
     consumer["bias"] = (np.asarray(consumer["bias"], np.float64) + shift).astype(np.asarray(consumer["bias"]).dtype)
 
 
-def compact(
-    model: StagedModel,
-    params: PyTree,
-    masks: Mapping[str, np.ndarray],
-    *,
-    input_shape: Sequence[int] | None = None,
-    fills: Mapping[str, np.ndarray] | None = None,
-) -> Compacted:
-    """Removes the silenced neurons: a smaller network with the same outputs.
+def slice_sites(model, params: PyTree, masks: Mapping[str, np.ndarray], *,
+                fills: Mapping[str, np.ndarray] | None = None) -> tuple:
+    """``(smaller model, its params)``: the silenced neurons removed; the outputs equal the masked network's.
 
-    Each masked site's producer loses the removed output units (conv: output
-    channels) and the consumer loses the matching inputs. The compacted
-    network's outputs equal the masked network's: zero-masked by default; with
-    ``fills`` (a silenced neuron outputs a constant, e.g. its mean activation:
-    ``network_game(masked_value="mean")``), the constants' contribution is
-    folded into the consumer's bias.
+    Zero-masked by default; with ``fills`` (a silenced neuron outputs a constant, e.g. its mean
+    activation), the constants' contribution is folded into the consumer's bias.
 
     Args:
-        model: a :class:`StagedModel`.
+        model: a staged model (``site_sizes``, ``site_specs``, ``with_sizes``).
         params: its parameters (the ``"params"`` collection).
         masks: ``{site: bool[units]}``; sites not named are kept whole.
-        input_shape: shape of one input example, to report FLOPs (NaN if omitted).
         fills: ``{site: float[units]}``, the constant output of each silenced neuron.
-
-    Returns:
-        :class:`Compacted` (model, params, size report).
 
     Raises:
         ValueError: for an unknown site, a mask of the wrong size, or fills
@@ -121,12 +87,8 @@ def compact(
 
     A site with every neuron removed makes the network's output constant.
     Flax layers cannot have zero units, so it keeps one dead unit whose
-    outgoing weights are zero: the same function, a few parameters more
-    (counted in the report).
+    outgoing weights are zero: the same function, a few parameters more.
     """
-    if not hasattr(model, "site_sizes"):
-        raise TypeError(f"compact takes the built-in staged models; for a Flax model ({type(model).__name__})"
-                        " use gtap_jax.compact_flax(model, variables, x, layout, mask)")
     sizes = model.site_sizes()
     unknown = set(masks) - set(sizes)
     if unknown:
@@ -137,9 +99,10 @@ def compact(
     for spec in model.site_specs():
         if spec.name not in masks:
             continue
-        keep = np.asarray(masks[spec.name], bool)
-        if keep.shape != (sizes[spec.name],):
-            raise ValueError(f"mask for {spec.name} must be bool[{sizes[spec.name]}], got shape {keep.shape}")
+        try:
+            keep = as_mask(masks[spec.name], sizes[spec.name])
+        except ValueError as e:
+            raise ValueError(f"layer {spec.name}: {e}") from None
         dead = not keep.any()
         if dead:
             keep = np.zeros_like(keep)
@@ -152,18 +115,7 @@ def compact(
         if dead:
             new[spec.consumer]["kernel"] = np.zeros_like(new[spec.consumer]["kernel"])
         new_sizes[spec.name] = int(keep.sum())
-    small = model.with_sizes(new_sizes)
-    new = jax.tree.map(jnp.asarray, new)
-    nan = float("nan")
-    report = SizeReport(
-        params_before=count_params(params),
-        params_after=count_params(new),
-        flops_before=flops_per_example(model, params, input_shape) if input_shape else nan,
-        flops_after=flops_per_example(small, new, input_shape) if input_shape else nan,
-        neurons_before=sum(sizes.values()),
-        neurons_after=sum(int(np.sum(masks.get(k, np.ones(v, bool)))) for k, v in sizes.items()),
-    )
-    return Compacted(small, new, report)
+    return model.with_sizes(new_sizes), jax.tree.map(jnp.asarray, new)
 
 
-__all__ = ["Compacted", "SizeReport", "compact", "count_params", "flops_per_example"]
+__all__ = ["flops_per_example", "slice_sites"]

@@ -3,12 +3,13 @@
 Once a uniform estimate has settled most players, the rest need more precision
 than the others: a *focused* draw gives one sample of each unsure player's
 index alone, through one-player flips, so its cost grows with the number of
-unsure players U, not with P.
+unsure players U, not with P. Each estimator's registry entry names the kind of
+focused draw that samples the index it estimates:
 
-* beta_d (Banzhaf at d = 0.5): a coalition T ~ Bernoulli(d)^P and its flip of
-  each unsure player u, ``v(T + u) - v(T - u)``: 1 + U evaluations per draw.
-* Shapley: a uniformly random order, and for each unsure player u the players
-  before it with and without u: 2U evaluations per draw.
+* ``"flip"`` (beta_d; Banzhaf at d = 0.5): a coalition T ~ Bernoulli(d)^P and its
+  flip of each unsure player u, ``v(T + u) - v(T - u)``: 1 + U evaluations per draw.
+* ``"order"`` (Shapley): a uniformly random order, and for each unsure player u the
+  players before it with and without u: 2U evaluations per draw.
 
 Either sample is unbiased for the player's index, and independent of the
 uniform estimate (its own key), so the two combine by inverse-variance
@@ -31,8 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax import engine
-from gtap_jax.indices.base import INDICES
+from gtap_jax.engine import Plan, evaluate_coalitions
 
 # A player's focused samples enter its estimate from this many on (the normal approximation
 # of their mean, and their variance, need a few).
@@ -65,9 +65,9 @@ class FocusMoments(NamedTuple):
         return FocusMoments(count, mean, m2)
 
 
-def draw_cost(index: str, num_unsure: int) -> int:
-    """Evaluations of one focused draw over ``num_unsure`` players."""
-    return 1 + num_unsure if INDICES[index].takes_d else 2 * num_unsure
+def draw_cost(kind: str, num_unsure: int) -> int:
+    """Evaluations of one focused draw of ``kind`` over ``num_unsure`` players."""
+    return 1 + num_unsure if kind == "flip" else 2 * num_unsure
 
 
 def _pow2(n: int, least: int = 8) -> int:
@@ -96,12 +96,18 @@ def _focused_masks(key, start, players, *, num_players: int, d: float | None):
     return jnp.concatenate([before, before | onehot[None]], axis=1)
 
 
-def focused_samples(key, value_fn, num_players: int, index: str, d: float | None, players: np.ndarray,
-                    num_draws: int, plan: engine.Plan) -> np.ndarray:
-    """``float64[num_draws, U]``: one unbiased sample of each of ``players``' index per draw."""
+def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None, players: np.ndarray,
+                    num_draws: int, plan: Plan) -> np.ndarray:
+    """``float64[num_draws, U]``: one unbiased sample of each of ``players``' index per draw of ``kind``.
+
+    Raises:
+        ValueError: for an unknown kind, or ``"flip"`` without a d.
+    """
+    if kind not in ("flip", "order") or (kind == "flip" and d is None):
+        raise ValueError(f"focused draws are 'flip' (with a d) or 'order', got {kind!r} with d={d}")
     u = players.size
     padded = np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32)
-    beta = INDICES[index].takes_d
+    beta = kind == "flip"
     blocks = [_focused_masks(key, start, jnp.asarray(padded), num_players=num_players, d=float(d) if beta else None)
               for start in range(0, num_draws, BLOCK)]
     masks = np.concatenate([np.asarray(b) for b in blocks])
@@ -111,7 +117,7 @@ def focused_samples(key, value_fn, num_players: int, index: str, d: float | None
     else:
         masks = np.concatenate([masks[:num_draws, :u], masks[:num_draws, up : up + u]], axis=1)
     k = masks.shape[1]
-    values = np.asarray(engine.evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
+    values = np.asarray(evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
                         np.float64).reshape(num_draws, k)
     if beta:
         inside = masks[:, 0, players]

@@ -1,7 +1,8 @@
-"""optax training and evaluation, deterministic given a seed, checkpointed with orbax."""
+"""optax training of the built-in staged models, deterministic given a seed, checkpointed with orbax."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -11,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
-from gtap_jax.models.staged import StagedModel
 from gtap_jax.shapes import PyTree
 
 log = logging.getLogger(__name__)
@@ -24,29 +25,10 @@ class TrainResult(NamedTuple):
     history: list[dict]  # per epoch: epoch, train_loss, val_accuracy
 
 
-def init_params(key, model: StagedModel, input_shape: Sequence[int]) -> PyTree:
+def init_params(key, model, input_shape: Sequence[int]) -> PyTree:
     """Random initial parameters for inputs of shape ``input_shape`` (one example)."""
     return _jitted(_INIT, model, lambda: lambda k, x: model.init(k, x)["params"])(
         key, jnp.zeros((1, *input_shape), jnp.float32))
-
-
-def accuracy(
-    model: StagedModel,
-    params: PyTree,
-    x,
-    y,
-    *,
-    masks: Mapping | None = None,
-    fills: Mapping | None = None,
-    batch_size: int = 1000,
-) -> float:
-    """Accuracy on ``(x, y)`` in batches, optionally with neurons silenced by ``masks`` (to ``fills``, default 0)."""
-    fn = _predict_fn(model)
-    correct = 0
-    for s in range(0, len(y), batch_size):
-        logits = fn(params, jnp.asarray(x[s : s + batch_size]), masks, fills)
-        correct += int(jnp.sum(jnp.argmax(logits, -1) == jnp.asarray(y[s : s + batch_size])))
-    return correct / max(len(y), 1)
 
 
 # One jitted function per model (and learning rate), shared by every call: retraining many
@@ -55,6 +37,7 @@ _INIT: dict = {}
 _OPT_INIT: dict = {}
 _PREDICT: dict = {}
 _STEP: dict = {}
+_ACCURACY_BATCH = 1000
 
 
 def _jitted(cache: dict, key, make):
@@ -63,8 +46,19 @@ def _jitted(cache: dict, key, make):
     return cache[key]
 
 
-def _predict_fn(model):
-    return _jitted(_PREDICT, model, lambda: lambda p, x, m, f: model.apply({"params": p}, x, masks=m, fills=f))
+def predict(model, params, x, masks=None, fills=None):
+    """Logits of a staged model on ``x``, with ``masks`` and ``fills`` at its sites (one jitted function per model)."""
+    fn = _jitted(_PREDICT, model, lambda: lambda p, x, m, f: model.apply({"params": p}, x, masks=m, fills=f))
+    return fn(params, x, masks, fills)
+
+
+def batched_accuracy(predict_fn, x, y, batch_size: int = _ACCURACY_BATCH) -> float:
+    """Accuracy of ``predict_fn(x_batch) -> logits`` on ``(x, y)``, in batches."""
+    correct = 0
+    for s in range(0, len(y), batch_size):
+        logits = predict_fn(jnp.asarray(x[s : s + batch_size]))
+        correct += int(jnp.sum(jnp.argmax(logits, -1) == jnp.asarray(y[s : s + batch_size])))
+    return correct / max(len(y), 1)
 
 
 def _adam_step(model, learning_rate: float):
@@ -81,15 +75,13 @@ def _adam_step(model, learning_rate: float):
 
 
 def _checkpoint_manager(directory):
-    import orbax.checkpoint as ocp
-
     options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
 def train(
     key,
-    model: StagedModel,
+    model,
     x_train,
     y_train,
     *,
@@ -110,7 +102,7 @@ def train(
 
     Args:
         key: a ``jax.random.key``.
-        model: the network; ``x_train`` one example per row.
+        model: a staged model (:class:`gtap_jax.network.staged.StagedModel`); ``x_train`` one example per row.
         epochs, batch_size, learning_rate: the usual (the last partial batch is dropped).
         x_val, y_val: if given, validation accuracy is logged every epoch.
         params: start from these instead of a fresh initialisation.
@@ -136,8 +128,6 @@ def train(
 
     manager = _checkpoint_manager(checkpoint_dir) if checkpoint_dir is not None else None
     if manager is not None and manager.latest_step() is not None:
-        import orbax.checkpoint as ocp
-
         step = manager.latest_step()
         target = {"params": params, "opt_state": opt_state}
         restored = manager.restore(step, args=ocp.args.StandardRestore(target))
@@ -156,12 +146,11 @@ def train(
             losses.append(loss)
         record = {"epoch": epoch + 1, "train_loss": float(jnp.mean(jnp.stack(losses)))}
         if x_val is not None:
-            record["val_accuracy"] = accuracy(model, params, x_val, y_val, masks=masks)
+            record["val_accuracy"] = batched_accuracy(functools.partial(predict, model, params, masks=masks),
+                                                      x_val, y_val)
         history.append(record)
         log.debug("epoch %s", record)
         if manager is not None:
-            import orbax.checkpoint as ocp
-
             manager.save(epoch + 1, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}))
     if manager is not None:
         manager.wait_until_finished()
@@ -171,18 +160,14 @@ def train(
 
 def save_params(directory: str | os.PathLike, params: PyTree) -> None:
     """Saves a parameter tree with orbax (overwrites)."""
-    import orbax.checkpoint as ocp
-
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(os.path.abspath(directory), params, force=True)
 
 
 def load_params(directory: str | os.PathLike, like: PyTree | None = None) -> PyTree:
     """Restores a parameter tree saved by :func:`save_params` (``like`` gives its structure)."""
-    import orbax.checkpoint as ocp
-
     with ocp.StandardCheckpointer() as ckpt:
         return ckpt.restore(os.path.abspath(directory), like)
 
 
-__all__ = ["TrainResult", "accuracy", "init_params", "load_params", "save_params", "train"]
+__all__ = ["TrainResult", "batched_accuracy", "init_params", "load_params", "predict", "save_params", "train"]

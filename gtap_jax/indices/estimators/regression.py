@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import cho_factor, cho_solve
 from jaxtyping import Array, Float, Int
 
-from gtap_jax.indices.estimators import Estimator
+from gtap_jax.indices.estimators.base import Estimator
 
 
 class RegressionState(NamedTuple):
@@ -28,15 +28,15 @@ class RegressionState(NamedTuple):
     """
 
     num_draws: Int[Array, ""]
-    mean_x: Float[Array, P]
+    mean_x: Float[Array, " P"]
     mean_v: Float[Array, ""]
     cxx: Float[Array, "P P"]
-    cxv: Float[Array, P]
+    cxv: Float[Array, " P"]
     svv: Float[Array, ""]
     shift: Float[Array, ""]
-    s0: Float[Array, P]
-    s1: Float[Array, P]
-    s2: Float[Array, P]
+    s0: Float[Array, " P"]
+    s1: Float[Array, " P"]
+    s2: Float[Array, " P"]
     n0: Float[Array, "P P"]
     n1: Float[Array, "P P"]
 
@@ -72,7 +72,6 @@ def regression_beta(num_players: int, d: float = 0.5) -> Estimator:
         applications to game theory. Fumagalli et al. (2024), shapiq.
         White (1980), A heteroskedasticity-consistent covariance matrix estimator.
     """
-    a = d * (1.0 - d)
 
     def draw(key, i):
         return jax.random.bernoulli(jax.random.fold_in(key, i), d, (1, num_players))
@@ -83,66 +82,72 @@ def regression_beta(num_players: int, d: float = 0.5) -> Estimator:
         z = jnp.zeros((), jnp.float32)
         return RegressionState(jnp.zeros((), jnp.int32), zp, z, zpp, zp, z, z, zp, zp, zp, zpp, zpp)
 
-    def update(state, masks, values, valid):
-        x = masks[:, 0, :].astype(jnp.float32)
-        v = values[:, 0].astype(jnp.float32)
-        w = valid.astype(jnp.float32)
-        nb = jnp.sum(w)
-        safe = jnp.maximum(nb, 1.0)
-        mxb = w @ x / safe
-        mvb = jnp.sum(w * v) / safe
-        dx = (x - mxb[None, :]) * w[:, None]  # padded draws contribute nothing
-        dv = (v - mvb) * w
-        na = state.num_draws.astype(jnp.float32)
-        n = na + nb
-        frac = jnp.where(n > 0, nb / jnp.maximum(n, 1.0), 0.0)
-        delta_x = mxb - state.mean_x
-        delta_v = mvb - state.mean_v
-        shift = jnp.where(state.num_draws == 0, mvb, state.shift)
-        xt = x - d  # centred by the known design mean
-        sq = jnp.square(xt) * w[:, None]
-        u = v - shift
-        return RegressionState(
-            state.num_draws + jnp.sum(valid, dtype=jnp.int32),
-            state.mean_x + delta_x * frac,
-            state.mean_v + delta_v * frac,
-            state.cxx + dx.T @ dx + jnp.outer(delta_x, delta_x) * na * frac,
-            state.cxv + dx.T @ dv + delta_x * delta_v * na * frac,
-            state.svv + jnp.sum(dv * dv) + jnp.square(delta_v) * na * frac,
-            shift,
-            state.s0 + jnp.sum(sq, axis=0),
-            state.s1 + sq.T @ u,
-            state.s2 + sq.T @ jnp.square(u),
-            state.n0 + sq.T @ xt,
-            state.n1 + (sq * u[:, None]).T @ xt,
-        )
+    return Estimator(draw, init, functools.partial(_update, d), functools.partial(_finalize, d), 1, "regression")
 
-    def finalize(state):
-        # A ridge of 1e-6 of the mean diagonal keeps the Cholesky factor defined
-        # before the fit is determined (fewer than P + 1 distinct draws).
-        ridge = 1e-6 * jnp.maximum(jnp.trace(state.cxx) / num_players, 1.0)
-        factor = cho_factor(state.cxx + ridge * jnp.eye(num_players))
-        phi = cho_solve(factor, state.cxv)
-        n = state.num_draws.astype(jnp.float32)
-        # Sum over draws of (x_i - d)^2 e^2, e = (v - mean v) - phi . (x - mean x) the residual, expanded:
-        mu = state.mean_v - state.shift
-        sv = state.s1 - mu * state.s0  # sum (x_i - d)^2 (v - mean v)
-        t1 = state.s2 - 2.0 * mu * state.s1 + jnp.square(mu) * state.s0  # ... (v - mean v)^2
-        t2 = (state.n1 - mu * state.n0) @ phi  # ... (v - mean v) q, with q = phi . (x - d)
-        off = state.mean_x - d
-        gram = state.cxx + n * jnp.outer(off, off)  # sum (x - d)(x - d)^T
-        sq_phi = jnp.square(phi)
-        # ... q^2 = d^2 q^2 + (1 - 2d) x_i q^2: the first exact, the second's design expectation
-        t3 = d * d * (phi @ gram @ phi) + (1.0 - 2.0 * d) * n * d * (
-            a * (jnp.sum(sq_phi) - sq_phi) + (1.0 - d) ** 2 * sq_phi
-        )
-        delta = phi @ off  # q centred by the design mean vs by the sample mean
-        t = t1 - 2.0 * t2 + t3 + 2.0 * delta * (sv - state.n0 @ phi) + jnp.square(delta) * state.s0
-        dof = n - num_players - 1
-        var = jnp.maximum(t, 0.0) / jnp.square(n * a) * n / jnp.maximum(dof, 1.0)
-        return phi, jnp.where(dof > 0, jnp.sqrt(var), jnp.inf)
 
-    return Estimator(draw, init, update, finalize, 1, "regression")
+def _update(d: float, state: RegressionState, masks, values, valid) -> RegressionState:
+    """Folds a chunk of draws into the co-moments (Chan et al.'s merge) and the error's sums."""
+    x = masks[:, 0, :].astype(jnp.float32)
+    v = values[:, 0].astype(jnp.float32)
+    w = valid.astype(jnp.float32)
+    nb = jnp.sum(w)
+    safe = jnp.maximum(nb, 1.0)
+    mxb = w @ x / safe
+    mvb = jnp.sum(w * v) / safe
+    dx = (x - mxb[None, :]) * w[:, None]  # padded draws contribute nothing
+    dv = (v - mvb) * w
+    na = state.num_draws.astype(jnp.float32)
+    n = na + nb
+    frac = jnp.where(n > 0, nb / jnp.maximum(n, 1.0), 0.0)
+    delta_x = mxb - state.mean_x
+    delta_v = mvb - state.mean_v
+    shift = jnp.where(state.num_draws == 0, mvb, state.shift)
+    xt = x - d  # centred by the known design mean
+    sq = jnp.square(xt) * w[:, None]
+    u = v - shift
+    return RegressionState(
+        state.num_draws + jnp.sum(valid, dtype=jnp.int32),
+        state.mean_x + delta_x * frac,
+        state.mean_v + delta_v * frac,
+        state.cxx + dx.T @ dx + jnp.outer(delta_x, delta_x) * na * frac,
+        state.cxv + dx.T @ dv + delta_x * delta_v * na * frac,
+        state.svv + jnp.sum(dv * dv) + jnp.square(delta_v) * na * frac,
+        shift,
+        state.s0 + jnp.sum(sq, axis=0),
+        state.s1 + sq.T @ u,
+        state.s2 + sq.T @ jnp.square(u),
+        state.n0 + sq.T @ xt,
+        state.n1 + (sq * u[:, None]).T @ xt,
+    )
+
+
+def _finalize(d: float, state: RegressionState):
+    """The fit's slopes and their sandwich standard errors (the factory's docstring)."""
+    num_players = state.mean_x.shape[0]
+    a = d * (1.0 - d)
+    # A ridge of 1e-6 of the mean diagonal keeps the Cholesky factor defined
+    # before the fit is determined (fewer than P + 1 distinct draws).
+    ridge = 1e-6 * jnp.maximum(jnp.trace(state.cxx) / num_players, 1.0)
+    factor = cho_factor(state.cxx + ridge * jnp.eye(num_players))
+    phi = cho_solve(factor, state.cxv)
+    n = state.num_draws.astype(jnp.float32)
+    # Sum over draws of (x_i - d)^2 e^2, e = (v - mean v) - phi . (x - mean x) the residual, expanded:
+    mu = state.mean_v - state.shift
+    sv = state.s1 - mu * state.s0  # sum (x_i - d)^2 (v - mean v)
+    t1 = state.s2 - 2.0 * mu * state.s1 + jnp.square(mu) * state.s0  # ... (v - mean v)^2
+    t2 = (state.n1 - mu * state.n0) @ phi  # ... (v - mean v) q, with q = phi . (x - d)
+    off = state.mean_x - d
+    gram = state.cxx + n * jnp.outer(off, off)  # sum (x - d)(x - d)^T
+    sq_phi = jnp.square(phi)
+    # ... q^2 = d^2 q^2 + (1 - 2d) x_i q^2: the first exact, the second's design expectation
+    t3 = d * d * (phi @ gram @ phi) + (1.0 - 2.0 * d) * n * d * (
+        a * (jnp.sum(sq_phi) - sq_phi) + (1.0 - d) ** 2 * sq_phi
+    )
+    delta = phi @ off  # q centred by the design mean vs by the sample mean
+    t = t1 - 2.0 * t2 + t3 + 2.0 * delta * (sv - state.n0 @ phi) + jnp.square(delta) * state.s0
+    dof = n - num_players - 1
+    var = jnp.maximum(t, 0.0) / jnp.square(n * a) * n / jnp.maximum(dof, 1.0)
+    return phi, jnp.where(dof > 0, jnp.sqrt(var), jnp.inf)
 
 
 __all__ = ["RegressionState", "regression_beta"]

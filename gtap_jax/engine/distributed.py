@@ -3,7 +3,7 @@
 JAX runs multi-host programs as one controller per host (SPMD): every process
 runs the same script. After :func:`initialize`, ``jax.devices()`` lists the
 devices of all processes, so the engine's default mesh
-(:func:`gtap_jax.engine.default_mesh`) spans them. Each process draws the same
+(:func:`gtap_jax.engine.plan.default_mesh`) spans them. Each process draws the same
 coalitions (same key), evaluates only its own devices' slice, and receives
 every value back, so every process ends with the same indices and masks.
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import jax
 from jax.sharding import Mesh
 
-from gtap_jax import engine
+from gtap_jax.engine.plan import coalition_mesh
 
 
 def initialize(
@@ -72,7 +72,7 @@ def initialize(
         local_device_ids=local_device_ids,
         initialization_timeout=timeout_s,
     )
-    return engine.coalition_mesh()
+    return coalition_mesh()
 
 
 def is_main_process() -> bool:

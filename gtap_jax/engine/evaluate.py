@@ -3,23 +3,17 @@
 This is the one place where a value function of a single coalition is vmapped
 over the coalition axis and jitted. Chunks have a fixed size (the last one is
 padded), so evaluating any number of coalitions compiles once per chunk size.
-Each chunk's coalition axis is split over every device of a
+Each chunk's coalition axis is split over every device of the plan's
 :class:`jax.sharding.Mesh` with ``shard_map``: each device evaluates its own
 slice; nothing is communicated but the values (all-gathered when the mesh
-spans processes).
-``mesh=None`` means :func:`default_mesh`: every device of every process when
-there is more than one (after :func:`gtap_jax.distributed.initialize`, that
-spans hosts), else plain ``jit`` on the one device. :func:`make_plan` decides
-the mesh and the chunk size once; every evaluating function (here, in
-``indices`` and ``uncertainty``) takes that decision as ``plan=``.
+spans processes). The plan (:mod:`gtap_jax.engine.plan`) says which mesh and
+what chunk size.
 """
 
 from __future__ import annotations
 
-import math
 import weakref
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +22,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as PS
 from jaxtyping import Array, Bool, Float
 
-from gtap_jax.memory import DEFAULT_CHUNK_SIZE, max_chunk_size
+from gtap_jax.engine.plan import Plan, make_plan
+from gtap_jax.layout import as_masks
+from gtap_jax.registry import renamed
 from gtap_jax.shapes import ValueFn
-
-COALITION_AXIS = "coalitions"
 
 # value_fn -> {mesh: jitted batched function}. The jitted function holds only a
 # weak reference to value_fn, so a game (and the evaluation data it closes over)
@@ -41,116 +35,12 @@ _BATCHED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def coalition_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A one-axis mesh (``"coalitions"``) over ``devices``; default: every device of every process.
-
-    ``coalition_mesh(jax.local_devices()[:1])`` keeps evaluation on one device
-    where the default would use them all.
-
-    Raises:
-        ValueError: if ``devices`` is empty.
-    """
-    devices = jax.devices() if devices is None else list(devices)
-    if not devices:
-        raise ValueError("a mesh needs at least one device")
-    return Mesh(np.array(devices), (COALITION_AXIS,))
-
-
-def default_mesh() -> Mesh | None:
-    """The mesh used when none is given: all devices if there are several, else None (one device)."""
-    return coalition_mesh() if jax.device_count() > 1 else None
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-class Plan(NamedTuple):
-    """Where and in what chunks coalitions are evaluated, decided once by :func:`make_plan`.
-
-    Attributes:
-        mesh: the resolved mesh (None: one device, plain ``jit``).
-        limit: the largest chunk, a multiple of the mesh size.
-        fixed: True when the caller fixed the chunk size: every call uses ``limit``.
-    """
-
-    mesh: Mesh | None
-    limit: int
-    fixed: bool = False
-
-    @property
-    def shards(self) -> int:
-        """Devices the coalition axis is split over."""
-        return 1 if self.mesh is None else int(self.mesh.devices.size)
-
-    def chunk(self, num_coalitions: int) -> int:
-        """The fixed chunk size for ``num_coalitions`` coalitions.
-
-        Without a fixed size, small batches use the next power of two (so
-        repeated small calls share a handful of compiled shapes) and large ones
-        ``limit``; always a multiple of the mesh size.
-        """
-        if self.fixed:
-            return self.limit
-        size = min(self.limit, 1 << max(0, math.ceil(math.log2(max(num_coalitions, 1)))))
-        return _round_up(size, self.shards)
-
-
-# Below this many coalitions a call does not measure the game's memory footprint
-# (which compiles two probe chunks): the chunk is small anyway.
-SMALL_CALL = 16
-
-
-def make_plan(
-    value_fn: ValueFn | None = None,
-    num_players: int | None = None,
-    *,
-    num_coalitions: int | None = None,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
-    plan: Plan | None = None,
-) -> Plan:
-    """Decides the mesh and the chunk size once, for one call or for many.
-
-    ``evaluate_coalitions``, ``estimate``, ``exact``, ``uncertainty_bands`` and the
-    strategies' attribute functions each call this once; pass the result as
-    their ``plan=`` to reuse one decision over many calls (the experiment and
-    ``by_estimate`` do, so sub-games of a strategy do not re-measure memory).
-
-    Args:
-        value_fn, num_players: the game, whose per-coalition memory footprint
-            bounds the chunk (:func:`max_chunk_size`) when ``chunk_size`` is None.
-        num_coalitions: the size of the call, if known; calls of at most
-            ``SMALL_CALL`` coalitions skip the footprint measurement.
-        chunk_size: a fixed chunk (rounded up to a multiple of the mesh size).
-        mesh: default :func:`default_mesh`.
-        plan: an earlier decision, returned as it is.
-
-    Raises:
-        ValueError: if ``chunk_size`` is not positive, or ``plan`` comes with
-            ``chunk_size`` or ``mesh``.
-    """
-    if plan is not None:
-        if chunk_size is not None or mesh is not None:
-            raise ValueError("give either plan= or chunk_size= / mesh=, not both")
-        return plan
-    mesh = default_mesh() if mesh is None else mesh
-    shards = 1 if mesh is None else int(mesh.devices.size)
-    if chunk_size is not None:
-        if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-        return Plan(mesh, _round_up(chunk_size, shards), fixed=True)
-    if value_fn is None or (num_coalitions is not None and num_coalitions <= SMALL_CALL):
-        return Plan(mesh, DEFAULT_CHUNK_SIZE)
-    return Plan(mesh, max_chunk_size(value_fn, num_players, mesh))
-
-
 def _coalition_spec(mesh: Mesh) -> PS:
     # Split the coalition axis over every mesh axis, whatever the mesh's shape.
     return PS(tuple(mesh.axis_names))
 
 
-def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[Bool[Array, "C P"]], Float[Array, C]]:
+def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[Bool[Array, "C P"]], Float[Array, " C"]]:
     """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh`` (None: one device).
 
     On one process the values stay split over the mesh's devices (no
@@ -224,18 +114,6 @@ def local_copy(values: Array) -> Array:
     return values if values.is_fully_addressable else values.addressable_data(0)
 
 
-def _as_masks(masks) -> np.ndarray:
-    """``bool[C, P]`` from booleans or 0/1 integers; anything else is an error."""
-    arr = np.asarray(masks)
-    if arr.ndim != 2:
-        raise ValueError(f"masks must be bool[C, P], got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr
-    if np.issubdtype(arr.dtype, np.integer) and np.isin(arr, (0, 1)).all():
-        return arr.astype(bool)
-    raise ValueError(f"masks must be boolean (or 0/1 integers), got dtype {arr.dtype} with values {np.unique(arr)[:5]}")
-
-
 def non_finite_error(bad: int, total: int) -> ValueError:
     """The error for ``bad`` NaN or infinite values among ``total`` (they would flow into every player's index)."""
     return ValueError(
@@ -277,28 +155,23 @@ def check_players(value_fn: ValueFn, num_players: int) -> None:
     checked.add(num_players)
 
 
+@renamed(chunk_size="plan=make_plan(chunk_size=...)", mesh="plan=make_plan(mesh=...)")
 def evaluate_coalitions(
     value_fn: ValueFn,
     masks: Bool[Array, "C P"] | np.ndarray,
     *,
-    chunk_size: int | None = None,
-    mesh: Mesh | None = None,
     plan: Plan | None = None,
-) -> Float[Array, C]:
+) -> Float[Array, " C"]:
     """Values of many coalitions in fixed-size, vmapped, jitted chunks.
 
     Args:
         value_fn: value of one coalition, ``bool[P] -> scalar``; JAX-traceable.
         masks: ``bool[C, P]``, True where a player is in the coalition.
-        chunk_size: coalitions per compiled call (rounded up to a multiple of
-            the mesh size). The last chunk is padded, so any ``C`` reuses the
-            same compilation. Default: the next power of two, at most what
-            fits in memory (:func:`max_chunk_size`, measured once per game).
-        mesh: each chunk's coalition axis is sharded over all devices of this
-            mesh. Default: :func:`default_mesh`. Results equal the
-            single-device ones.
-        plan: chunk size and mesh decided earlier (:func:`make_plan`), instead
-            of ``chunk_size`` and ``mesh``.
+        plan: the mesh and the chunk size (:func:`~gtap_jax.engine.plan.make_plan`).
+            Default: every device, and chunks of the next power of two up to
+            what fits in memory (measured once per game). The last chunk is
+            padded, so any ``C`` reuses the same compilation; results equal
+            the single-device ones.
 
     Returns:
         ``float32[C]``, the value of each coalition.
@@ -310,12 +183,12 @@ def evaluate_coalitions(
     """
     # Chunks are cut on the host: slicing a device array at a new offset each
     # chunk would compile a new slice for every offset.
-    masks = _as_masks(masks)
+    masks = as_masks(masks)
     total = masks.shape[0]
     if total == 0:
         return jnp.zeros((0,), jnp.float32)
     check_players(value_fn, masks.shape[1])
-    decided = make_plan(value_fn, masks.shape[1], num_coalitions=total, chunk_size=chunk_size, mesh=mesh, plan=plan)
+    decided = plan or make_plan(value_fn, masks.shape[1], num_coalitions=total)
     chunk, mesh = decided.chunk(total), decided.mesh
     fn = batched_value_fn(value_fn, mesh)
     pad = -total % chunk
@@ -329,17 +202,11 @@ def evaluate_coalitions(
 
 
 __all__ = [
-    "COALITION_AXIS",
-    "SMALL_CALL",
-    "Plan",
     "batched_value_fn",
     "check_finite",
     "check_players",
-    "coalition_mesh",
-    "default_mesh",
     "evaluate_coalitions",
     "local_copy",
-    "make_plan",
     "non_finite_error",
     "place",
 ]

@@ -1,0 +1,189 @@
+"""The model adapter: what the game, the baselines, compaction and the experiment ask of a trained network.
+
+Three adapters implement :class:`Network`: the built-in staged models
+(:mod:`gtap_jax.network.staged`: prefix caching, exact compaction of every
+layer), any Linen module with its variables (:mod:`gtap_jax.network.linen`:
+masks by method interception) and any NNX module (:mod:`gtap_jax.network.nnx`:
+masks by graph surgery on a clone). :func:`gtap_jax.network.adapt` picks one;
+nothing outside the adapters asks which kind of model it holds.
+
+A network's players are the features of named layers (:class:`~gtap_jax.layout.PlayerLayout`);
+``masks`` below is ``{layer: bool[features]}`` and ``fills`` ``{layer: float[...]}`` (the
+silenced features' outputs; None is 0).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.layout import PlayerLayout
+from gtap_jax.shapes import PyTree
+
+Masks = Mapping[str, Any]  # {layer: bool[features]}
+Fills = Mapping[str, Any] | None  # {layer: float[features]} or None (0)
+
+
+@runtime_checkable
+class Network(Protocol):
+    """A trained network, as the rest of gtap_jax sees it.
+
+    Attributes:
+        trainable: whether :meth:`initialized` and :meth:`fit` work (gtap_jax trains the
+            built-in models; other models bring their own training, see :meth:`train_masked`).
+    """
+
+    trainable: bool
+
+    def layout(self, layers: Sequence[str] | None, example) -> PlayerLayout:
+        """The players of ``layers`` (None: every prunable layer, where the adapter knows them).
+
+        ``example`` is a small batch of inputs (``[2, ...]``), for adapters that learn shapes by running.
+
+        Raises:
+            ValueError: for an empty, unknown or repeated layer, or one without a feature axis.
+        """
+        ...
+
+    def masked_logits(self, layout: PlayerLayout, x, *, dtype: str = "float32",
+                      cache_prefix: bool = True) -> Callable[[Masks, Fills], Any]:
+        """``forward(masks, fills) -> logits[N, classes]`` on the fixed inputs ``x``, traceable.
+
+        Computed in ``dtype``; what does not depend on the masks may be computed once here
+        (prefix caching, where the adapter offers it).
+        """
+        ...
+
+    def layer_outputs(self, x, layout: PlayerLayout) -> dict[str, Any]:
+        """Each player layer's unmasked output on ``x`` (its mean is the ``"mean"`` fill)."""
+        ...
+
+    def player_kernels(self, layout: PlayerLayout, tree: PyTree | None = None) -> list[np.ndarray]:
+        """Each layer's incoming weights ``[..., features]`` (a Dense unit's column, a Conv channel's filter).
+
+        ``tree`` is a tree shaped like :attr:`params` (e.g. its gradient) to read instead.
+
+        Raises:
+            ValueError: for a layer with no kernel whose last axis is its features.
+        """
+        ...
+
+    @property
+    def params(self) -> PyTree:
+        """The trainable parameters."""
+        ...
+
+    def apply_params(self, params: PyTree, x) -> Any:
+        """The logits on ``x`` with ``params`` in place of :attr:`params` (pure: to differentiate)."""
+        ...
+
+    def predict(self, x, masks: Masks | None = None, fills: Fills = None) -> Any:
+        """Logits on a batch ``x``, optionally with players silenced (jitted, compiled once per shape)."""
+        ...
+
+    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills: Fills = None) -> Network:
+        """The physically smaller network without the players outside ``mask`` (``bool[P]``).
+
+        Its outputs equal the masked network's; ``fills`` are folded into the next layers' biases.
+        ``x`` is the evaluation inputs, for adapters that check the result or read constants on them.
+
+        Raises:
+            ValueError: when the adapter cannot remove them (the masked network is then the pruned one).
+        """
+        ...
+
+    def masked_weights(self, layout: PlayerLayout, mask, fills: Fills = None) -> Network:
+        """The same architecture with the players outside ``mask`` silenced in their weights (jaxpruner-style).
+
+        Raises:
+            ValueError: for a layer without a kernel or scale on its features.
+        """
+        ...
+
+    def num_params(self) -> int:
+        """Trainable scalars."""
+        ...
+
+    def flops(self, input_shape: Sequence[int]) -> float:
+        """FLOPs of one example's forward pass, by XLA's cost analysis (NaN where the backend gives none)."""
+        ...
+
+    def train_masked(self, layout: PlayerLayout, mask, train_fn: Callable) -> Network:
+        """This network trained by ``train_fn`` with the players outside ``mask`` silenced (the lottery ticket's
+        hook). Each adapter documents the ``train_fn`` it calls."""
+        ...
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Writes the weights as an orbax checkpoint."""
+        ...
+
+    def initialized(self, key, input_shape: Sequence[int]) -> Network:
+        """The same architecture with fresh random weights (trainable networks)."""
+        ...
+
+    def fit(self, key, x, y, *, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3, masks=None,
+            checkpoint_dir=None, progress: bool = False) -> Network:
+        """Trained with Adam on softmax cross-entropy from these weights (trainable networks)."""
+        ...
+
+    def restored(self, directory: str | os.PathLike) -> Network:
+        """The weights saved by :meth:`save` in ``directory``, in this architecture."""
+        ...
+
+
+class SizeReport(NamedTuple):
+    """Size and cost of a network before and after pruning."""
+
+    params_before: int
+    params_after: float
+    flops_before: float
+    flops_after: float
+    neurons_before: int
+    neurons_after: int
+
+    def to_dict(self) -> dict:
+        return dict(self._asdict())
+
+
+def size_report(full: Network, small: Network | None, layout: PlayerLayout, mask,
+                input_shape: Sequence[int] | None) -> SizeReport:
+    """Parameters, FLOPs (NaN without ``input_shape``) and players of ``full`` and of ``small`` (None: NaN)."""
+    nan = float("nan")
+    flops = (lambda net: net.flops(input_shape)) if input_shape else (lambda net: nan)
+    return SizeReport(
+        params_before=full.num_params(),
+        params_after=nan if small is None else small.num_params(),
+        flops_before=flops(full),
+        flops_after=nan if small is None else flops(small),
+        neurons_before=layout.num_players,
+        neurons_after=int(np.sum(mask)),
+    )
+
+
+def count_params(tree: PyTree) -> int:
+    """Number of scalars in a tree of arrays."""
+    return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+
+
+def xla_flops(fn: Callable, input_shape: Sequence[int]) -> float:
+    """XLA's FLOP count of ``fn`` on one example of ``input_shape`` (NaN where the backend gives none)."""
+    try:
+        cost = jax.jit(fn).lower(jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).compile().cost_analysis()
+    except Exception:  # a backend without cost analysis
+        return float("nan")
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def cast_floats(tree, dtype: str):
+    """``tree`` with its floating-point leaves in ``dtype``."""
+    compute = jnp.dtype(dtype)
+    return jax.tree.map(lambda a: a.astype(compute) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+__all__ = ["Fills", "Masks", "Network", "SizeReport", "cast_floats", "count_params", "size_report", "xla_flops"]

@@ -1,0 +1,248 @@
+"""The Linen adapter: any ``flax.linen`` module with its variables, masked by method interception.
+
+``layers`` are module paths as Flax names them (``"Dense_0"``, ``"block1/Conv_0"``;
+``"attn:heads"`` for the heads of the attention module at ``attn``). The masks
+are applied by :func:`flax.linen.intercept_methods` around each named module's
+``__call__``; the user's code is not changed. A module called more than once
+(shared weights) is masked at every call. The game is played in inference mode:
+pass ``apply_kwargs`` (e.g. ``{"train": False}``).
+
+A smaller Linen network keeps the user's module: a module's width is fixed in
+its code (``nn.Dense(300)``), so the smaller producers run through an
+interceptor that clones them narrower (``widths``); consumers and BatchNorms
+take their sizes from their inputs.
+
+``train_masked``'s ``train_fn`` is ``(apply_fn, variables) -> variables``, where
+``apply_fn`` is ``model.apply`` with the dropped features' outputs multiplied by 0
+(so they get no gradient) and ``variables`` are this network's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.layout import PlayerLayout, as_mask, layout_of
+from gtap_jax.network import chain, train
+from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
+from gtap_jax.network.masking import (
+    HEADS,
+    check_names,
+    kernel_of,
+    mask_output,
+    node_at,
+    silenced_params,
+    sizes_of,
+    with_active,
+)
+
+
+def _path(module) -> str:
+    return "/".join(str(p) for p in module.path)
+
+
+def _heads_of(module_path: str, module) -> str | None:
+    """``"attn:heads"`` when ``module`` is the output projection ``out`` of an attention module at ``attn``."""
+    if module_path.rsplit("/", 1)[-1] != "out" or not isinstance(module.parent, nn.MultiHeadDotProductAttention):
+        return None
+    return module_path.rsplit("/", 1)[0] + HEADS if "/" in module_path else HEADS
+
+
+def _masking(next_fun, args, kwargs, context):
+    if context.method_name != "__call__" or not context.module.path:
+        return next_fun(*args, **kwargs)
+    path = _path(context.module)
+    heads = _heads_of(path, context.module)
+    if heads is not None and args:  # the heads enter the output projection as [..., heads, head_dim]
+        args = (mask_output(heads, args[0], axis=-2), *args[1:])
+    return mask_output(path, next_fun(*args, **kwargs))
+
+
+def _resizing(widths: Mapping[str, int]):
+    def interceptor(next_fun, args, kwargs, context):
+        path = _path(context.module)
+        if context.method_name != "__call__" or path not in widths:
+            return next_fun(*args, **kwargs)
+        small = context.module.clone(parent=None, features=widths[path])
+        return small.apply(dict(context.module.variables), *args, **kwargs)
+
+    return interceptor
+
+
+def _kind(module) -> str:
+    if isinstance(module, nn.Dense):
+        return "dense"
+    if isinstance(module, nn.Conv) and getattr(module, "feature_group_count", 1) == 1:
+        return "conv"
+    return "norm" if isinstance(module, nn.BatchNorm) else "other"
+
+
+class LinenNetwork:
+    """A Linen module and its variables (every collection) as a :class:`~gtap_jax.network.adapter.Network`."""
+
+    trainable = False
+
+    def __init__(self, model: nn.Module, variables: Mapping, apply_kwargs: Mapping | None = None,
+                 widths: Mapping[str, int] | None = None):
+        self.model, self.variables = model, variables
+        self.apply_kwargs, self.widths = dict(apply_kwargs or {}), dict(widths or {})
+        self._jitted = None
+
+    @contextlib.contextmanager
+    def resized(self):
+        """The context under which ``model.apply(variables, ...)`` runs this network's narrower producers."""
+        with nn.intercept_methods(_resizing(self.widths)):
+            yield
+
+    def _apply(self, variables, x, **kwargs):
+        with self.resized(), nn.intercept_methods(_masking):
+            return self.model.apply(variables, x, **{**self.apply_kwargs, **kwargs})
+
+    @property
+    def params(self):
+        return self.variables["params"]
+
+    def layout(self, layers=None, example=None) -> PlayerLayout:
+        if layers is None:
+            raise ValueError("name the player layers of a Flax model: layers=[module path, ...]")
+        outputs: dict = {}
+        with_active(outputs, self._apply, self.variables, jnp.asarray(example)[:2])
+        check_names(list(layers), sorted(outputs))
+        return layout_of(sizes_of(outputs, layers), layers, ordered=False)
+
+    def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
+        variables, x = cast_floats(self.variables, dtype), cast_floats(jnp.asarray(x), dtype)
+        return lambda masks, fills: with_active((masks, fills), self._apply, variables, x)
+
+    def layer_outputs(self, x, layout):
+        outputs: dict = {}
+        with_active(outputs, self._apply, self.variables, jnp.asarray(x))
+        return {p: outputs[p] for p in layout.names}
+
+    def player_kernels(self, layout, tree=None):
+        tree = self.params if tree is None else tree
+        return [kernel_of(tree, path, size) for path, size in layout.layers]
+
+    def apply_params(self, params, x):
+        return self._apply({**self.variables, "params": params}, x)
+
+    def predict(self, x, masks=None, fills=None):
+        if self._jitted is None:
+            self._jitted = jax.jit(lambda v, x, m, f: with_active(None if m is None else (m, f), self._apply, v, x))
+        return self._jitted(self.variables, jnp.asarray(x), masks, fills)
+
+    def smaller(self, layout, mask, *, x=None, fills=None) -> LinenNetwork:
+        return self.smaller_checked(layout, mask, x=x, fills=fills)[0]
+
+    def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
+        """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
+        x = jnp.asarray(x)
+        return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
+                                     record=lambda m, f: self._leaf_calls(x, m, f), rebuild=self._rebuilt, atol=atol)
+
+    def _leaf_calls(self, x, masks, fills) -> list[chain.Call]:
+        """Leaf module calls (no module called inside) of one masked pass, in order, with their inputs."""
+        calls, stack = [], []
+
+        def record(next_fun, args, kwargs, context):
+            if context.method_name != "__call__" or not context.module.path:
+                return next_fun(*args, **kwargs)
+            path = _path(context.module)
+            if stack:
+                stack[-1][1] = False  # the caller is not a leaf
+            entry = [path, True]
+            stack.append(entry)
+            try:
+                return next_fun(*args, **kwargs)
+            finally:
+                stack.pop()
+                if entry[1]:
+                    module = context.module
+                    calls.append(chain.Call(path, _kind(module), type(module).__name__, args[0] if args else None,
+                                            node_at(self.params, path) is not None,
+                                            getattr(module, "padding", "VALID")))
+
+        with nn.intercept_methods(record):
+            with_active((masks, fills), self._apply, self.variables, x)
+        return calls
+
+    def _rebuilt(self, plan: chain.ChainPlan, calls) -> LinenNetwork:
+        new = flax.core.unfreeze(self.variables)
+        for path in plan.touched:
+            params = node_at(new["params"], path)
+            stats = node_at(new.get("batch_stats", {}), path)
+            for name, value in chain.resized_arrays(params, stats, path, plan).items():
+                (params if name in params else stats)[name] = jnp.asarray(value)
+        return LinenNetwork(self.model, new, self.apply_kwargs, {**self.widths, **plan.features(calls)})
+
+    def masked_weights(self, layout, mask, fills=None) -> LinenNetwork:
+        """The same model with the players outside ``mask`` silenced in their modules' parameters."""
+        return LinenNetwork(self.model, masked_variables(self.variables, layout, mask, fills), self.apply_kwargs,
+                            self.widths)
+
+    def num_params(self) -> int:
+        return count_params(self.params)
+
+    def flops(self, input_shape) -> float:
+        return xla_flops(lambda x: self._apply(self.variables, x), input_shape)
+
+    def train_masked(self, layout, mask, train_fn) -> LinenNetwork:
+        return LinenNetwork(self.model, train_fn(masked_apply(self.model, layout, mask), self.variables),
+                            self.apply_kwargs, self.widths)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        train.save_params(directory, self.variables)
+
+    def restored(self, directory: str | os.PathLike) -> LinenNetwork:
+        return LinenNetwork(self.model, train.load_params(directory, self.variables), self.apply_kwargs, self.widths)
+
+    def initialized(self, key, input_shape):
+        raise NotImplementedError("gtap_jax trains only its built-in models; train this Linen model yourself")
+
+    def fit(self, key, x, y, **kwargs):
+        raise NotImplementedError("gtap_jax trains only its built-in models; train this Linen model yourself")
+
+
+def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None) -> dict:
+    """``variables`` with the players outside ``mask`` silenced in their modules' parameters (jaxpruner-style).
+
+    Under them the *unchanged* model computes what the masked game computed: a module
+    with a ``kernel`` on its features (Dense, Conv) gets the dropped features' kernel
+    slices 0 and their bias the fill; one with a ``scale`` (BatchNorm, LayerNorm) gets
+    their scale 0 and bias the fill. ``fills`` (``{layer: float[features]}``) are the
+    mean-fill values; None for zero.
+
+    Raises:
+        ValueError: for a named module without a kernel or scale on its features, or a mask that is not boolean.
+    """
+    out = flax.core.unfreeze(variables)
+    for path, keep in layout.split(as_mask(mask, layout.num_players)).items():
+        *parents, last = path.split("/")
+        node = node_at(out["params"], "/".join(parents))
+        if node is None or last not in node:
+            raise ValueError(f"cannot silence layer {path!r} through its parameters: it has none (evaluate the"
+                             " masked game, or name the Dense / Conv / norm layer before it)")
+        node[last] = silenced_params(node[last], np.asarray(keep), None if fills is None else fills[path], path)
+    return out
+
+
+def masked_apply(model: nn.Module, layout: PlayerLayout, mask):
+    """``apply(variables, *args, **kwargs)``: ``model.apply`` with the players outside ``mask`` zeroed at their
+    modules' outputs (a new function per mask, so a ``jax.jit`` of it is traced per mask)."""
+    masks = {p: jnp.asarray(k) for p, k in layout.split(as_mask(mask, layout.num_players)).items()}
+
+    def apply(variables, *args, **kwargs):
+        with nn.intercept_methods(_masking):
+            return with_active((masks, None), model.apply, variables, *args, **kwargs)
+
+    return apply
+
+
+__all__ = ["LinenNetwork", "masked_apply", "masked_variables"]

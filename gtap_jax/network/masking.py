@@ -1,0 +1,157 @@
+"""Masks at named modules of any Flax model: what the Linen and NNX adapters share.
+
+Players are the features of named modules: the output units of a Dense layer,
+the output channels of a Conv, BatchNorm or any module whose output has a feature
+axis (the last, as Flax lays features out). A player outside the coalition has
+its feature of that module's *output* set to 0 (or to its mean on the evaluation
+set): naming the BatchNorm of conv -> BatchNorm -> relu silences the channel after
+the normalisation, before the relu, so the relu passes 0 on.
+
+The coalition being evaluated travels in a context variable (:data:`ACTIVE`),
+set around one forward pass by :func:`with_active`; the Linen interceptor and
+the NNX wrappers read it at each named module. Set to a dict instead, a pass
+records every named module's output (shapes, mean fills).
+
+Attention heads: a layer ``"attn:heads"`` makes the heads of the attention module at
+``attn`` the players. A dropped head's output, ``[..., heads, head_dim]`` as it
+enters the output projection ``attn/out``, is set to 0 (or to its mean), so the head
+contributes nothing (or a constant) to the attention's output.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+# (masks, fills) of the coalition being evaluated, or a dict recording outputs
+ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=None)
+
+HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
+
+
+def feature_axis(layer: str) -> int:
+    """The axis of a layer's output that holds its players: -2 for heads (``[..., heads, head_dim]``), else -1."""
+    return -2 if layer.endswith(HEADS) else -1
+
+
+def mask_output(path: str, out, axis: int = -1):
+    """Applies the active coalition's mask of ``path`` to ``out`` along ``axis`` (or records ``out``)."""
+    active = ACTIVE.get()
+    if active is None:
+        return out
+    if isinstance(active, dict):  # a recording pass: the first output of every module
+        active.setdefault(path, out)
+        return out
+    masks, fills = active
+    if path not in masks:
+        return out
+    shape = [1] * out.ndim
+    shape[axis] = -1
+    m = masks[path].reshape(shape)
+    if fills is None:
+        return out * m.astype(out.dtype)
+    fill = fills[path].astype(out.dtype)  # [..., features] as the features' axes of out
+    return jnp.where(m, out, fill.reshape((1,) * (out.ndim - fill.ndim) + fill.shape))
+
+
+def with_active(active, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with ``active`` (``(masks, fills)``, or a dict to record into) as the coalition."""
+    token = ACTIVE.set(active)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        ACTIVE.reset(token)
+
+
+def node_at(root, path: str):
+    """The node at a module path (``"block1/Conv_0"``, ``"blocks/0/mlp"``) of a Linen params dict, an NNX
+    module or an NNX state; None if there is none. ``""`` is the root."""
+    node = root
+    for part in path.split("/") if path else ():
+        for key in (part, int(part)) if part.isdigit() else (part,):  # NNX lists and states index items by int
+            try:
+                node = node[key]
+                break
+            except (KeyError, IndexError, TypeError):
+                continue
+        else:
+            node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def check_names(layers: Sequence[str], available: Sequence[str]) -> None:
+    """Raises ValueError for an empty list, or names the model does not have (listing those it has)."""
+    if not layers:
+        raise ValueError("layers is empty; name at least one module, e.g. one of " + ", ".join(available[:10]))
+    unknown = [n for n in layers if n not in available]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; the model's modules are {list(available)}")
+
+
+def sizes_of(outputs: Mapping, layers: Sequence[str]) -> dict[str, int]:
+    """``{layer: players}`` from one recording pass's outputs.
+
+    Raises:
+        ValueError: for a layer whose output has no feature axis.
+    """
+    sizes = {}
+    for path in layers:
+        out, axis = outputs[path], feature_axis(path)
+        if not hasattr(out, "shape") or len(out.shape) < 1 - axis:
+            what = f"shape {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+            raise ValueError(f"layer {path!r} has no feature axis to prune: its output is {what}; name a module"
+                             " whose output is [batch, ..., features]")
+        sizes[path] = int(out.shape[axis])
+    return sizes
+
+
+def feature_means(outputs: Mapping, layers: Sequence[str]) -> dict:
+    """Each layer's mean output feature (for ``"attn:heads"``: mean ``[heads, head_dim]``) over the rest."""
+    return {p: jnp.mean(outputs[p].reshape((-1, *outputs[p].shape[feature_axis(p) :])), axis=0) for p in layers}
+
+
+def kernel_of(tree, path: str, size: int) -> np.ndarray:
+    """The ``kernel`` of the module at ``path`` in a nested dict of arrays, if its last axis is ``size`` features.
+
+    Raises:
+        ValueError: when there is none (a BatchNorm, an activation, attention heads).
+    """
+    node = node_at(tree, path)
+    kernel = node.get("kernel") if isinstance(node, Mapping) else None
+    if kernel is None or np.shape(kernel)[-1] != size:
+        raise ValueError(f"layer {path!r} has no kernel whose last axis is its {size} features: weight baselines"
+                         " need the module that produces the features (a Dense or Conv), not e.g. a BatchNorm or"
+                         " an activation after it")
+    return np.asarray(kernel)
+
+
+def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
+    """A module's parameters (by name) with the dropped features (``~keep``) set to output ``fill`` (default 0).
+
+    Raises:
+        ValueError: for a module with no kernel or scale on its features, or a fill without a bias to carry it.
+    """
+    node = dict(node)
+    size = keep.size
+    weight = "kernel" if "kernel" in node else "scale" if "scale" in node else None
+    if weight is None or np.shape(node[weight])[-1] != size:
+        raise ValueError(f"cannot silence layer {path!r} through its parameters: it has no kernel or scale on its"
+                         f" {size} features (evaluate the masked game, or name the Dense / Conv / norm layer)")
+    if fill is not None and "bias" not in node:
+        raise ValueError(f"layer {path!r} has no bias to carry the mean fill; use masked_value='zero'")
+    node[weight] = np.where(keep, np.asarray(node[weight]), 0.0).astype(np.asarray(node[weight]).dtype)
+    if "bias" in node:
+        bias = np.asarray(node["bias"])
+        node["bias"] = np.where(keep, bias, 0.0 if fill is None else np.asarray(fill)).astype(bias.dtype)
+    return node
+
+
+__all__ = [
+    "ACTIVE", "HEADS", "check_names", "feature_axis", "feature_means", "kernel_of", "mask_output", "node_at",
+    "silenced_params", "sizes_of", "with_active",
+]

@@ -1,0 +1,224 @@
+"""The staged adapter: the built-in models, as named stages with mask sites.
+
+Every built-in model is a Linen module made of stages run in order
+(:class:`StagedModel`). A stage that ends in a *mask site* produces the
+post-activation output of a prunable layer; the site's keep mask (dense: per
+unit, conv: per output channel) silences the neurons outside the coalition
+there: ``jnp.where(keep, h, fill)`` with fill 0 (or a per-neuron constant), no
+dropout rescaling. What it offers beyond the other adapters: running stages
+``[start, stop)`` lets a game compute the mask-independent prefix once (prefix
+caching), every layer compacts exactly (:mod:`gtap_jax.network.slicing`), and
+gtap_jax trains it (:mod:`gtap_jax.network.train`).
+
+``model.apply({"params": params}, x, masks)`` is pure, so the engine can vmap over masks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.layout import PlayerLayout, as_mask, layout_of, masks_dict
+from gtap_jax.network import slicing, train
+from gtap_jax.network.adapter import cast_floats, count_params
+from gtap_jax.shapes import PyTree
+
+
+class SiteSpec(NamedTuple):
+    """How a mask site maps onto parameters, for compaction.
+
+    Attributes:
+        name: the site (= the prunable layer's name).
+        producer: param collection of the layer whose outputs are the site's neurons.
+        consumer: param collection of the next layer, whose inputs they are.
+        consumer_spatial: for a dense consumer of flattened conv features, the
+            (H, W) of the feature map; None when no flattening lies between.
+        consumer_padded: True for a conv consumer with SAME padding: a constant
+            input channel then reaches its border outputs only in part, so a
+            silenced neuron's constant fill cannot be folded into its bias.
+    """
+
+    name: str
+    producer: str
+    consumer: str
+    consumer_spatial: tuple[int, int] | None = None
+    consumer_padded: bool = False
+
+
+def apply_site(h, keep, fill=None):
+    """Silences the neurons of the last axis of ``h`` outside ``keep``."""
+    shape = (1,) * (h.ndim - 1) + (-1,)
+    keep = jnp.reshape(keep, shape)
+    fill = 0.0 if fill is None else jnp.reshape(fill, shape)
+    return jnp.where(keep, h, fill)
+
+
+class StagedModel(nn.Module):
+    """Base class: subclasses define ``stages()``, ``site_sizes()``, ``site_specs()``, ``with_sizes()``.
+
+    ``stages()`` is called inside the compact ``__call__`` and creates each
+    layer with an explicit name, so parameters are ``params[layer_name]``.
+    """
+
+    def stages(self) -> list[tuple[str, Callable]]:
+        """``[(name, fn)]`` in order; a stage named in ``site_sizes()`` ends in a mask site."""
+        raise NotImplementedError
+
+    def site_sizes(self) -> dict[str, int]:
+        """Neurons at each mask site, in network order."""
+        raise NotImplementedError
+
+    def site_specs(self) -> list[SiteSpec]:
+        """Producer and consumer parameters of each site, in network order."""
+        raise NotImplementedError
+
+    def with_sizes(self, sizes: Mapping[str, int]) -> StagedModel:
+        """The same architecture with some sites narrowed (used by compaction)."""
+        raise NotImplementedError
+
+    def stage_names(self) -> list[str]:
+        """Names of the stages in order (without parameters: a site's stage is its layer)."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, h, masks=None, fills=None, start: int = 0, stop: int | None = None, capture: bool = False):
+        """Runs stages ``[start, stop)``, applying the masks of the sites among them.
+
+        Args:
+            h: the input (or the output of stage ``start - 1``).
+            masks: ``{site: bool[units]}``; sites not named are intact.
+            fills: ``{site: float[units]}`` values of silenced neurons (default 0).
+            start, stop: the stage range (static).
+            capture: also return ``{site: post-activation output}`` (unmasked sites
+                as computed, masked ones after masking).
+
+        Returns:
+            The output of stage ``stop - 1`` (logits for a full pass), and the
+            captured site outputs if ``capture``.
+        """
+        sites = self.site_sizes()
+        captured = {}
+        for name, fn in self.stages()[start:stop]:
+            h = fn(h)
+            if masks is not None and name in masks:
+                h = apply_site(h, masks[name], None if fills is None else fills.get(name))
+            if capture and name in sites:
+                captured[name] = h
+        return (h, captured) if capture else h
+
+
+def layout_for(model: StagedModel, layers: Sequence[str] | None = None) -> PlayerLayout:
+    """The player layout of a staged model's ``layers`` (default: every site), in network order.
+
+    Raises:
+        ValueError: for an empty list, an unknown or repeated layer.
+    """
+    return layout_of(model.site_sizes(), layers)
+
+
+class StagedNetwork:
+    """A :class:`StagedModel` and its ``"params"`` as a :class:`~gtap_jax.network.adapter.Network`.
+
+    ``train_masked``'s ``train_fn`` is ``(network, masks) -> network``: it trains this network
+    (e.g. with :meth:`fit`) with the players outside ``masks`` (``{site: bool[units]}``) silenced.
+    """
+
+    trainable = True
+
+    def __init__(self, model: StagedModel, params: PyTree | None = None):
+        self.model, self._params = model, params
+
+    @property
+    def params(self) -> PyTree:
+        return self._params
+
+    def layout(self, layers=None, example=None) -> PlayerLayout:
+        return layout_for(self.model, layers)
+
+    def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
+        model, variables, x = self.model, {"params": self._params}, jnp.asarray(x)
+        suffix_variables = cast_floats(variables, dtype)
+        names = model.stage_names()
+        first = min(names.index(n) for n in layout.names)
+        if not cache_prefix:
+            x = cast_floats(x, dtype)
+
+            def forward(masks, fills):
+                # Without the barrier XLA would constant-fold the mask-independent prefix
+                # of the closed-over data at compile time: prefix caching in disguise.
+                return model.apply(suffix_variables, jax.lax.optimization_barrier(x), masks=masks, fills=fills)
+
+            return forward
+        prefix = cast_floats(jax.jit(lambda v, x: model.apply(v, x, stop=first + 1))(variables, x), dtype)
+
+        def forward(masks, fills):
+            masks = dict(masks)
+            h = apply_site(prefix, masks.pop(names[first]), None if fills is None else fills[names[first]])
+            return model.apply(suffix_variables, h, masks=masks, fills=fills, start=first + 1)
+
+        return forward
+
+    def layer_outputs(self, x, layout):
+        _, acts = jax.jit(lambda p, x: self.model.apply({"params": p}, x, capture=True))(self._params, jnp.asarray(x))
+        return {n: a for n, a in acts.items() if n in layout.names}
+
+    def player_kernels(self, layout, tree=None):
+        tree = self._params if tree is None else tree
+        producers = {s.name: s.producer for s in self.model.site_specs()}
+        return [np.asarray(tree[producers[name]]["kernel"]) for name in layout.names]
+
+    def apply_params(self, params, x):
+        return self.model.apply({"params": params}, x)
+
+    def predict(self, x, masks=None, fills=None):
+        return train.predict(self.model, self._params, x, masks, fills)
+
+    def smaller(self, layout, mask, *, x=None, fills=None) -> StagedNetwork:
+        masks = masks_dict(layout, mask)
+        model, params = slicing.slice_sites(self.model, self._params, masks, fills=fills)
+        return StagedNetwork(model, params)
+
+    def masked_weights(self, layout, mask, fills=None) -> StagedNetwork:
+        """The same model with each silenced unit's incoming weights 0 and its bias its fill: through the
+        built-in models' ReLU it outputs the fill (a mean of ReLU outputs, so not negative) or 0."""
+        producers = {s.name: s.producer for s in self.model.site_specs()}
+        params = {k: dict(v) for k, v in self._params.items()}
+        for name, keep in masks_dict(layout, as_mask(mask, layout.num_players)).items():
+            node = params[producers[name]]
+            fill = 0.0 if fills is None else np.asarray(fills[name])
+            node["kernel"] = jnp.where(keep, node["kernel"], 0.0)
+            node["bias"] = jnp.where(keep, node["bias"], fill).astype(node["bias"].dtype)
+        return StagedNetwork(self.model, params)
+
+    def num_params(self) -> int:
+        return count_params(self._params)
+
+    def flops(self, input_shape) -> float:
+        return slicing.flops_per_example(self.model, self._params, input_shape)
+
+    def train_masked(self, layout, mask, train_fn) -> StagedNetwork:
+        return train_fn(self, masks_dict(layout, as_mask(mask, layout.num_players)))
+
+    def save(self, directory: str | os.PathLike) -> None:
+        train.save_params(directory, self._params)
+
+    def restored(self, directory: str | os.PathLike) -> StagedNetwork:
+        return StagedNetwork(self.model, train.load_params(directory, self._params))
+
+    def initialized(self, key, input_shape) -> StagedNetwork:
+        return StagedNetwork(self.model, train.init_params(key, self.model, input_shape))
+
+    def fit(self, key, x, y, *, epochs, batch_size=128, learning_rate=1e-3, masks=None, checkpoint_dir=None,
+            progress=False) -> StagedNetwork:
+        result = train.train(key, self.model, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                             params=self._params, masks=masks, checkpoint_dir=checkpoint_dir, progress=progress)
+        return StagedNetwork(self.model, result.params)
+
+
+__all__ = ["SiteSpec", "StagedModel", "StagedNetwork", "apply_site", "layout_for"]

@@ -1,0 +1,57 @@
+"""What a strategy asks of an attribute function, and the one type every attribute function returns."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from gtap_jax.shapes import PRNGKey, ValueFn
+
+
+class Scores(NamedTuple):
+    """The scores of one round's players: what every attribute function returns.
+
+    Attributes:
+        values, stderr: ``float64[P]`` (stderr 0 when exact).
+        num_evaluations: coalition values spent on them.
+        settled: whether every player's side of the round's decision was certain.
+        settled_share: the share of players whose side was (1.0 when exact).
+    """
+
+    values: np.ndarray
+    stderr: np.ndarray
+    num_evaluations: int
+    settled: bool = True
+    settled_share: float = 1.0
+
+
+class AttributeFn(Protocol):
+    """Scores the players of a (sub-)game for the decision a strategy will take from them.
+
+    ``cutoffs`` is that decision: for each r in it, the r strongest players against the
+    rest (top_n: every size of the grid; an iterated round: the players it keeps against
+    those it drops or adds). :func:`~gtap_jax.strategies.by_estimate` and
+    :func:`~gtap_jax.strategies.by_exact` make one.
+    """
+
+    def __call__(self, key: PRNGKey, value_fn: ValueFn, num_players: int,
+                 cutoffs: tuple[int, ...] = ()) -> Scores: ...
+
+
+def checked(scores, num_players: int) -> Scores:
+    """``scores`` if it is :class:`Scores` of ``num_players`` players.
+
+    Raises:
+        TypeError: for anything else (an ``Attribution`` or a bare array: wrap it in ``Scores``).
+    """
+    if not isinstance(scores, Scores):
+        raise TypeError(f"an attribute function returns gtap_jax.strategies.Scores (as by_estimate and by_exact do),"
+                        f" got {type(scores).__name__}")
+    if np.shape(scores.values) != (num_players,):
+        raise TypeError(f"an attribute function scores every player: expected {num_players} values, got"
+                        f" shape {np.shape(scores.values)}")
+    return scores
+
+
+__all__ = ["AttributeFn", "Scores", "checked"]
