@@ -168,8 +168,8 @@ def keep_per_layer(
 
 
 def masks_dict(layout: PlayerLayout, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-layer numpy masks from a flat ``bool[P]``."""
-    return {n: np.asarray(m) for n, m in layout.split(np.asarray(mask, bool)).items()}
+    """Per-layer numpy masks from a flat ``bool[P]`` (or 0/1 integers; anything else is an error)."""
+    return {n: np.asarray(m) for n, m in layout.split(as_mask(mask, layout.num_players)).items()}
 
 
 __all__ = [

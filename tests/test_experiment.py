@@ -192,6 +192,27 @@ def test_a_new_strategy_and_baseline_are_one_function_and_one_registry_line(tmp_
     assert all(r["evaluations"] == 0 for r in rows)
 
 
+def test_model_options_reach_the_model_or_are_an_error(tmp_path):
+    """A built-in model takes its config's model.options; one it does not take is a config error, not ignored."""
+    from gtap_jax.models import MODELS
+
+    assert MODELS["lenet5"](10, conv=(3, 4), dense=(8, 6)).site_sizes() == {"conv1": 3, "conv2": 4, "fc1": 8, "fc2": 6}
+    with pytest.raises(TypeError):
+        MODELS["lenet300"](10, width=2)
+    config = _config("lenet300_mnist", **{"model.options": {"width": 2}})
+    with pytest.raises(experiment.ConfigError, match="model.options {'width': 2} for model 'lenet300'"):
+        experiment.run(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_renamed_field_names_its_new_name():
+    config = _config("lenet300_mnist")
+    config.unlock()
+    config.gtap.methods = {"banzhaf": "msr"}
+    with pytest.raises(experiment.ConfigError, match="gtap.methods is now gtap.estimators"):
+        experiment.validate(config)
+
+
 def test_unknown_names_list_the_registered_ones():
     registered = r"\['iterated_building', 'iterated_pruning', 'top_n'\] \(unknown strategy 'greedy'\)"
     with pytest.raises(experiment.ConfigError, match=registered):

@@ -422,3 +422,21 @@ def test_attention_heads_with_mean_fills_equal_a_hand_written_attention():
         out = out + p["MultiHeadDotProductAttention_0"]["out"]["bias"][None, None]
         logits = out.mean(axis=1) @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"][None]
         np.testing.assert_allclose(fn(jnp.asarray(m)), metric_value(logits, y, "neg_loss"), rtol=1e-4, atol=1e-5)
+
+
+def test_a_layer_named_twice_and_a_float_mask_are_refused(linen, mlp):
+    """A repeated layer would double the players (the first copy's players dummies); 0.3 is not "kept"."""
+    model, variables, x, y = linen
+    with pytest.raises(ValueError, match=r"\['Dense_0'\] named more than once"):
+        g.network_game(model, variables, x, y, layers=["Dense_0", "Dense_0"])
+    net, x2, y2 = mlp
+    with pytest.raises(ValueError, match=r"\['fc1'\] named more than once"):
+        g.network_game(net, None, x2, y2, layers=["fc1", "blocks/0", "fc1"])
+    _, layout = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0", "Dense_0"])
+    for bad in (np.full(12, 0.3), np.full(12, 1.0)):
+        with pytest.raises(ValueError, match="must be boolean"):
+            compact_flax(model, variables, x, layout, bad)
+        with pytest.raises(ValueError, match="must be boolean"):
+            masked_variables(variables, layout, bad)
+    np.testing.assert_allclose(compact_flax(model, variables, x, layout, np.ones(12, int))(x),
+                               model.apply(variables, x), rtol=1e-5, atol=1e-5)  # 0/1 integers are a mask

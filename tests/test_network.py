@@ -138,6 +138,8 @@ def test_compact_errors():
         compact(model, params, {"fc1": np.ones(3, bool)})
     with pytest.raises(ValueError, match="must be boolean"):  # 0.3 is not "kept"
         compact(model, params, {"fc1": np.full(300, 0.3)})
+    with pytest.raises(ValueError, match="must be boolean"):
+        adapt(model, params).smaller(layout_for(model), np.full(400, 0.3))
 
 
 def test_layout():

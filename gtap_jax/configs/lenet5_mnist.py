@@ -4,13 +4,13 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/lenet5_mnist.py --workdir runs/lenet5
 
-Runtime on 2 CPU cores (2026-12-01, a day the VM ran about 2x slower than usual), with
-``--config.game.eval_examples=250 --config.retrain.seeds=1``: about 60 minutes, most of it
-sharing the cores with another run; the bands and the 33 GTAP rounds (at most 2,048
-values each) took 31 minutes, the 65 clean-slate retrainings and the lottery ticket 28.
-A coalition value runs conv2 over the evaluation set (84 values/s with 250 images on that
-day alone): the default, all 500 validation images and 2 retraining seeds, costs about
-twice that; use a GPU. ``:smoke`` (dense layers only) runs in under a minute.
+Runtime on 2 CPU cores, with ``--config.game.eval_examples=250 --config.retrain.seeds=1``:
+56-72 minutes a seed (2026-12-01, a day the machine ran about 2x slower than usual, most of it
+sharing the cores with another run); the bands and the 33 GTAP rounds (at most 2,048 values
+each) took about half of it, the 65 clean-slate retrainings and the lottery ticket the rest.
+A coalition value runs conv2 over the evaluation set (84 values/s with 250 images that day):
+the default, all 500 validation images and 2 retraining seeds, costs about twice that; use a
+GPU. ``:smoke`` (dense layers only) takes about half a minute (28 s, 2026-12-02).
 """
 
 from gtap_jax.configs import common

@@ -9,7 +9,7 @@ or a local CSV / JSON / parquet file or folder
 
 Runtime: with ``game.eval_examples=500`` a seed took 46 minutes alone on 2 CPU cores
 (2026-12-01, the real CSVs; seed 1 of docs/reproduction.md): training 16 s, the game 27
-minutes (about 370 coalition values/s in the top_n rounds, 230-270/s in iterated building,
+minutes (310-380 coalition values/s in the top_n methods, 230-280/s in the iterated ones,
 up to 98,304 values per method and about 416,000 in all), the 104 retrainings and the
 lottery tickets 18 minutes. On all 2,000 validation tweets (the default) the top_n rounds
 ran at about 180 values/s (2026-11-25): use a GPU, or fewer ``game.eval_examples``.

@@ -3,10 +3,11 @@
 Split by job: ``steps`` (the resumable step store; records carry a checksum
 and the config hash), ``lock`` (one run per workdir), ``validation`` (every
 config field checked before any work, target sizes, the workdir's config
-record), ``context`` (the state a run's steps share), ``methods`` (kept neurons
-of every GTAP method and baseline, looked up in their registries; estimation
-progress saved mid-step), ``report`` (CSV, table, plots) and ``run`` (the steps
-in order).
+record), ``setup`` (the config's network: a built-in model, or your own from
+``model.factory``), ``context`` (the state a run's steps share), ``methods``
+(kept neurons of every GTAP method and baseline, looked up in their registries),
+``progress`` (estimation progress saved mid-step, expected times), ``report``
+(CSV, table, plots) and ``run`` (the steps in order).
 """
 
 from gtap_jax.experiment.lock import WorkdirBusyError

@@ -54,15 +54,15 @@ def summary_table(rows: list[dict], full_accuracy: float) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "minmax", title: str = "",
+def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "std", title: str = "",
                 axis: str = "params") -> None:
     """Test accuracy against the pruned network's parameters (``axis="params"``) or FLOPs per
     example (``axis="flops"``), one panel per retrain mode.
 
     Points are a method's sizes (neurons kept), at the mean parameters (FLOPs) of its
-    networks of that size; the band is the min-max (``band="minmax"``) or +- 1
-    std (``"std"``) of the accuracies at that size (retraining seeds, or runs of
-    several seeds). ``full_accuracy`` / ``full_params`` (None: not drawn) mark
+    networks of that size; the band is +- 1 population std (``band="std"``, ddof = 0, as the
+    tables) or the min-max (``"minmax"``) of the accuracies at that size (retraining seeds, or
+    runs of several seeds). ``full_accuracy`` / ``full_params`` (None: not drawn) mark
     the unpruned network (its parameters only on the parameter axis).
     """
     import matplotlib
@@ -75,12 +75,14 @@ def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "mi
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cmap = plt.get_cmap("tab20")
     for ax, mode in zip(axes[0], modes, strict=True):
+        several = False  # whether any point of the panel has several runs (a band to draw)
         for j, m in enumerate(methods):
             sub = [r for r in rows if r["retrain"] == mode and r["method"] == m]
             sizes = {r["neurons"] for r in sub}
             points = sorted((np.mean([r[axis] for r in sub if r["neurons"] == s]), s) for s in sizes)
             xs = [x for x, _ in points]
             acc = [[r["accuracy"] for r in sub if r["neurons"] == s] for _, s in points]
+            several |= any(len(a) > 1 for a in acc)
             mean = np.array([np.mean(a) for a in acc])
             style = "-" if m.count("/") else "--"
             ax.plot(xs, mean, style, marker="o", ms=3, color=cmap(j % 20), label=m)
@@ -94,10 +96,7 @@ def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "mi
         ax.set_xscale("log")
         label = {"params": "parameters", "flops": "FLOPs per example"}[axis] + " of the compacted network"
         ax.set_xlabel(label + (f" (unpruned: {full_params:,})" if axis == "params" and full_params is not None else ""))
-        if band == "std":
-            note = " (band: +- 1 std over seeds)"
-        else:
-            note = " (band: min-max over seeds)" if mode != "none" else ""
+        note = "" if not several else " (band: +- 1 std over seeds)" if band == "std" else " (band: min-max over seeds)"
         ax.set_title(f"{title}retrain: {mode}{note}", **({"fontsize": 9} if title else {}))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy")

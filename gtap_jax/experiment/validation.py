@@ -218,7 +218,7 @@ def _validate_user_model(config) -> None:
         raise ConfigError(f"model.factory={spec!r}: expected 'package.module:function'")
     if not checkpoint or not Path(checkpoint).is_dir():
         raise ConfigError(f"model.checkpoint={checkpoint!r}: a model from model.factory needs the folder of its"
-                          " trained weights (orbax; gtap_jax.experiment.user_model.save_checkpoint writes one)")
+                          " trained weights (orbax; gtap_jax.experiment.setup.save_checkpoint writes one)")
     if tuple(config.retrain.modes) != ("none",):
         raise ConfigError(f"retrain.modes={tuple(config.retrain.modes)!r}: a model from model.factory is evaluated"
                           " as trained (gtap_jax cannot train it); set retrain.modes=('none',)")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.layout import PlayerLayout, as_mask, layout_of, masks_dict
+from gtap_jax.layout import PlayerLayout, layout_of, masks_dict
 from gtap_jax.network import slicing, train
 from gtap_jax.network.adapter import cast_floats, count_params
 from gtap_jax.shapes import PyTree
@@ -189,7 +189,7 @@ class StagedNetwork:
         built-in models' ReLU it outputs the fill (a mean of ReLU outputs, so not negative) or 0."""
         producers = {s.name: s.producer for s in self.model.site_specs()}
         params = {k: dict(v) for k, v in self._params.items()}
-        for name, keep in masks_dict(layout, as_mask(mask, layout.num_players)).items():
+        for name, keep in masks_dict(layout, mask).items():
             node = params[producers[name]]
             fill = 0.0 if fills is None else np.asarray(fills[name])
             node["kernel"] = jnp.where(keep, node["kernel"], 0.0)
@@ -203,7 +203,7 @@ class StagedNetwork:
         return slicing.flops_per_example(self.model, self._params, input_shape)
 
     def train_masked(self, layout, mask, train_fn) -> StagedNetwork:
-        return train_fn(self, masks_dict(layout, as_mask(mask, layout.num_players)))
+        return train_fn(self, masks_dict(layout, mask))
 
     def save(self, directory: str | os.PathLike) -> None:
         train.save_params(directory, self._params)
