@@ -64,7 +64,7 @@ def test_bad_input():
         estimate(key, game, 3, "shapley", evaluations=8, chunk_size=4)
 
 
-@pytest.mark.parametrize("d", [0.5, 0.3])
+@pytest.mark.parametrize("d", [0.5, 0.3, 0.1])
 def test_regression_is_exact_on_an_additive_game(d):
     """A linear game has no residual: the fit recovers the weights from any P + 2 distinct draws."""
     w = np.linspace(-2, 3, 8)
@@ -72,10 +72,7 @@ def test_regression_is_exact_on_an_additive_game(d):
     np.testing.assert_allclose(np.asarray(att.values), w, atol=1e-4)
     msr = estimate(jax.random.key(0), additive_game(w), 8, "beta", evaluations=200, d=d, estimator="msr")
     assert np.all(np.asarray(msr.stderr) > 0.1)  # the difference of means carries the others' noise
-    if d == 0.5:  # no residual, and the robust error's design term vanishes: exact
-        assert np.all(np.asarray(att.stderr) < 1e-3)
-    # Elsewhere the design's moments stand in for a sample sum: small, but not zero.
-    assert np.all(np.asarray(att.stderr) < 0.5 * np.asarray(msr.stderr))
+    assert np.all(np.asarray(att.stderr) < 1e-3)  # no residual: the error is float32 rounding, at any d
 
 
 def test_regression_stderr_is_infinite_until_the_fit_is_determined():

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.experiment.context import Context
-from gtap_jax.indices import INDICES, EstimateState, attribution_of, default_estimator, draw_size, estimate, new_state
+from gtap_jax.indices import INDICES, Attribution, EstimateState, default_estimator, draw_size, estimate, new_state
 from gtap_jax.indices.focus import FocusMoments
 from gtap_jax.strategies import (
     STRATEGIES,
@@ -128,7 +128,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
         done = _load(done_path, meta)
         if done is not None:
             return Scores(done["values"], done["stderr"], int(done["evaluations"]), bool(done["settled"]),
-                          float(done["settled_share"]))
+                          float(done["settled_share"]), done.get("ranking"))
         if cfg.evaluations:
             att = _fixed_round(ctx, key, value_fn, num_players, spec, partial_path, meta)
             out = fixed_budget_scores(att, cutoffs, options)
@@ -138,8 +138,9 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
                                resume=_load_settle(partial_path, template, meta),
                                on_check=lambda state: _save_settle(partial_path, state, meta))
         _save(done_path, {"values": np.asarray(out.values), "stderr": np.asarray(out.stderr),
-                          "evaluations": np.asarray(out.num_evaluations),
-                          "settled": np.asarray(out.settled), "settled_share": np.asarray(out.settled_share)}, meta)
+                          "evaluations": np.asarray(out.num_evaluations), "settled": np.asarray(out.settled),
+                          "settled_share": np.asarray(out.settled_share)}
+              | ({} if out.ranking is None else {"ranking": np.asarray(out.ranking)}), meta)
         partial_path.unlink(missing_ok=True)
         return out
 
@@ -169,16 +170,22 @@ def _save_settle(path: Path, state: SettleState, meta: dict) -> None:
     arrays = {"count": state.focus.count, "mean": state.focus.mean, "m2": state.focus.m2,
               "focus_evaluations": np.asarray(state.focus_evaluations), "checks": np.asarray(state.checks)}
     if state.uniform is not None:
-        arrays |= _state_arrays(state.uniform.state)
+        arrays |= _state_arrays(state.uniform.state) | {"uniform_values": np.asarray(state.uniform.values),
+                                                         "uniform_stderr": np.asarray(state.uniform.stderr)}
     _save(path, arrays, meta)
 
 
 def _load_settle(path: Path, template: EstimateState, meta: dict) -> SettleState | None:
-    """The settling round saved at ``path`` (its uniform estimate re-finalized), or None."""
+    """The settling round saved at ``path``, or None."""
     arrays = _load(path, meta)
     if arrays is None:
         return None
-    uniform = attribution_of(_state_from(arrays, template)) if "leaf0" in arrays else None
+    uniform = None
+    if "leaf0" in arrays:
+        state = _state_from(arrays, template)
+        k = draw_size(state.estimator, state.num_players)
+        uniform = Attribution(jnp.asarray(arrays["uniform_values"]), jnp.asarray(arrays["uniform_stderr"]),
+                              state.num_draws, state.num_draws * k, state.index, state.estimator, state.d, state)
     focus = FocusMoments(arrays["count"], arrays["mean"], arrays["m2"])
     return SettleState(uniform, focus, int(arrays["focus_evaluations"]), int(arrays["checks"]))
 

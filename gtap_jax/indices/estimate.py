@@ -73,14 +73,38 @@ def draw_size(estimator: str, num_players: int) -> int:
 
 @functools.lru_cache(maxsize=128)
 def _compiled(estimator: Estimator, draws_per_chunk: int):
+    """Jitted ``draw``, ``update``, ``replay`` (init and update, or None) and ``finalize`` for chunks of draws."""
+
     def draw(key, start):
         idx = start + jnp.arange(draws_per_chunk)
         return jax.vmap(estimator.draw, in_axes=(None, 0))(key, idx)
 
+    def valid_of(start, total):
+        return start + jnp.arange(draws_per_chunk) < total
+
     def update(state, masks, values, num_valid):
         return estimator.update(state, masks, values, jnp.arange(draws_per_chunk) < num_valid)
 
-    return jax.jit(draw), jax.jit(update), jax.jit(estimator.finalize)
+    replay = None
+    if estimator.replay is not None:
+        def replay_update(acc, masks, start, total):
+            return estimator.replay.update(acc, masks, valid_of(start, total))
+
+        replay = (jax.jit(estimator.replay.init), jax.jit(replay_update))
+    return jax.jit(draw), jax.jit(update), replay, jax.jit(estimator.finalize)
+
+
+def _finalize(estimator: Estimator, key, state, draws_per_chunk: int):
+    """``(values, stderr)`` of a state, after the estimator's replay of its draws if it has one."""
+    draw, _, replay, finalize = _compiled(estimator, draws_per_chunk)
+    if replay is None:
+        return finalize(state)
+    replay_init, replay_update = replay
+    total = int(state.num_draws)
+    acc = replay_init(state)
+    for start in range(0, total, draws_per_chunk):
+        acc = replay_update(acc, draw(key, start), start, total)
+    return finalize(state, acc)
 
 
 def draws_per_chunk(estimator: Estimator, num_draws: int, plan: Plan) -> int:
@@ -117,10 +141,10 @@ def _start(num_players, index, d, estimator, evaluations, state) -> EstimateStat
     return state
 
 
-def attribution_of(state: EstimateState) -> Attribution:
-    """The :class:`Attribution` a saved state stands for (finalized again; no evaluation)."""
+def attribution_of(key: PRNGKey, state: EstimateState) -> Attribution:
+    """The :class:`Attribution` a saved state of a run with ``key`` stands for (finalized again; no evaluation)."""
     est = make_estimator(state.num_players, state.index, d=state.d, estimator=state.estimator)
-    values, stderr = _compiled(est, 1)[2](state.draws)
+    values, stderr = _finalize(est, key, state.draws, max(1, 4096 // est.draw_size))
     n = state.num_draws
     return Attribution(values, stderr, n, n * est.draw_size, state.index, state.estimator, state.d, state)
 
@@ -180,7 +204,7 @@ def estimate(
     check_players(value_fn, num_players)
     plan = plan or make_plan(value_fn, num_players, num_coalitions=num_draws * k)
     b = draws_per_chunk(est, max(num_draws, 1), plan)
-    draw, update, finalize = _compiled(est, b)
+    draw, update, _, _ = _compiled(est, b)
     evaluate = batched_value_fn(value_fn, plan.mesh)
     draws, not_finite = run.draws, []
     first = int(draws.num_draws)
@@ -196,7 +220,7 @@ def estimate(
     bad = int(sum(int(n) for n in not_finite))
     if bad:
         raise non_finite_error(bad, num_draws * k)
-    values, stderr = finalize(draws)
+    values, stderr = _finalize(est, key, draws, b)
     total = int(draws.num_draws)
     run = dataclasses.replace(run, draws=draws)
     return Attribution(values, stderr, total, total * k, index, run.estimator, run.d, run)

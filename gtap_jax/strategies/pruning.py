@@ -22,7 +22,6 @@ import jax
 import numpy as np
 
 from gtap_jax.games.subgame import restrict
-from gtap_jax.layout import strongest_first
 from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
 from gtap_jax.strategies.scores import AttributeFn, Scores, checked
@@ -121,7 +120,7 @@ def top_n(
     del step
     sizes = _check_sizes(sizes, num_players)
     scores = _scores(attribute, jax.random.fold_in(key, 0), value_fn, num_players, sizes)
-    order = strongest_first(scores.values)
+    order = scores.order()
     history = []
     for i, r in enumerate(sizes):
         keep = np.zeros(num_players, bool)
@@ -151,7 +150,7 @@ def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) 
             cutoff = n if grow else players.size - n  # the decision: the top `cutoff` players against the rest
             scores = _scores(attribute, jax.random.fold_in(key, estimations), sub, players.size, (cutoff,))
             estimations += 1
-            order = strongest_first(scores.values)
+            order = scores.order()
             mask[players[order[:n] if grow else order[players.size - n :]]] = grow
             history.append(Round(players, mask.copy(), scores))
         if not history or int(history[-1].mask.sum()) != target:  # a size met before any round: the start

@@ -6,6 +6,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from gtap_jax.layout import strongest_first
 from gtap_jax.shapes import PRNGKey, ValueFn
 
 
@@ -17,6 +18,9 @@ class Scores(NamedTuple):
         num_evaluations: coalition values spent on them.
         settled: whether every player's side of the round's decision was certain.
         settled_share: the share of players whose side was (1.0 when exact).
+        ranking: the players strongest first as the round's decision ranks them, where that is not the
+            order of ``values`` (settled mode with focused draws: the values are the uniform estimate,
+            unbiased, and the decision also uses the focused samples); None: by ``values``.
     """
 
     values: np.ndarray
@@ -24,6 +28,13 @@ class Scores(NamedTuple):
     num_evaluations: int
     settled: bool = True
     settled_share: float = 1.0
+    ranking: np.ndarray | None = None
+
+    def order(self) -> np.ndarray:
+        """The players strongest first: ``ranking``, or the values' order (ties by position)."""
+        if self.ranking is not None:
+            return np.asarray(self.ranking)
+        return strongest_first(np.where(np.isnan(self.values), -np.inf, self.values))
 
 
 class AttributeFn(Protocol):
@@ -51,6 +62,8 @@ def checked(scores, num_players: int) -> Scores:
     if np.shape(scores.values) != (num_players,):
         raise TypeError(f"an attribute function scores every player: expected {num_players} values, got"
                         f" shape {np.shape(scores.values)}")
+    if scores.ranking is not None and sorted(np.asarray(scores.ranking).tolist()) != list(range(num_players)):
+        raise TypeError(f"Scores.ranking must order all {num_players} players")
     return scores
 
 

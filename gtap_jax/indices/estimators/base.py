@@ -67,6 +67,19 @@ class SampleState(NamedTuple):
 EstimatorState = Any  # each estimator's own NamedTuple of arrays (SampleState, MSRState, RegressionState, ...)
 
 
+class Replay(NamedTuple):
+    """A second pass over an estimate's draws before it is finalized: the coalitions are drawn again from the
+    key (none is evaluated), for sums that depend on the final estimate.
+
+    Attributes:
+        init: ``state -> acc``.
+        update: ``(acc, masks bool[B, K, P], valid bool[B]) -> acc``.
+    """
+
+    init: Callable[[EstimatorState], Any]
+    update: Callable[..., Any]
+
+
 class Estimator(NamedTuple):
     """A Monte Carlo power-index estimator (optax-style pure functions).
 
@@ -75,17 +88,20 @@ class Estimator(NamedTuple):
         init: ``() -> state``.
         update: ``(state, masks bool[B, K, P], values float[B, K], valid bool[B])
             -> state``; draws with ``valid=False`` (chunk padding) are ignored.
-        finalize: ``state -> (values float[P], stderr float[P])``.
+        finalize: ``state -> (values float[P], stderr float[P])``, or ``(state, acc) -> ...``
+            with a ``replay``.
         draw_size: K, coalitions evaluated per draw.
         name: the estimator's name (its registry key).
+        replay: a :class:`Replay` whose result ``finalize`` takes, or None.
     """
 
     draw: Callable[[PRNGKey, Any], Bool[Array, "K P"]]
     init: Callable[[], EstimatorState]
     update: Callable[..., EstimatorState]
-    finalize: Callable[[EstimatorState], tuple[Float[Array, " P"], Float[Array, " P"]]]
+    finalize: Callable[..., tuple[Float[Array, " P"], Float[Array, " P"]]]
     draw_size: int
     name: str
+    replay: Replay | None = None
 
 
 def sample_estimator(num_players, draw, draw_size, samples_fn, name) -> Estimator:
@@ -112,6 +128,7 @@ __all__ = [
     "Estimator",
     "EstimatorState",
     "Moments",
+    "Replay",
     "SampleState",
     "mean_and_stderr",
     "merge_moments",

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import cho_factor, cho_solve
 from jaxtyping import Array, Float, Int
 
-from gtap_jax.indices.estimators.base import Estimator
+from gtap_jax.indices.estimators.base import Estimator, Replay
 
 
 class RegressionState(NamedTuple):
@@ -62,10 +62,13 @@ def regression_beta(num_players: int, d: float = 0.5) -> Estimator:
     independent, the fit's influence on phi_i is ``(x_i - d) e / (d (1 - d))``
     for the residual e, so ``var(phi_i) = E[(x_i - d)^2 e^2] / (n d^2 (1 - d)^2)``.
     Expanding the residual ``e = (v - mean v) - phi . (x - mean x)`` gives sums
-    kept exactly (``s*``, ``n*``, the co-moments) and one, ``(1 - 2d) sum x_i
-    (phi . (x - d))^2``, whose expectation under the known design stands in for
-    the sample sum (that sum needs P^3 moments; the term vanishes at d = 0.5).
-    The error is infinite until there are more than P + 1 draws.
+    kept exactly as the draws come in (``s*``, ``n*``, the co-moments), and one,
+    ``(1 - 2d) sum x_i (phi . (x - d))^2``, that depends on the final phi in a way
+    no P x P moment holds: a replay of the draws (drawn again from the key; no
+    coalition is evaluated) sums it exactly before the estimate is finalized. (Its
+    expectation under the design is no stand-in: on games a linear fit explains
+    almost entirely, the substitution's error exceeds the true variance.) The
+    error is infinite until there are more than P + 1 draws.
 
     References:
         Hammer, Holzman (1992), Approximations of pseudo-Boolean functions;
@@ -82,7 +85,9 @@ def regression_beta(num_players: int, d: float = 0.5) -> Estimator:
         z = jnp.zeros((), jnp.float32)
         return RegressionState(jnp.zeros((), jnp.int32), zp, z, zpp, zp, z, z, zp, zp, zp, zpp, zpp)
 
-    return Estimator(draw, init, functools.partial(_update, d), functools.partial(_finalize, d), 1, "regression")
+    replay = Replay(_fit, functools.partial(_replay_update, d))
+    return Estimator(draw, init, functools.partial(_update, d), functools.partial(_finalize, d), 1, "regression",
+                     replay)
 
 
 def _update(d: float, state: RegressionState, masks, values, valid) -> RegressionState:
@@ -121,15 +126,29 @@ def _update(d: float, state: RegressionState, masks, values, valid) -> Regressio
     )
 
 
-def _finalize(d: float, state: RegressionState):
-    """The fit's slopes and their sandwich standard errors (the factory's docstring)."""
+def _fit(state: RegressionState):
+    """``(phi, zeros)``: the least-squares slopes, and the replay's sum to come (``_replay_update``)."""
     num_players = state.mean_x.shape[0]
-    a = d * (1.0 - d)
     # A ridge of 1e-6 of the mean diagonal keeps the Cholesky factor defined
     # before the fit is determined (fewer than P + 1 distinct draws).
     ridge = 1e-6 * jnp.maximum(jnp.trace(state.cxx) / num_players, 1.0)
-    factor = cho_factor(state.cxx + ridge * jnp.eye(num_players))
-    phi = cho_solve(factor, state.cxv)
+    phi = cho_solve(cho_factor(state.cxx + ridge * jnp.eye(num_players)), state.cxv)
+    return phi, jnp.zeros_like(phi)
+
+
+def _replay_update(d: float, acc, masks, valid):
+    """Adds ``sum over the draws of x_i (phi . (x - d))^2``, per player, for a chunk of draws drawn again."""
+    phi, total = acc
+    x = masks[:, 0, :].astype(jnp.float32)
+    q = (x - d) @ phi
+    return phi, total + x.T @ (jnp.square(q) * valid.astype(jnp.float32))
+
+
+def _finalize(d: float, state: RegressionState, acc):
+    """The fit's slopes and their sandwich standard errors (the factory's docstring)."""
+    phi, xq2 = acc  # xq2: sum over draws of x_i q^2, q = phi . (x - d)
+    num_players = phi.shape[0]
+    a = d * (1.0 - d)
     n = state.num_draws.astype(jnp.float32)
     # Sum over draws of (x_i - d)^2 e^2, e = (v - mean v) - phi . (x - mean x) the residual, expanded:
     mu = state.mean_v - state.shift
@@ -138,11 +157,7 @@ def _finalize(d: float, state: RegressionState):
     t2 = (state.n1 - mu * state.n0) @ phi  # ... (v - mean v) q, with q = phi . (x - d)
     off = state.mean_x - d
     gram = state.cxx + n * jnp.outer(off, off)  # sum (x - d)(x - d)^T
-    sq_phi = jnp.square(phi)
-    # ... q^2 = d^2 q^2 + (1 - 2d) x_i q^2: the first exact, the second's design expectation
-    t3 = d * d * (phi @ gram @ phi) + (1.0 - 2.0 * d) * n * d * (
-        a * (jnp.sum(sq_phi) - sq_phi) + (1.0 - d) ** 2 * sq_phi
-    )
+    t3 = d * d * (phi @ gram @ phi) + (1.0 - 2.0 * d) * xq2  # ... q^2, since (x_i - d)^2 = d^2 + (1 - 2d) x_i
     delta = phi @ off  # q centred by the design mean vs by the sample mean
     t = t1 - 2.0 * t2 + t3 + 2.0 * delta * (sv - state.n0 @ phi) + jnp.square(delta) * state.s0
     dof = n - num_players - 1
