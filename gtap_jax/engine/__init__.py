@@ -6,6 +6,8 @@ chunk by what fits, ``evaluate`` runs the chunks (``evaluate_coalitions``), and
 """
 
 from gtap_jax.engine.evaluate import (
+    ChainValueFn,
+    batched_chain_fn,
     batched_value_fn,
     check_finite,
     check_players,
@@ -19,10 +21,12 @@ from gtap_jax.engine.plan import COALITION_AXIS, SMALL_CALL, Plan, coalition_mes
 
 __all__ = [
     "COALITION_AXIS",
+    "ChainValueFn",
     "DEFAULT_CHUNK_SIZE",
     "MEMORY_FRACTION",
     "SMALL_CALL",
     "Plan",
+    "batched_chain_fn",
     "batched_value_fn",
     "check_finite",
     "check_players",

@@ -16,7 +16,17 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
-from gtap_jax.engine import Plan, batched_value_fn, check_players, local_copy, make_plan, non_finite_error, place
+from gtap_jax.engine import (
+    ChainValueFn,
+    Plan,
+    batched_chain_fn,
+    batched_value_fn,
+    check_players,
+    local_copy,
+    make_plan,
+    non_finite_error,
+    place,
+)
 from gtap_jax.indices.base import INDICES, resolve_d
 from gtap_jax.indices.estimators import ESTIMATORS, Estimator, estimators_for
 from gtap_jax.indices.result import Attribution, EstimateState
@@ -94,6 +104,15 @@ def _compiled(estimator: Estimator, draws_per_chunk: int):
     return jax.jit(draw), jax.jit(update), replay, jax.jit(estimator.finalize)
 
 
+def _evaluator(value_fn, chains: int | None, mesh, size: int, num_players: int):
+    """``masks[B, K, P] -> values``: whole coalitions in one batch, or (``chains``) the draws' chains incrementally."""
+    if chains is not None:
+        fn = batched_chain_fn(value_fn, chains, mesh)
+        return lambda masks: fn(place(masks, mesh))
+    fn = batched_value_fn(value_fn, mesh)
+    return lambda masks: fn(place(masks.reshape(size, num_players), mesh))
+
+
 def _finalize(estimator: Estimator, key, state, draws_per_chunk: int):
     """``(values, stderr)`` of a state, after the estimator's replay of its draws if it has one."""
     draw, _, replay, finalize = _compiled(estimator, draws_per_chunk)
@@ -107,11 +126,12 @@ def _finalize(estimator: Estimator, key, state, draws_per_chunk: int):
     return finalize(state, acc)
 
 
-def draws_per_chunk(estimator: Estimator, num_draws: int, plan: Plan) -> int:
-    """Draws per compiled call: about one chunk of coalitions, their count a multiple of the mesh size."""
+def draws_per_chunk(estimator: Estimator, num_draws: int, plan: Plan, *, whole_draws: bool = False) -> int:
+    """Draws per compiled call: about one chunk of coalitions, their count a multiple of the mesh size (with
+    ``whole_draws``, the draws' count: the mesh splits draws, as when chains are valued incrementally)."""
     k = estimator.draw_size
     b = max(1, plan.chunk(num_draws * k) // k)
-    step = plan.shards // math.gcd(k, plan.shards)  # b * k must split evenly over the mesh
+    step = plan.shards if whole_draws else plan.shards // math.gcd(k, plan.shards)  # splits evenly over the mesh
     return -(-b // step) * step
 
 
@@ -203,16 +223,16 @@ def estimate(
     num_draws = evaluations // k
     check_players(value_fn, num_players)
     plan = plan or make_plan(value_fn, num_players, num_coalitions=num_draws * k)
-    b = draws_per_chunk(est, max(num_draws, 1), plan)
+    chains = ESTIMATORS[run.estimator].chains if isinstance(value_fn, ChainValueFn) else None
+    b = draws_per_chunk(est, max(num_draws, 1), plan, whole_draws=chains is not None)
     draw, update, _, _ = _compiled(est, b)
-    evaluate = batched_value_fn(value_fn, plan.mesh)
+    evaluate = _evaluator(value_fn, chains, plan.mesh, b * k, num_players)
     draws, not_finite = run.draws, []
     first = int(draws.num_draws)
     with tqdm(total=num_draws * k, desc=f"{index}/{run.estimator}", unit="eval", disable=not progress) as bar:
         for start in range(first, first + num_draws, b):
             masks = draw(key, start)
-            values = evaluate(place(masks.reshape(b * k, num_players), plan.mesh))
-            values = jax.device_put(local_copy(values), masks.sharding).reshape(b, k)
+            values = jax.device_put(local_copy(evaluate(masks)), masks.sharding).reshape(b, k)
             valid = min(b, first + num_draws - start)
             not_finite.append(jnp.sum(~jnp.isfinite(values[:valid])))  # read once at the end: no sync per chunk
             draws = update(draws, masks, values, valid)

@@ -94,7 +94,23 @@ def network_game(
     def value(mask):
         return metric_value(forward(layout.split(mask), fills), y, metric)
 
-    return value, layout
+    chain = net.chain_fn(layout, x, lambda logits: metric_value(logits, y, metric), dtype=dtype)
+    return (value if chain is None else ChainGame(value, lambda masks: chain(masks, fills))), layout
 
 
-__all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "metric_value", "network_game"]
+class ChainGame:
+    """A game's value function that also values chains of coalitions incrementally
+    (:class:`gtap_jax.engine.ChainValueFn`; :mod:`gtap_jax.network.chains`)."""
+
+    def __init__(self, value, chain):
+        self._value, self._chain = value, chain
+
+    def __call__(self, mask):
+        return self._value(mask)
+
+    def chain_values(self, masks):
+        """``values[K]`` of ``masks[K, P]``, each coalition one player away from the one before."""
+        return self._chain(masks)
+
+
+__all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "ChainGame", "metric_value", "network_game"]

@@ -121,6 +121,9 @@ class LinenNetwork:
         variables, x = cast_floats(self.variables, dtype), cast_floats(jnp.asarray(x), dtype)
         return lambda masks, fills: with_active((masks, fills), self._apply, variables, x)
 
+    def chain_fn(self, layout, x, reduce, *, dtype="float32"):
+        return None  # every coalition is evaluated whole
+
     def layer_outputs(self, x, layout):
         outputs: dict = {}
         with_active(outputs, self._apply, self.variables, jnp.asarray(x))

@@ -185,6 +185,9 @@ class NNXNetwork:
         forward, x = self._forward(layout.names, dtype), cast_floats(jnp.asarray(x), dtype)
         return lambda masks, fills: with_active((masks, fills), forward, x)
 
+    def chain_fn(self, layout, x, reduce, *, dtype="float32"):
+        return None  # every coalition is evaluated whole
+
     def layer_outputs(self, x, layout):
         outputs: dict = {}
         with_active(outputs, self._forward(layout.names), jnp.asarray(x))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, layout_of, masks_dict
-from gtap_jax.network import slicing, train
+from gtap_jax.network import chains, slicing, train
 from gtap_jax.network.adapter import cast_floats, count_params
 from gtap_jax.shapes import PyTree
 
@@ -163,6 +163,18 @@ class StagedNetwork:
             return model.apply(suffix_variables, h, masks=masks, fills=fills, start=first + 1)
 
         return forward
+
+    def chain_fn(self, layout, x, reduce, *, dtype="float32"):
+        """Values of chains of coalitions, each one player away from the one before, or None.
+
+        Offered where the first player layer feeds a Dense layer directly (every hidden layer of an
+        MLP; LeNet5's and AlexNet's dense layers): that layer's pre-activation is kept along the chain,
+        and a flip of a first-layer player changes it by one rank-1 term (its output column times its
+        weight row) instead of a product over the whole layer; the rest of the network runs per
+        coalition. Returns ``chain(masks[K, P], fills) -> values[K]`` with ``reduce(logits)`` the
+        value, or None where the structure does not hold (then every coalition is evaluated whole).
+        """
+        return chains.staged_chain_fn(self.model, self._params, layout, x, reduce, dtype=dtype)
 
     def layer_outputs(self, x, layout):
         _, acts = jax.jit(lambda p, x: self.model.apply({"params": p}, x, capture=True))(self._params, jnp.asarray(x))

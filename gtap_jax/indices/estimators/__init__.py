@@ -47,19 +47,23 @@ class EstimatorEntry(NamedTuple):
         draw_size: ``num_players -> K``, coalitions evaluated per draw.
         focus: the kind of focused draw that samples the same index (one of ``FOCUS_KINDS``),
             or None: settled mode then never focuses this estimator's rounds.
+        chains: a draw's coalitions are this many chains of equal length, each coalition one player
+            away from the one before (a permutation's prefixes: 1); games that value chains
+            incrementally then do (``gtap_jax.engine.ChainValueFn``). None: no such structure.
     """
 
     factory: Callable[[int, float | None], Estimator]
     indices: tuple[str, ...]
     draw_size: Callable[[int], int]
     focus: str | None = None
+    chains: int | None = None
 
 
 ESTIMATORS = Registry(
     "estimator",
     {
-        "permutation": EstimatorEntry(permutation_shapley, ("shapley",), lambda p: p + 1, "order"),
-        "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",), lambda p: 2 * p + 2, "order"),
+        "permutation": EstimatorEntry(permutation_shapley, ("shapley",), lambda p: p + 1, "order", chains=1),
+        "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",), lambda p: 2 * p + 2, "order", chains=2),
         "kernel": EstimatorEntry(kernel_shapley, ("shapley",), lambda p: 2 * PAIRS_PER_DRAW + 2, "order"),
         "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
         "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta"), lambda p: p + 1, "flip"),

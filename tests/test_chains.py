@@ -1,0 +1,72 @@
+"""Chains valued incrementally (gtap_jax/network/chains.py) equal the batched pass, on every model that offers them."""
+
+import jax
+import numpy as np
+import pytest
+
+import gtap_jax as g
+from gtap_jax.data import synthetic
+from gtap_jax.engine import ChainValueFn
+from gtap_jax.games import restrict
+from gtap_jax.indices import make_estimator
+from gtap_jax.models import MODELS
+from gtap_jax.network import init_params
+
+CLASSES = 7
+
+
+def _game(name, layers, **kw):
+    entry = MODELS[name]
+    model = entry(CLASSES, **entry.small)
+    shape = entry.input_shape or (50,)
+    params = init_params(jax.random.key(0), model, shape)
+    ds = synthetic(0, shape, CLASSES, n_train=8, n_test=64)
+    return g.network_game(model, params, ds.x_test, ds.y_test, layers=layers, **kw)
+
+
+# Each model's dense layers (a conv layer's consumer sees it through a spatial flatten: no chains there).
+# (Zero and mean fills, both metrics, alternately.)
+CASES = [("lenet300", ["fc1", "fc2"], "zero", "neg_loss"), ("lenet300", ["fc2"], "mean", "accuracy"),
+         ("text_mlp", ["fc2", "fc3"], "mean", "neg_loss"), ("lenet5", ["fc1", "fc2"], "zero", "accuracy"),
+         ("alexnet", ["fc6", "fc7"], "mean", "neg_loss")]
+
+
+@pytest.mark.parametrize("name,layers,masked_value,metric", CASES)
+def test_chains_equal_the_batched_pass(name, layers, masked_value, metric):
+    fn, layout = _game(name, layers, masked_value=masked_value, metric=metric)
+    assert isinstance(fn, ChainValueFn)
+    p = layout.num_players
+    masks = np.asarray(jax.vmap(make_estimator(p, "shapley", estimator="antithetic").draw, in_axes=(None, 0))(
+        jax.random.key(1), np.arange(2)))  # two draws of two chains each
+    chains = np.concatenate([np.asarray(jax.vmap(fn.chain_values)(part)) for part in np.split(masks, 2, axis=1)],
+                            axis=1)
+    batched = np.asarray(g.evaluate_coalitions(fn, masks.reshape(-1, p))).reshape(chains.shape)
+    np.testing.assert_allclose(chains, batched, rtol=1e-5, atol=1e-5)
+
+
+def test_estimates_through_chains_equal_whole_evaluations_on_any_mesh(mesh, one_device):
+    fn, layout = _game("lenet300", ["fc1", "fc2"], metric="neg_loss")
+    p = layout.num_players
+    whole = g.estimate(jax.random.key(2), lambda m: fn(m), p, "shapley", evaluations=9 * (p + 1))
+    for plan in (g.make_plan(mesh=mesh), g.make_plan(mesh=one_device), None):
+        att = g.estimate(jax.random.key(2), fn, p, "shapley", evaluations=9 * (p + 1), plan=plan)
+        np.testing.assert_allclose(att.values, whole.values, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(att.stderr, whole.stderr, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sub_game_keeps_its_chains():
+    fn, layout = _game("lenet300", ["fc2"], metric="neg_loss")
+    always, free = np.zeros(100, bool), np.zeros(100, bool)
+    always[:10], free[10:40] = True, True
+    sub, idx = restrict(fn, always, free)
+    assert isinstance(sub, ChainValueFn)
+    masks = np.asarray(make_estimator(30, "shapley", estimator="permutation").draw(jax.random.key(3), 0))
+    np.testing.assert_allclose(np.asarray(sub.chain_values(masks)),
+                               np.asarray(g.evaluate_coalitions(sub, masks)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_a_dense_consumer_evaluates_whole():
+    fn, _ = _game("lenet5", ["conv2", "fc1"])  # conv2 feeds fc1 through a pooled, flattened map
+    assert not isinstance(fn, ChainValueFn)
+    fn16, _ = _game("lenet300", ["fc1"], dtype="bfloat16")
+    assert not isinstance(fn16, ChainValueFn)
