@@ -9,6 +9,8 @@ through chains.
 
     python benchmarks/chains.py                  # LeNet-300-100 (400 players) and 784-4096-4096-10 (8,192)
     python benchmarks/chains.py --quick          # LeNet-300-100 only
+    python benchmarks/chains.py --settle 786432  # also: the 8,192-player MLP trained, settled top-20%
+                                                 # decisions (Shapley, Banzhaf) of at most that many values
 """
 
 from __future__ import annotations
@@ -29,42 +31,80 @@ from gtap_jax.network import init_params
 
 
 def measure(hidden, n, whole_values, evaluations):
+    """One MLP's game: values/s whole, along permutation chains and over paired stars; an estimate through each."""
     ds = data.load("mnist")
     model = MLP(hidden=hidden, num_classes=10)
     params = init_params(jax.random.key(0), model, ds.input_shape)
     fn, layout = g.network_game(model, params, ds.x_val[:n], ds.y_val[:n], metric="neg_loss")
     p = layout.num_players
-    masks = np.asarray(jax.vmap(make_estimator(p, "shapley", estimator="permutation").draw, in_axes=(None, 0))(
-        jax.random.key(1), np.arange(max(1, 4096 // (p + 1)))))
     plan = g.make_plan(fn, p)
+    draws = {}
+    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
+        draw = make_estimator(p, index, estimator=estimator).draw
+        draws[estimator] = np.asarray(jax.vmap(draw, in_axes=(None, 0))(jax.random.key(1),
+                                                                        np.arange(max(1, 4096 // (p + 1)))))
     chain = g.engine.batched_chain_fn(fn, 1, plan.mesh)
-    flat = masks.reshape(-1, p)[:whole_values]
+    flat = draws["permutation"].reshape(-1, p)[:whole_values]
     rates, out = {}, {}
     for name, run in (("whole", lambda: g.evaluate_coalitions(fn, flat, plan=plan)),
-                      ("chains", lambda: chain(g.engine.place(masks, plan.mesh)))):
+                      ("chains", lambda: chain(g.engine.place(draws["permutation"], plan.mesh))),
+                      ("stars", lambda: g.engine.evaluate_stars(fn, draws["paired"], plan=plan))):
         np.asarray(run())  # compile
         t0 = time.perf_counter()
         out[name] = np.asarray(run()).reshape(-1)
         rates[name] = out[name].size / (time.perf_counter() - t0)
     diff = float(np.max(np.abs(out["whole"] - out["chains"][: out["whole"].size])))
+    stars_whole = np.asarray(g.evaluate_coalitions(fn, draws["paired"].reshape(-1, p)[:whole_values], plan=plan))
+    diff = max(diff, float(np.max(np.abs(stars_whole - out["stars"][: stars_whole.size]))))
+    seconds = {}
+    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
+        t0 = time.perf_counter()
+        g.estimate(jax.random.key(2), fn, p, index, evaluations=evaluations, estimator=estimator, plan=plan)
+        seconds[estimator] = time.perf_counter() - t0
+    ratio = {name: f"{rates[name]:,.0f} ({rates[name] / rates['whole']:.0f}x)" for name in ("chains", "stars")}
+    print(f"| {'-'.join(str(h) for h in hidden)} | {p} | {n} | {rates['whole']:,.0f} | {ratio['chains']} |"
+          f" {ratio['stars']} | {diff:.1e} | {seconds['permutation']:.1f} s / {seconds['paired']:.1f} s |", flush=True)
+
+
+def settle(cap: int):
+    """The 784-4096-4096-10 MLP trained 2 epochs; its top 20% of 8,192 units by Shapley and by Banzhaf, settled."""
+    ds = data.load("mnist")
+    model = MLP(hidden=(4096, 4096), num_classes=10)
     t0 = time.perf_counter()
-    g.estimate(jax.random.key(2), fn, p, "shapley", evaluations=evaluations, plan=plan)
-    seconds = time.perf_counter() - t0
-    print(f"| {'-'.join(str(h) for h in hidden)} | {p} | {n} | {rates['whole']:,.0f} | {rates['chains']:,.0f} |"
-          f" {rates['chains'] / rates['whole']:.0f}x | {diff:.1e} | {evaluations:,}: {seconds:.1f} s |", flush=True)
+    params = g.network.train(jax.random.key(0), model, ds.x_train, ds.y_train, epochs=2, progress=False).params
+    trained = time.perf_counter() - t0
+    fn, layout = g.network_game(model, params, ds.x_val[:250], ds.y_val[:250], metric="neg_loss")
+    p = layout.num_players
+    options = g.Settle(0.05, g.strategies.share_epsilon(fn, p, 0.1), cap)
+    print(f"\n8,192-player MLP (test accuracy {g.accuracy(model, params, ds.x_test, ds.y_test):.3f}, trained in"
+          f" {trained:.0f} s): top {p // 5} units, settled mode (delta 0.05, epsilon 0.1 of the mean unit's part,"
+          f" at most {cap:,} values)\n\n| index | estimator | values | seconds | settled | settled share |"
+          f"\n|{'---|' * 6}")
+    kept = {}
+    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
+        t0 = time.perf_counter()
+        scores = g.by_estimate(index, estimator=estimator, settle=options)(jax.random.key(3), fn, p, (p // 5,))
+        seconds = time.perf_counter() - t0
+        kept[index] = set(scores.order()[: p // 5].tolist())
+        print(f"| {index} | {estimator} | {scores.num_evaluations:,} | {seconds:.0f} | {scores.settled} |"
+              f" {scores.settled_share:.3f} |", flush=True)
+    print(f"\nShapley's and Banzhaf's kept sets share {len(kept['shapley'] & kept['banzhaf']) / (p // 5):.3f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--settle", type=int, default=0, metavar="CAP")
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
-    print("| MLP | players | images | whole: values/s | chains: values/s | ratio | largest difference |"
-          " permutation Shapley estimate |\n|---|---|---|---|---|---|---|---|")
+    print(f"| MLP | players | images | whole: values/s | chains: values/s | stars: values/s | largest difference |"
+          f" 32,768 values: permutation Shapley / paired Banzhaf |\n|{'---|' * 8}")
     measure((300, 100), 500, 4010, 32768)
     if not args.quick:
         measure((4096, 4096), 250, 128, 32768)
+    if args.settle:
+        settle(args.settle)
 
 
 if __name__ == "__main__":

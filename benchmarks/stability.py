@@ -8,12 +8,14 @@ configuration runs ``top_n(key, value_fn, P, r, attribute)`` with 5 keys, and re
   includes compilation, so the median is the steady state);
 * settled: the share of runs whose decision settled, and the least settled share.
 
-Configurations: fixed budgets (today's 8,192-evaluation estimates, MSR and
-regression for Banzhaf, permutations for Shapley, and 4x that), and the settled
-mode of ``by_estimate`` (delta = 0.05, epsilon = 0.1 of the mean player's share
-``|v(N) - v(empty)| / P``, at most 131,072 evaluations per round), with and
-without draws focused on the unsure players. The time column's ratio is to the
-8,192-evaluation MSR run of the same game and metric, measured in the same run.
+Configurations: fixed budgets (8,192-evaluation estimates, MSR and regression
+for Banzhaf, permutations for Shapley, and 4x that; and for the draws a network
+game values incrementally, permutations along chains and paired draws as stars,
+131,072 to 524,288), and the settled mode of ``by_estimate`` (delta = 0.05,
+epsilon = 0.1 of the mean player's share ``|v(N) - v(empty)| / P``, at most
+``--cap`` evaluations per round), with and without draws focused on the unsure
+players. The time column's ratio is to the 8,192-evaluation MSR run of the same
+game and metric, measured in the same run.
 
 Games:
 
@@ -76,11 +78,16 @@ def configurations(quick: bool):
             ("banzhaf regression 32768", "banzhaf", dict(evaluations=32768, estimator="regression")),
             ("shapley permutation 32768", "shapley", dict(evaluations=32768, estimator="permutation")),
         ]
+    # Draws valued incrementally (chains: permutations; stars: paired draws), at many more values.
+    fixed += [(f"{index} {estimator} {n}", index, dict(evaluations=n, estimator=estimator))
+              for n in (1 << 17, 1 << 18, 1 << 19)
+              for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired"))]
     settled = [
         ("banzhaf regression settled+focus", "banzhaf", dict(estimator="regression")),
         ("banzhaf regression settled", "banzhaf", dict(estimator="regression", focus=False)),
         ("shapley permutation settled+focus", "shapley", dict(estimator="permutation")),
         ("shapley permutation settled", "shapley", dict(estimator="permutation", focus=False)),
+        ("banzhaf paired settled+focus", "banzhaf", dict(estimator="paired")),
     ]
     if not quick:
         settled += [("shapley kernel settled+focus", "shapley", dict(estimator="kernel"))]
@@ -122,6 +129,8 @@ def main():
     parser.add_argument("--metrics", nargs="+", default=None, help="accuracy and/or neg_loss")
     parser.add_argument("--text-data", type=Path, default=None,
                         help="a folder of the emotion tweets (train.*, test.*); without it the text MLP is skipped")
+    parser.add_argument("--divisors", nargs="+", type=int, default=[2, 5], help="r = P // each of these")
+    parser.add_argument("--configs", nargs="+", default=None, help="run only these configurations (their labels)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("stability_results.json"))
     args = parser.parse_args()
     keys = args.keys or (3 if args.quick else 5)
@@ -138,13 +147,15 @@ def main():
         for metric in metrics:
             value_fn, layout = g.network_game(model, params, x, y, layers=layers, metric=metric)
             p = layout.num_players
-            sizes = [p // 2, p // 5]
+            sizes = [p // k for k in args.divisors]
             full, empty = (float(value_fn(jnp.full(p, v))) for v in (True, False))
             epsilon = EPSILON_SHARE * abs(full - empty) / p
             plan = engine.make_plan(value_fn, p, num_coalitions=args.cap)
             for r in sizes:
                 reference = None
                 for label, index, kwargs in configurations(args.quick):
+                    if args.configs and label not in args.configs and label != "banzhaf msr 8192":
+                        continue  # (the MSR run is every ratio's reference)
                     row = run_config(value_fn, p, r, index, kwargs, keys, epsilon, plan, args.cap)
                     reference = reference or row["seconds"]
                     row.update(game=game, metric=metric, players=p, config=label, epsilon=epsilon,

@@ -1,4 +1,5 @@
-"""Chains valued incrementally (gtap_jax/network/chains.py) equal the batched pass, on every model that offers them."""
+"""Chains and stars valued incrementally (gtap_jax/network/chains.py) equal the batched pass, on every model that
+offers them."""
 
 import jax
 import numpy as np
@@ -6,9 +7,10 @@ import pytest
 
 import gtap_jax as g
 from gtap_jax.data import synthetic
-from gtap_jax.engine import ChainValueFn
+from gtap_jax.engine import ChainValueFn, evaluate_stars
 from gtap_jax.games import restrict
-from gtap_jax.indices import make_estimator
+from gtap_jax.indices import PAIRED_MIN_DRAWS, default_estimator, make_estimator
+from gtap_jax.indices.focus import focused_samples
 from gtap_jax.models import MODELS
 from gtap_jax.network import init_params
 
@@ -42,16 +44,32 @@ def test_chains_equal_the_batched_pass(name, layers, masked_value, metric):
                             axis=1)
     batched = np.asarray(g.evaluate_coalitions(fn, masks.reshape(-1, p))).reshape(chains.shape)
     np.testing.assert_allclose(chains, batched, rtol=1e-5, atol=1e-5)
+    stars = np.asarray(jax.vmap(make_estimator(p, "banzhaf", estimator="paired").draw, in_axes=(None, 0))(
+        jax.random.key(1), np.arange(2)))  # two coalitions, each with its P flips
+    batched = np.asarray(g.evaluate_coalitions(fn, stars.reshape(-1, p))).reshape(stars.shape[:2])
+    np.testing.assert_allclose(np.asarray(evaluate_stars(fn, stars)), batched, rtol=1e-5, atol=1e-5)
 
 
-def test_estimates_through_chains_equal_whole_evaluations_on_any_mesh(mesh, one_device):
+def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(mesh, one_device):
     fn, layout = _game("lenet300", ["fc1", "fc2"], metric="neg_loss")
     p = layout.num_players
-    whole = g.estimate(jax.random.key(2), lambda m: fn(m), p, "shapley", evaluations=9 * (p + 1))
-    for plan in (g.make_plan(mesh=mesh), g.make_plan(mesh=one_device), None):
-        att = g.estimate(jax.random.key(2), fn, p, "shapley", evaluations=9 * (p + 1), plan=plan)
-        np.testing.assert_allclose(att.values, whole.values, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(att.stderr, whole.stderr, rtol=1e-4, atol=1e-5)
+    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
+        whole = g.estimate(jax.random.key(2), lambda m: fn(m), p, index, evaluations=9 * (p + 1), estimator=estimator)
+        for plan in (g.make_plan(mesh=mesh), g.make_plan(mesh=one_device), None):
+            att = g.estimate(jax.random.key(2), fn, p, index, evaluations=9 * (p + 1), estimator=estimator, plan=plan)
+            np.testing.assert_allclose(att.values, whole.values, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(att.stderr, whole.stderr, rtol=1e-4, atol=1e-5)
+    # Where stars are valued incrementally, paired draws are Banzhaf's default; elsewhere regression (or MSR).
+    many = PAIRED_MIN_DRAWS * (p + 1)
+    for value_fn, evaluations, expected in ((fn, many, "paired"), (fn, many - 1, "regression"),
+                                            (lambda m: fn(m), many, "regression")):
+        assert default_estimator("banzhaf", p, evaluations, value_fn) == expected
+    # Focused flips (a star over the unsure players) too, with a number of draws that splits unevenly.
+    players = np.array([3, 17, 250, 399])
+    for plan in (g.make_plan(mesh=mesh), None):
+        args = (jax.random.key(4), p, "flip", 0.5, players, 7, plan)
+        np.testing.assert_allclose(focused_samples(args[0], fn, *args[1:]),
+                                   focused_samples(args[0], lambda m: fn(m), *args[1:]), rtol=1e-4, atol=1e-5)
 
 
 def test_a_sub_game_keeps_its_chains():
@@ -63,6 +81,9 @@ def test_a_sub_game_keeps_its_chains():
     masks = np.asarray(make_estimator(30, "shapley", estimator="permutation").draw(jax.random.key(3), 0))
     np.testing.assert_allclose(np.asarray(sub.chain_values(masks)),
                                np.asarray(g.evaluate_coalitions(sub, masks)), rtol=1e-5, atol=1e-5)
+    star = np.asarray(make_estimator(30, "banzhaf", estimator="paired").draw(jax.random.key(3), 0))
+    np.testing.assert_allclose(np.asarray(sub.chain_values(star, star=True)),
+                               np.asarray(g.evaluate_coalitions(sub, star)), rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_without_a_dense_consumer_evaluates_whole():
@@ -70,3 +91,15 @@ def test_a_model_without_a_dense_consumer_evaluates_whole():
     assert not isinstance(fn, ChainValueFn)
     fn16, _ = _game("lenet300", ["fc1"], dtype="bfloat16")
     assert not isinstance(fn16, ChainValueFn)
+
+
+def test_settled_shapley_on_chains_draws_permutations_only():
+    fn, layout = _game("lenet300", ["fc2"], metric="neg_loss")
+    p = layout.num_players
+    settle = g.Settle(epsilon=0.0, max_evaluations=16 * (p + 1))
+    focused = {}
+    for name, value_fn in (("chains", fn), ("whole", lambda m: fn(m))):
+        states = []
+        g.by_estimate("shapley", settle=settle)(jax.random.key(5), value_fn, p, (p // 5,), on_check=states.append)
+        focused[name] = sum(state.focus_evaluations for state in states)
+    assert focused["chains"] == 0 < focused["whole"]  # focused orders are valued whole: only where all are

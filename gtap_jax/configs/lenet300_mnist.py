@@ -4,7 +4,7 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/lenet300_mnist.py --workdir runs/lenet300
 
-Runtime on 2 CPU cores: about 10 minutes (measured 9 min 54 s, 2026-11-25); ``:smoke`` under a minute. Full MNIST:
+Runtime on 2 CPU cores: about 5 minutes (measured 5 min 15 s, 2026-12-02); ``:smoke`` under a minute. Full MNIST:
 ``--config.data.source=tfds`` (online once) or ``--config.data.source=path --config.data.path=DIR``.
 """
 
@@ -15,6 +15,12 @@ def get_config(arg=None):
     c = common.base_config()
     c.model.name = "lenet300"
     c.game.layers = ("fc1", "fc2")
+    # fc1 feeds a Dense layer: permutations and paired draws are valued incrementally, about 20x the
+    # values per second of whole coalitions, so a round may spend 16x the usual cap of 8,192 values
+    # in about the time; focused draws would compile anew for each sub-game of the iterated
+    # strategies, which costs more than they save here (benchmarks/RESULTS.md, "Settled decisions on a CPU")
+    c.gtap.max_evaluations = 1 << 17
+    c.gtap.focus = False
     if arg == "smoke":
         common.smoke(c)
         c.gtap.indices = ("shapley", "beta")  # the CLI smoke test runs every strategy with both kinds of index

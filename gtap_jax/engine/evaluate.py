@@ -43,12 +43,13 @@ def _coalition_spec(mesh: Mesh) -> PS:
 
 @runtime_checkable
 class ChainValueFn(Protocol):
-    """A value function that also values chains of coalitions, each one player away from the one before,
-    faster than one by one (a network game's incremental evaluation: :mod:`gtap_jax.network.chains`)."""
+    """A value function that also values chains of coalitions, each one player away from the one before
+    (``star``: each one player away from the first), faster than one by one (a network game's incremental
+    evaluation: :mod:`gtap_jax.network.chains`)."""
 
     def __call__(self, mask: Bool[Array, " P"]) -> Float[Array, ""]: ...
 
-    def chain_values(self, masks: Bool[Array, "K P"]) -> Float[Array, " K"]: ...
+    def chain_values(self, masks: Bool[Array, "K P"], star: bool = False) -> Float[Array, " K"]: ...
 
 
 def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[Bool[Array, "C P"]], Float[Array, " C"]]:
@@ -62,18 +63,19 @@ def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[B
     return _cached(value_fn, mesh, mesh, lambda fn: lambda masks: jax.vmap(fn)(masks).astype(jnp.float32))
 
 
-def batched_chain_fn(value_fn: ChainValueFn, chains: int, mesh: Mesh | None = None):
-    """Jitted ``masks[B, K, P] -> values[B, K]``: each of B draws is ``chains`` chains of K / chains coalitions,
-    valued by ``value_fn.chain_values``; the B axis is sharded over ``mesh`` (as :func:`batched_value_fn`)."""
+def batched_chain_fn(value_fn: ChainValueFn, chains: int, mesh: Mesh | None = None, *, star: bool = False):
+    """Jitted ``masks[B, K, P] -> values[B, K]``: each of B draws is ``chains`` chains (``star``: stars) of
+    K / chains coalitions, valued by ``value_fn.chain_values``; the B axis is sharded over ``mesh`` (as
+    :func:`batched_value_fn`)."""
 
     def make(fn):
         def draw_values(masks):
             parts = jnp.split(masks, chains, axis=0)
-            return jnp.concatenate([fn.chain_values(part) for part in parts]).astype(jnp.float32)
+            return jnp.concatenate([fn.chain_values(part, star) for part in parts]).astype(jnp.float32)
 
         return lambda masks: jax.vmap(draw_values)(masks)
 
-    return _cached(value_fn, (mesh, chains), mesh, make)
+    return _cached(value_fn, (mesh, chains, star), mesh, make)
 
 
 def _cached(value_fn, cache_key, mesh: Mesh | None, make):
@@ -232,6 +234,36 @@ def evaluate_coalitions(
     return jnp.asarray(values)
 
 
+def evaluate_stars(value_fn: ValueFn, masks: Bool[Array, "B K P"] | np.ndarray, *,
+                   plan: Plan | None = None) -> Float[Array, "B K"]:
+    """Values of B stars of K coalitions, each one player away (or none) from its star's first.
+
+    A :class:`ChainValueFn` values each star incrementally (``chain_values(star=True)``), the stars split
+    over the plan's mesh; any other value function values the coalitions whole (:func:`evaluate_coalitions`).
+
+    Raises:
+        ValueError: as :func:`evaluate_coalitions`.
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"stars are bool[B, K, P], got shape {masks.shape}")
+    b, k, p = masks.shape
+    if not isinstance(value_fn, ChainValueFn) or b == 0:
+        return evaluate_coalitions(value_fn, masks.reshape(b * k, p), plan=plan).reshape(b, k)
+    masks = as_masks(masks.reshape(b * k, p)).reshape(b, k, p)
+    check_players(value_fn, p)
+    decided = plan or make_plan(value_fn, p, num_coalitions=b * k)
+    step = -(-max(1, decided.chunk(b * k) // k) // decided.shards) * decided.shards  # whole stars per call
+    fn = batched_chain_fn(value_fn, 1, decided.mesh, star=True)
+    pad = -b % step
+    if pad:
+        masks = np.concatenate([masks, np.zeros((pad, k, p), bool)])
+    outs = [local_copy(fn(place(masks[s : s + step], decided.mesh))) for s in range(0, b + pad, step)]
+    values = np.concatenate([np.asarray(o) for o in outs])[:b]
+    check_finite(values)
+    return jnp.asarray(values)
+
+
 __all__ = [
     "ChainValueFn",
     "batched_chain_fn",
@@ -239,6 +271,7 @@ __all__ = [
     "check_finite",
     "check_players",
     "evaluate_coalitions",
+    "evaluate_stars",
     "local_copy",
     "non_finite_error",
     "place",

@@ -25,8 +25,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gtap_jax.engine import ChainValueFn
 from gtap_jax.experiment.context import Context
-from gtap_jax.indices import INDICES, Attribution, EstimateState, default_estimator, draw_size, estimate, new_state
+from gtap_jax.indices import (
+    ESTIMATORS,
+    INDICES,
+    Attribution,
+    EstimateState,
+    default_estimator,
+    draw_size,
+    estimate,
+    new_state,
+)
 from gtap_jax.indices.focus import FocusMoments
 from gtap_jax.strategies import (
     STRATEGIES,
@@ -117,9 +127,9 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     def attribute(key, value_fn, num_players, cutoffs=()):
         i = next(calls)
         if cfg.evaluations:
-            estimator, _ = round_budget(index, num_players, cfg.evaluations, estimator=chosen)
+            estimator, _ = round_budget(index, num_players, cfg.evaluations, estimator=chosen, value_fn=value_fn)
         else:
-            estimator = chosen or default_estimator(index, num_players, cfg.max_evaluations)
+            estimator = chosen or default_estimator(index, num_players, cfg.max_evaluations, value_fn)
         spec = RoundSpec(index, d, estimator, ctx.plan, ctx.progress)
         meta = {"config": ctx.steps.config_hash, "game": game, "round": i, "players": num_players,
                 "estimator": estimator}
@@ -204,14 +214,15 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
     In settled mode (``gtap.evaluations = 0``) this is the most it can spend: every round at its cap.
     """
     cfg, total = ctx.config.gtap, 0
-    for (_, _, layout), sizes in zip(ctx.games, game_sizes, strict=True):
+    for (_, game, layout), sizes in zip(ctx.games, game_sizes, strict=True):
         spent = []
 
-        def dry(key, value_fn, num_players, cutoffs=(), spent=spent):
+        def dry(key, value_fn, num_players, cutoffs=(), spent=spent, game=game):
             if not cfg.evaluations:  # settled mode: a round spends at most its cap
                 spent.append(cfg.max_evaluations)
                 return Scores(np.zeros(num_players), np.zeros(num_players), cfg.max_evaluations)
-            _, budget = round_budget(index, num_players, cfg.evaluations, estimator=cfg.estimators.get(index) or None)
+            _, budget = round_budget(index, num_players, cfg.evaluations, estimator=cfg.estimators.get(index) or None,
+                                     value_fn=game)  # its sub-games value draws as it does
             spent.append(budget)
             return Scores(np.zeros(num_players), np.zeros(num_players), budget)
 
@@ -221,8 +232,21 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
     return total
 
 
-def say_expected_time(ctx: Context, step: str, evaluations: int) -> None:
-    """Logs the expected time of a step from the measured coalition values per second; warns above an hour."""
+def _incremental(ctx: Context, index: str) -> bool:
+    """Whether the game values the draws of ``index``'s estimator incrementally (chains or stars)."""
+    _, game, layout = ctx.games[0]
+    cfg = ctx.config.gtap
+    estimator = cfg.estimators.get(index) or default_estimator(index, layout.num_players,
+                                                               cfg.evaluations or cfg.max_evaluations, game)
+    return ESTIMATORS[estimator].chains is not None and isinstance(game, ChainValueFn)
+
+
+def say_expected_time(ctx: Context, step: str, evaluations: int, index: str | None = None) -> None:
+    """Logs the expected time of a step from the measured coalition values per second; warns above an hour.
+
+    The rate is of whole coalitions (measured on the bands): where the game values the step's draws
+    incrementally, the time said is an upper bound.
+    """
     rate = ctx.values_per_second
     if not rate:
         return
@@ -230,6 +254,9 @@ def say_expected_time(ctx: Context, step: str, evaluations: int) -> None:
     text = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
     about = "about" if ctx.config.gtap.evaluations else "at most"
     message = f"{step}: {about} {evaluations:,} coalition values, expected {about} {text} at {rate:,.0f} values/s"
+    if index is not None and _incremental(ctx, index):
+        message += " of whole coalitions (this game values these draws incrementally, many times faster)"
+        seconds = 0.0  # no warning from a rate that does not apply
     if seconds > 3600:
         log.warning("%s (above an hour; progress is saved every gtap.checkpoint_every values)", message)
     else:

@@ -173,7 +173,7 @@ def find_all_masks(ctx: Context) -> dict[str, dict]:
         step = f"masks/{name}"
         if is_gtap(name) and ctx.steps.get(step) is None:
             strategy, index = name.split("/")
-            say_expected_time(ctx, step, expected_evaluations(ctx, strategy, index, game_sizes(ctx)))
+            say_expected_time(ctx, step, expected_evaluations(ctx, strategy, index, game_sizes(ctx)), index)
         masks[name] = ctx.steps.run(step, functools.partial(find_masks, ctx, name))
         clear_partial(ctx, name)
     return masks

@@ -47,7 +47,7 @@ def restrict(value_fn: ValueFn, always_in: ArrayLike, free: ArrayLike) -> tuple[
         return value_fn(full(sub_mask))
 
     if isinstance(value_fn, ChainValueFn):  # a sub-game's chains are chains of the game
-        return _ChainSubgame(value, lambda sub_masks: value_fn.chain_values(full(sub_masks))), idx
+        return _ChainSubgame(value, lambda sub_masks, star=False: value_fn.chain_values(full(sub_masks), star)), idx
     return value, idx
 
 

@@ -8,6 +8,7 @@ drives any of them; ``focus`` draws aimed at a few players.
 
 from gtap_jax.indices.base import INDICES, IndexSpec, bernoulli_weights, index_weights, resolve_d, shapley_weights
 from gtap_jax.indices.estimate import (
+    PAIRED_MIN_DRAWS,
     REGRESSION_MAX_PLAYERS,
     REGRESSION_MIN_DRAWS_PER_PLAYER,
     attribution_of,
@@ -44,6 +45,7 @@ __all__ = [
     "FOCUS_KINDS",
     "INDICES",
     "MAX_EXACT_PLAYERS",
+    "PAIRED_MIN_DRAWS",
     "REGRESSION_MAX_PLAYERS",
     "REGRESSION_MIN_DRAWS_PER_PLAYER",
     "Attribution",

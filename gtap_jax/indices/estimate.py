@@ -40,18 +40,28 @@ from gtap_jax.shapes import PRNGKey, ValueFn
 REGRESSION_MIN_DRAWS_PER_PLAYER = 5
 # ... and up to this many players: its state is P x P and its finish a P x P solve.
 REGRESSION_MAX_PLAYERS = 4096
+# Paired draws are the Banzhaf / beta_d default on games that value them incrementally from this many
+# draws: each gives every player one sample, and at 5-20 draws (2,048-8,192 values on LeNet-300-100)
+# iterated pruning with them kept networks 0.05-0.2 less accurate than with regression's.
+PAIRED_MIN_DRAWS = 64
 
 
-def default_estimator(index: str, num_players: int, evaluations: int) -> str:
+def default_estimator(index: str, num_players: int, evaluations: int, value_fn: ValueFn | None = None) -> str:
     """The estimator :func:`estimate` uses for a new run of ``index`` when none is given.
 
-    Shapley: permutation sampling. Banzhaf and beta_d: regression with at least
+    Shapley: permutation sampling. Banzhaf and beta_d: paired draws where ``value_fn`` values
+    them incrementally (a :class:`~gtap_jax.engine.ChainValueFn`: a paired draw is a star, about
+    20x the values per second of whole coalitions on LeNet-300-100, at about the precision per
+    value of regression; ``benchmarks/RESULTS.md``) and the budget buys ``PAIRED_MIN_DRAWS``
+    draws; else regression with at least
     ``REGRESSION_MIN_DRAWS_PER_PLAYER`` evaluations per player (so the fit is
     well determined) and at most ``REGRESSION_MAX_PLAYERS`` players, MSR
     otherwise. A continued run keeps its state's estimator.
     """
     if not INDICES[index].takes_d:
         return "permutation"
+    if isinstance(value_fn, ChainValueFn) and evaluations >= PAIRED_MIN_DRAWS * (num_players + 1):
+        return "paired"
     enough = evaluations >= REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1)
     return "regression" if enough and num_players <= REGRESSION_MAX_PLAYERS else "msr"
 
@@ -104,10 +114,11 @@ def _compiled(estimator: Estimator, draws_per_chunk: int):
     return jax.jit(draw), jax.jit(update), replay, jax.jit(estimator.finalize)
 
 
-def _evaluator(value_fn, chains: int | None, mesh, size: int, num_players: int):
-    """``masks[B, K, P] -> values``: whole coalitions in one batch, or (``chains``) the draws' chains incrementally."""
-    if chains is not None:
-        fn = batched_chain_fn(value_fn, chains, mesh)
+def _evaluator(value_fn, entry, mesh, size: int, num_players: int):
+    """``masks[B, K, P] -> values``: whole coalitions in one batch, or (an ``entry`` with chains) the draws' chains
+    or stars incrementally."""
+    if entry is not None:
+        fn = batched_chain_fn(value_fn, entry.chains, mesh, star=entry.star)
         return lambda masks: fn(place(masks, mesh))
     fn = batched_value_fn(value_fn, mesh)
     return lambda masks: fn(place(masks.reshape(size, num_players), mesh))
@@ -142,11 +153,11 @@ def new_state(num_players: int, index: str, d: float | None, estimator: str) -> 
     return EstimateState(index, estimator, d, num_players, est.init())
 
 
-def _start(num_players, index, d, estimator, evaluations, state) -> EstimateState:
+def _start(num_players, index, d, estimator, evaluations, state, value_fn) -> EstimateState:
     """The state to continue: ``state`` (checked against the arguments) or a new one."""
     d = resolve_d(index, d)
     if state is None:
-        estimator = default_estimator(index, num_players, evaluations) if estimator is None else estimator
+        estimator = default_estimator(index, num_players, evaluations, value_fn) if estimator is None else estimator
         return new_state(num_players, index, d, estimator)
     if isinstance(state, Attribution):
         state = state.state
@@ -214,7 +225,7 @@ def estimate(
             estimator or number of players, a value function that does not
             take ``bool[P]``, or coalition values that are NaN or infinite.
     """
-    run = _start(num_players, index, d, estimator, evaluations, state)
+    run = _start(num_players, index, d, estimator, evaluations, state, value_fn)
     est = make_estimator(num_players, index, d=run.d, estimator=run.estimator)
     k = est.draw_size
     if evaluations < 0 or 0 < evaluations < k or (evaluations == 0 and state is None):
@@ -223,10 +234,11 @@ def estimate(
     num_draws = evaluations // k
     check_players(value_fn, num_players)
     plan = plan or make_plan(value_fn, num_players, num_coalitions=num_draws * k)
-    chains = ESTIMATORS[run.estimator].chains if isinstance(value_fn, ChainValueFn) else None
-    b = draws_per_chunk(est, max(num_draws, 1), plan, whole_draws=chains is not None)
+    entry = ESTIMATORS[run.estimator]
+    chained = entry if entry.chains is not None and isinstance(value_fn, ChainValueFn) else None
+    b = draws_per_chunk(est, max(num_draws, 1), plan, whole_draws=chained is not None)
     draw, update, _, _ = _compiled(est, b)
-    evaluate = _evaluator(value_fn, chains, plan.mesh, b * k, num_players)
+    evaluate = _evaluator(value_fn, chained, plan.mesh, b * k, num_players)
     draws, not_finite = run.draws, []
     first = int(draws.num_draws)
     with tqdm(total=num_draws * k, desc=f"{index}/{run.estimator}", unit="eval", disable=not progress) as bar:
@@ -247,6 +259,7 @@ def estimate(
 
 
 __all__ = [
+    "PAIRED_MIN_DRAWS",
     "REGRESSION_MAX_PLAYERS",
     "REGRESSION_MIN_DRAWS_PER_PLAYER",
     "attribution_of",

@@ -18,7 +18,9 @@ evaluations buy an unsure player E / (P + 1) permutation samples but E / (2U)
 focused ones, so Shapley gains when 2U < P + 1 (``by_estimate`` focuses while
 2U <= P); a regression draw's precision per evaluation is about a paired
 draw's (``benchmarks/RESULTS.md``), so a focused beta_d draw gains about
-P / (U + 1). The masks are built on the device in blocks but evaluated from the
+P / (U + 1). A flip draw is a star (each coalition one player away from the
+first): a game that values stars incrementally (``gtap_jax.engine.evaluate_stars``)
+does. The masks are built on the device in blocks but evaluated from the
 host: on a GPU, where the evaluations themselves are fast, that costs more than
 it saves (measured in ``benchmarks/RESULTS.md``).
 """
@@ -32,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.engine import Plan, evaluate_coalitions
+from gtap_jax.engine import ChainValueFn, Plan, evaluate_coalitions, evaluate_stars
 
 # A player's focused samples enter its estimate from this many on (the normal approximation
 # of their mean, and their variance, need a few).
@@ -74,19 +76,21 @@ def _pow2(n: int, least: int = 8) -> int:
     return max(least, 1 << max(0, (n - 1).bit_length()))
 
 
-# Focused draws are made in blocks of this many (one compiled shape per padded U).
+# Focused draws are made and evaluated in blocks of at most this many (one compiled shape per padded U),
+# and of at most BLOCK_CELLS mask entries: a draw over U of P players is about 2U x P of them.
 BLOCK = 256
+BLOCK_CELLS = 1 << 24
 
 
-@functools.partial(jax.jit, static_argnames=("num_players", "d"))
-def _focused_masks(key, start, players, *, num_players: int, d: float | None):
-    """``bool[BLOCK, K, P]``: focused coalitions of ``players[U]``, draw i from ``fold_in(key, start + i)``.
+@functools.partial(jax.jit, static_argnames=("num_players", "d", "block"))
+def _focused_masks(key, start, players, *, num_players: int, d: float | None, block: int):
+    """``bool[block, K, P]``: focused coalitions of ``players[U]``, draw i from ``fold_in(key, start + i)``.
 
     beta_d (``d`` a float): K = 1 + U, the drawn coalition then its flip of each player.
     Shapley (``d`` None): K = 2U, each player's predecessors in the drawn order, then with it.
     The caller pads U to a power of two, so few shapes compile.
     """
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(BLOCK))
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(block))
     onehot = jax.nn.one_hot(players, num_players, dtype=jnp.bool_)
     if d is not None:
         t = jax.vmap(lambda k: jax.random.bernoulli(k, d, (num_players,)))(keys)
@@ -106,23 +110,29 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
     if kind not in ("flip", "order") or (kind == "flip" and d is None):
         raise ValueError(f"focused draws are 'flip' (with a d) or 'order', got {kind!r} with d={d}")
     u = players.size
-    padded = np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32)
-    beta = kind == "flip"
-    blocks = [_focused_masks(key, start, jnp.asarray(padded), num_players=num_players, d=float(d) if beta else None)
-              for start in range(0, num_draws, BLOCK)]
-    masks = np.concatenate([np.asarray(b) for b in blocks])
-    up = padded.size
-    if beta:
-        masks = np.concatenate([masks[:num_draws, :1], masks[:num_draws, 1 : 1 + u]], axis=1)
-    else:
-        masks = np.concatenate([masks[:num_draws, :u], masks[:num_draws, up : up + u]], axis=1)
-    k = masks.shape[1]
-    values = np.asarray(evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
-                        np.float64).reshape(num_draws, k)
-    if beta:
-        inside = masks[:, 0, players]
-        return np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
-    return values[:, u:] - values[:, :u]
+    padded = jnp.asarray(np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32))
+    beta, up = kind == "flip", int(padded.size)
+    fits = max(1, BLOCK_CELLS // (2 * up * num_players))
+    block = min(BLOCK, 1 << (fits.bit_length() - 1))  # a power of two: few shapes compile
+    out = []
+    for start in range(0, num_draws, block):
+        masks = np.asarray(_focused_masks(key, start, padded, num_players=num_players,
+                                          d=float(d) if beta else None, block=block))[: num_draws - start]
+        if beta and isinstance(value_fn, ChainValueFn):  # a coalition and its flips, a star valued incrementally:
+            # the padding's flips too, so that its length (and the compiled shape) is one of a few
+            values = np.asarray(evaluate_stars(value_fn, masks, plan=plan), np.float64)[:, : 1 + u]
+            masks = masks[:, : 1 + u]
+        else:
+            cut = [slice(0, 1), slice(1, 1 + u)] if beta else [slice(0, u), slice(up, up + u)]
+            masks = np.concatenate([masks[:, cut[0]], masks[:, cut[1]]], axis=1)
+            values = np.asarray(evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
+                                np.float64).reshape(masks.shape[:2])
+        if beta:
+            inside = masks[:, 0, players]
+            out.append(np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1]))
+        else:
+            out.append(values[:, u:] - values[:, :u])
+    return np.concatenate(out)
 
 
 def combine(values, stderr, focus: FocusMoments) -> tuple[np.ndarray, np.ndarray]:

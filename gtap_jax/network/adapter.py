@@ -60,9 +60,10 @@ class Network(Protocol):
         ...
 
     def chain_fn(self, layout: PlayerLayout, x, reduce: Callable, *, dtype: str = "float32") -> Callable | None:
-        """``chain(masks[K, P], fills) -> values[K]`` for coalitions each one player away from the one before,
-        valued incrementally (:mod:`gtap_jax.network.chains`), with ``reduce(logits)`` the value; or None
-        where the adapter offers no such shortcut (every coalition is then evaluated whole)."""
+        """``chain(masks[K, P], fills, star=False) -> values[K]`` for coalitions each one player away from the
+        one before (``star``: from the first), valued incrementally (:mod:`gtap_jax.network.chains`), with
+        ``reduce(logits)`` the value; or None where the adapter offers no such shortcut (every coalition is
+        then evaluated whole)."""
         ...
 
     def layer_outputs(self, x, layout: PlayerLayout) -> dict[str, Any]:

@@ -1,16 +1,20 @@
-"""Incremental evaluation along chains of coalitions, each one player away from the one before.
+"""Incremental evaluation along chains of coalitions, each one player away from the one before, and of
+stars, each one player away from the first.
 
 A permutation draw's P + 1 prefixes (or an antithetic draw's two chains) differ step by step by one
-player. Where the first player layer feeds a Dense layer directly, that layer's pre-activation ``z``
+player; a paired draw's coalition and its P one-player flips, or a focused draw's flips, form a
+star. Where the first player layer feeds a Dense layer directly, that layer's pre-activation ``z``
 moves by one rank-1 term per step: flipping player j adds or removes ``(h_j - fill_j) W_j`` (its
 output column on the evaluation set times its weight row), n x width operations instead of the
 n x width_in x width product of a whole layer. The rest of the network (the activation, later
-player layers, the output layer) runs per coalition. The chain is a ``lax.scan`` over steps; the
-engine vmaps it over chains and shards those over the mesh, as it does coalitions.
+player layers, the output layer) runs per coalition. The chain is a ``lax.scan`` over steps (a star
+a ``lax.map`` over flips); the engine vmaps it over chains and shards those over the mesh, as it does
+coalitions.
 
 Rank-1 updates accumulate float32 rounding along a chain of thousands of steps: each chain restarts
 from a whole product every ``RESTART`` steps, which bounds the drift (``tests/test_chains.py``
-checks the values against the batched pass).
+checks the values against the batched pass). A star has no drift: every flip starts from the first
+coalition's product.
 """
 
 from __future__ import annotations
@@ -65,26 +69,36 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
         rest = {n: m for n, m in masks.items() if n not in (first, spec.consumer)}
         return model.apply(variables, out, masks=rest, fills=fills, start=stage + 1)
 
-    def chain(masks, fills):
+    def whole(mask, fill):
+        return jnp.where(mask[:width][None, :], h, fill[None, :]) @ kernel + bias[None, :]
+
+    def moved(z, prev, cur, column):
+        """``z`` of ``prev`` moved to ``cur``, one player away (or none) in the first player layer."""
+        diff = cur ^ prev
+        j = jnp.argmax(diff)
+        sign = jnp.where(cur[j], 1.0, -1.0) * ((j < width) & diff[j])
+        jj = jnp.minimum(j, width - 1)
+        return z + sign * column[:, jj][:, None] * kernel[jj][None, :]
+
+    def chain(masks, fills, star=False):
         fill = jnp.zeros(width, h.dtype) if fills is None else fills[first]
         column = h - fill[None, :]  # what keeping player j adds to its output, per example
-
-        def whole(mask):
-            return jnp.where(mask[:width][None, :], h, fill[None, :]) @ kernel + bias[None, :]
+        z0 = whole(masks[0], fill)
+        first_value = reduce(logits_of(z0, layout.split(masks[0]), fills))[None]
+        if star:
+            values = jax.lax.map(lambda cur: reduce(logits_of(moved(z0, masks[0], cur, column),
+                                                                layout.split(cur), fills)), masks[1:])
+            return jnp.concatenate([first_value, values])
 
         def step(z, pair):
             prev, cur, restart = pair
-            j = jnp.argmax(cur ^ prev)
-            sign = jnp.where(cur[j], 1.0, -1.0) * (j < width)
-            jj = jnp.minimum(j, width - 1)
-            z = z + sign * column[:, jj][:, None] * kernel[jj][None, :]
-            z = jax.lax.cond(restart, lambda: whole(cur), lambda: z)
+            z = moved(z, prev, cur, column)
+            z = jax.lax.cond(restart, lambda: whole(cur, fill), lambda: z)
             return z, reduce(logits_of(z, layout.split(cur), fills))
 
-        z0 = whole(masks[0])
         restarts = (jnp.arange(1, masks.shape[0]) % RESTART) == 0
         _, values = jax.lax.scan(step, z0, (masks[:-1], masks[1:], restarts))
-        return jnp.concatenate([reduce(logits_of(z0, layout.split(masks[0]), fills))[None], values])
+        return jnp.concatenate([first_value, values])
 
     return chain
 

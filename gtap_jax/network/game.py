@@ -95,7 +95,7 @@ def network_game(
         return metric_value(forward(layout.split(mask), fills), y, metric)
 
     chain = net.chain_fn(layout, x, lambda logits: metric_value(logits, y, metric), dtype=dtype)
-    return (value if chain is None else ChainGame(value, lambda masks: chain(masks, fills))), layout
+    return (value if chain is None else ChainGame(value, lambda masks, star: chain(masks, fills, star))), layout
 
 
 class ChainGame:
@@ -108,9 +108,10 @@ class ChainGame:
     def __call__(self, mask):
         return self._value(mask)
 
-    def chain_values(self, masks):
-        """``values[K]`` of ``masks[K, P]``, each coalition one player away from the one before."""
-        return self._chain(masks)
+    def chain_values(self, masks, star=False):
+        """``values[K]`` of ``masks[K, P]``, each coalition one player away from the one before (``star``:
+        from the first)."""
+        return self._chain(masks, star)
 
 
 __all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "ChainGame", "metric_value", "network_game"]

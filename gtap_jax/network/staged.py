@@ -165,14 +165,15 @@ class StagedNetwork:
         return forward
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
-        """Values of chains of coalitions, each one player away from the one before, or None.
+        """Values of chains of coalitions, each one player away from the one before (or stars), or None.
 
         Offered where the first player layer feeds a Dense layer directly (every hidden layer of an
         MLP; LeNet5's and AlexNet's dense layers): that layer's pre-activation is kept along the chain,
         and a flip of a first-layer player changes it by one rank-1 term (its output column times its
         weight row) instead of a product over the whole layer; the rest of the network runs per
-        coalition. Returns ``chain(masks[K, P], fills) -> values[K]`` with ``reduce(logits)`` the
-        value, or None where the structure does not hold (then every coalition is evaluated whole).
+        coalition. Returns ``chain(masks[K, P], fills, star=False) -> values[K]`` with ``reduce(logits)``
+        the value (``star``: each coalition one player away from the first), or None where the structure
+        does not hold (then every coalition is evaluated whole).
         """
         return chains.staged_chain_fn(self.model, self._params, layout, x, reduce, dtype=dtype)
 

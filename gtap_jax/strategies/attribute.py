@@ -18,14 +18,15 @@ _SETTLE_KEYWORDS = {name: f"settle=Settle({name}=...)" for name in Settle._field
 _PLAN_KEYWORDS = {"chunk_size": "plan=make_plan(chunk_size=...)", "mesh": "plan=make_plan(mesh=...)"}
 
 
-def round_budget(index: str, num_players: int, evaluations: int, *, estimator: str | None = None) -> tuple[str, int]:
+def round_budget(index: str, num_players: int, evaluations: int, *, estimator: str | None = None,
+                 value_fn=None) -> tuple[str, int]:
     """The estimator and the evaluations of one fixed-budget round of :func:`by_estimate`.
 
-    The estimator is ``estimator`` or :func:`~gtap_jax.indices.default_estimator`; the
+    The estimator is ``estimator`` or :func:`~gtap_jax.indices.default_estimator` (for ``value_fn``); the
     evaluations are ``evaluations`` in whole draws, and at least two draws (every player
     needs a standard error).
     """
-    estimator = estimator or default_estimator(index, num_players, evaluations)
+    estimator = estimator or default_estimator(index, num_players, evaluations, value_fn)
     k = draw_size(estimator, num_players)
     return estimator, k * max(evaluations // k, 2)
 
@@ -57,8 +58,11 @@ def by_estimate(
     from ``max(1024, 5 (P + 1))``, and stops at ``settle.max_evaluations`` settled
     or not (the scores say which). After the first check, while at most half the
     players are unsure and ``settle.focus`` is True, the draws aim at the unsure
-    players alone (:mod:`gtap_jax.indices.focus`). :func:`~gtap_jax.strategies.settle.share_epsilon`
-    gives an epsilon that means the same for games of any size and metric.
+    players alone (:mod:`gtap_jax.indices.focus`), except Shapley's on a game that
+    values permutations along chains: focused orders are valued whole, and cost
+    more than the permutations they replace (``benchmarks/RESULTS.md``).
+    :func:`~gtap_jax.strategies.settle.share_epsilon` gives an epsilon that means the same
+    for games of any size and metric.
 
     The attribute function also takes ``resume=`` (a
     :class:`~gtap_jax.strategies.settle.SettleState`) and ``on_check=`` (called with
@@ -78,10 +82,10 @@ def by_estimate(
             decided[0] = make_plan(value_fn, num_players, num_coalitions=evaluations or settle.max_evaluations)
         d_ = resolve_d(index, d)
         if evaluations is None:
-            chosen = estimator or default_estimator(index, num_players, settle.max_evaluations)
+            chosen = estimator or default_estimator(index, num_players, settle.max_evaluations, value_fn)
             spec = RoundSpec(index, d_, chosen, decided[0], progress)
             return settle_round(key, value_fn, num_players, cutoffs, spec, settle, resume=resume, on_check=on_check)
-        chosen, budget = round_budget(index, num_players, evaluations, estimator=estimator)
+        chosen, budget = round_budget(index, num_players, evaluations, estimator=estimator, value_fn=value_fn)
         att = estimate(key, value_fn, num_players, index, evaluations=budget, estimator=chosen, d=d_, plan=decided[0],
                        progress=progress)
         return fixed_budget_scores(att, cutoffs, settle)

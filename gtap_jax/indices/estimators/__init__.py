@@ -50,6 +50,7 @@ class EstimatorEntry(NamedTuple):
         chains: a draw's coalitions are this many chains of equal length, each coalition one player
             away from the one before (a permutation's prefixes: 1); games that value chains
             incrementally then do (``gtap_jax.engine.ChainValueFn``). None: no such structure.
+        star: each of those chains is a star instead: every coalition one player away from its first.
     """
 
     factory: Callable[[int, float | None], Estimator]
@@ -57,6 +58,7 @@ class EstimatorEntry(NamedTuple):
     draw_size: Callable[[int], int]
     focus: str | None = None
     chains: int | None = None
+    star: bool = False
 
 
 ESTIMATORS = Registry(
@@ -66,7 +68,7 @@ ESTIMATORS = Registry(
         "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",), lambda p: 2 * p + 2, "order", chains=2),
         "kernel": EstimatorEntry(kernel_shapley, ("shapley",), lambda p: 2 * PAIRS_PER_DRAW + 2, "order"),
         "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
-        "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta"), lambda p: p + 1, "flip"),
+        "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta"), lambda p: p + 1, "flip", chains=1, star=True),
         "regression": EstimatorEntry(regression_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
     },
 )
