@@ -52,7 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
     # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression
     # ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley;
-    # regression for banzhaf and beta at >= 5 evaluations per player per round, else msr)
+    # for banzhaf and beta paired where the game values its draws incrementally and a round buys 64,
+    # else regression at >= 5 evaluations per player per round, else msr)
     c.gtap.estimators = ml_collections.ConfigDict({"shapley": "", "banzhaf": "", "beta": ""})
     c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands
     # coalition values per estimation round (samples = this / draw size); 0 = settled mode: each
