@@ -6,6 +6,7 @@ chunk by what fits, ``evaluate`` runs the chunks (``evaluate_coalitions``), and
 """
 
 from gtap_jax.engine.evaluate import (
+    ChainGame,
     ChainValueFn,
     batched_chain_fn,
     batched_value_fn,
@@ -22,6 +23,7 @@ from gtap_jax.engine.plan import COALITION_AXIS, SMALL_CALL, Plan, coalition_mes
 
 __all__ = [
     "COALITION_AXIS",
+    "ChainGame",
     "ChainValueFn",
     "DEFAULT_CHUNK_SIZE",
     "MEMORY_FRACTION",

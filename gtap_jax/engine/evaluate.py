@@ -52,6 +52,22 @@ class ChainValueFn(Protocol):
     def chain_values(self, masks: Bool[Array, "K P"], star: bool = False) -> Float[Array, " K"]: ...
 
 
+class ChainGame:
+    """A :class:`ChainValueFn` from a value function of one coalition and ``chain_values(masks, star)``
+    (a network game's, :mod:`gtap_jax.network.chains`, or a sub-game's of it)."""
+
+    def __init__(self, value: ValueFn, chain_values: Callable[..., Float[Array, " K"]]):
+        self._value, self._chain_values = value, chain_values
+
+    def __call__(self, mask):
+        return self._value(mask)
+
+    def chain_values(self, masks, star=False):
+        """``values[K]`` of ``masks[K, P]``, each coalition one player away from the one before (``star``:
+        from the first)."""
+        return self._chain_values(masks, star)
+
+
 def batched_value_fn(value_fn: ValueFn, mesh: Mesh | None = None) -> Callable[[Bool[Array, "C P"]], Float[Array, " C"]]:
     """Jitted ``masks[C, P] -> values[C]`` for ``value_fn``, sharded over ``mesh`` (None: one device).
 
@@ -222,16 +238,7 @@ def evaluate_coalitions(
         return jnp.zeros((0,), jnp.float32)
     check_players(value_fn, masks.shape[1])
     decided = plan or make_plan(value_fn, masks.shape[1], num_coalitions=total)
-    chunk, mesh = decided.chunk(total), decided.mesh
-    fn = batched_value_fn(value_fn, mesh)
-    pad = -total % chunk
-    if pad:
-        masks = np.concatenate([masks, np.zeros((pad, masks.shape[1]), bool)])
-    # Dispatch every chunk before reading any back, so chunks pipeline.
-    outs = [fn(place(masks[s : s + chunk], mesh)) for s in range(0, total + pad, chunk)]
-    values = np.concatenate([np.asarray(o) for o in outs])[:total]
-    check_finite(values)
-    return jnp.asarray(values)
+    return _in_calls(batched_value_fn(value_fn, decided.mesh), masks, decided.chunk(total), decided.mesh)
 
 
 def evaluate_stars(value_fn: ValueFn, masks: Bool[Array, "B K P"] | np.ndarray, *,
@@ -253,18 +260,26 @@ def evaluate_stars(value_fn: ValueFn, masks: Bool[Array, "B K P"] | np.ndarray, 
     masks = as_masks(masks.reshape(b * k, p)).reshape(b, k, p)
     check_players(value_fn, p)
     decided = plan or make_plan(value_fn, p, num_coalitions=b * k)
-    step = -(-max(1, decided.chunk(b * k) // k) // decided.shards) * decided.shards  # whole stars per call
     fn = batched_chain_fn(value_fn, 1, decided.mesh, star=True)
-    pad = -b % step
+    return _in_calls(fn, masks, decided.draws_per_call(b, k, whole_draws=True), decided.mesh)
+
+
+def _in_calls(fn, masks: np.ndarray, size: int, mesh: Mesh | None) -> Float[Array, ...]:
+    """``fn`` over ``masks`` (on the host) in calls of ``size`` along the first axis, the last padded with
+    empty coalitions; the values, checked finite."""
+    total = masks.shape[0]
+    pad = -total % size
     if pad:
-        masks = np.concatenate([masks, np.zeros((pad, k, p), bool)])
-    outs = [local_copy(fn(place(masks[s : s + step], decided.mesh))) for s in range(0, b + pad, step)]
-    values = np.concatenate([np.asarray(o) for o in outs])[:b]
+        masks = np.concatenate([masks, np.zeros((pad, *masks.shape[1:]), bool)])
+    # Dispatch every call before reading any back, so they pipeline.
+    outs = [fn(place(masks[s : s + size], mesh)) for s in range(0, total + pad, size)]
+    values = np.concatenate([np.asarray(local_copy(o)) for o in outs])[:total]
     check_finite(values)
     return jnp.asarray(values)
 
 
 __all__ = [
+    "ChainGame",
     "ChainValueFn",
     "batched_chain_fn",
     "batched_value_fn",

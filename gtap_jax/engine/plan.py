@@ -82,6 +82,13 @@ class Plan(NamedTuple):
         size = min(self.limit, 1 << max(0, math.ceil(math.log2(max(num_coalitions, 1)))))
         return _round_up(size, self.shards)
 
+    def draws_per_call(self, num_draws: int, draw_size: int, *, whole_draws: bool = False) -> int:
+        """Draws of ``draw_size`` coalitions per compiled call: about one chunk of coalitions, split evenly
+        over the mesh (``whole_draws``: the mesh splits the draws themselves, as chains and stars are valued)."""
+        b = max(1, self.chunk(num_draws * draw_size) // draw_size)
+        step = self.shards if whole_draws else self.shards // math.gcd(draw_size, self.shards)
+        return _round_up(b, step)
+
 
 def make_plan(
     value_fn: ValueFn | None = None,

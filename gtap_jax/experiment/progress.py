@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.engine import ChainValueFn
 from gtap_jax.experiment.context import Context
 from gtap_jax.indices import (
     ESTIMATORS,
@@ -238,7 +237,7 @@ def _incremental(ctx: Context, index: str) -> bool:
     cfg = ctx.config.gtap
     estimator = cfg.estimators.get(index) or default_estimator(index, layout.num_players,
                                                                cfg.evaluations or cfg.max_evaluations, game)
-    return ESTIMATORS[estimator].chains is not None and isinstance(game, ChainValueFn)
+    return ESTIMATORS[estimator].incremental_on(game)
 
 
 def say_expected_time(ctx: Context, step: str, evaluations: int, index: str | None = None) -> None:

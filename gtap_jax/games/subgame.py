@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from gtap_jax.engine import ChainValueFn
+from gtap_jax.engine import ChainGame, ChainValueFn
 from gtap_jax.shapes import ValueFn
 
 
@@ -47,18 +47,8 @@ def restrict(value_fn: ValueFn, always_in: ArrayLike, free: ArrayLike) -> tuple[
         return value_fn(full(sub_mask))
 
     if isinstance(value_fn, ChainValueFn):  # a sub-game's chains are chains of the game
-        return _ChainSubgame(value, lambda sub_masks, star=False: value_fn.chain_values(full(sub_masks), star)), idx
+        return ChainGame(value, lambda sub_masks, star: value_fn.chain_values(full(sub_masks), star)), idx
     return value, idx
-
-
-class _ChainSubgame:
-    """A sub-game of a :class:`~gtap_jax.engine.ChainValueFn` that keeps its chain evaluation."""
-
-    def __init__(self, value, chain_values):
-        self._value, self.chain_values = value, chain_values
-
-    def __call__(self, mask):
-        return self._value(mask)
 
 
 __all__ = ["restrict"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -140,10 +139,7 @@ def _finalize(estimator: Estimator, key, state, draws_per_chunk: int):
 def draws_per_chunk(estimator: Estimator, num_draws: int, plan: Plan, *, whole_draws: bool = False) -> int:
     """Draws per compiled call: about one chunk of coalitions, their count a multiple of the mesh size (with
     ``whole_draws``, the draws' count: the mesh splits draws, as when chains are valued incrementally)."""
-    k = estimator.draw_size
-    b = max(1, plan.chunk(num_draws * k) // k)
-    step = plan.shards if whole_draws else plan.shards // math.gcd(k, plan.shards)  # splits evenly over the mesh
-    return -(-b // step) * step
+    return plan.draws_per_call(num_draws, estimator.draw_size, whole_draws=whole_draws)
 
 
 def new_state(num_players: int, index: str, d: float | None, estimator: str) -> EstimateState:
@@ -235,7 +231,7 @@ def estimate(
     check_players(value_fn, num_players)
     plan = plan or make_plan(value_fn, num_players, num_coalitions=num_draws * k)
     entry = ESTIMATORS[run.estimator]
-    chained = entry if entry.chains is not None and isinstance(value_fn, ChainValueFn) else None
+    chained = entry if entry.incremental_on(value_fn) else None
     b = draws_per_chunk(est, max(num_draws, 1), plan, whole_draws=chained is not None)
     draw, update, _, _ = _compiled(est, b)
     evaluate = _evaluator(value_fn, chained, plan.mesh, b * k, num_players)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike
 
+from gtap_jax.engine import ChainGame
 from gtap_jax.layout import PlayerLayout
 from gtap_jax.network.adapt import adapt, mean_fills
 from gtap_jax.network.adapter import cast_floats
@@ -96,22 +97,6 @@ def network_game(
 
     chain = net.chain_fn(layout, x, lambda logits: metric_value(logits, y, metric), dtype=dtype)
     return (value if chain is None else ChainGame(value, lambda masks, star: chain(masks, fills, star))), layout
-
-
-class ChainGame:
-    """A game's value function that also values chains of coalitions incrementally
-    (:class:`gtap_jax.engine.ChainValueFn`; :mod:`gtap_jax.network.chains`)."""
-
-    def __init__(self, value, chain):
-        self._value, self._chain = value, chain
-
-    def __call__(self, mask):
-        return self._value(mask)
-
-    def chain_values(self, masks, star=False):
-        """``values[K]`` of ``masks[K, P]``, each coalition one player away from the one before (``star``:
-        from the first)."""
-        return self._chain(masks, star)
 
 
 __all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "ChainGame", "metric_value", "network_game"]

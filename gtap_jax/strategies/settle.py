@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from gtap_jax.engine import ChainValueFn, Plan, evaluate_coalitions
+from gtap_jax.engine import Plan, evaluate_coalitions
 from gtap_jax.indices import ESTIMATORS, estimate
 from gtap_jax.indices.focus import FocusMoments, combine, draw_cost, focused_samples
 from gtap_jax.layout import strongest_first
@@ -149,7 +149,7 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
     uniform_key, focus_key = jax.random.split(key)
     entry = ESTIMATORS[spec.estimator]
     kind = entry.focus if options.focus else None
-    if kind == "order" and entry.chains is not None and isinstance(value_fn, ChainValueFn):
+    if kind == "order" and entry.incremental_on(value_fn):
         kind = None  # focused orders are valued whole: against permutations along chains they cost more than they save
     k = entry.draw_size(num_players)
     step = k * max(2, -(-max(1024, 5 * (num_players + 1)) // k))

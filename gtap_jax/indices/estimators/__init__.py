@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from gtap_jax.engine import ChainValueFn
 from gtap_jax.indices.base import INDICES
 from gtap_jax.indices.estimators.antithetic import antithetic_shapley
 from gtap_jax.indices.estimators.base import Estimator, EstimatorState, Moments, SampleState, sample_estimator
@@ -59,6 +60,10 @@ class EstimatorEntry(NamedTuple):
     focus: str | None = None
     chains: int | None = None
     star: bool = False
+
+    def incremental_on(self, value_fn) -> bool:
+        """Whether ``value_fn`` values this estimator's draws incrementally (chains or stars)."""
+        return self.chains is not None and isinstance(value_fn, ChainValueFn)
 
 
 ESTIMATORS = Registry(
