@@ -9,6 +9,7 @@ through chains.
 
     python benchmarks/chains.py                  # LeNet-300-100 (400 players) and 784-4096-4096-10 (8,192)
     python benchmarks/chains.py --quick          # LeNet-300-100 only
+    python benchmarks/chains.py --quick --flax   # and LeNet-300-100 as a Linen and as an NNX model
     python benchmarks/chains.py --settle 786432  # also: the 8,192-player MLP trained, settled top-20%
                                                  # decisions (Shapley, Banzhaf) of at most that many values
 """
@@ -20,8 +21,10 @@ import platform
 import time
 from datetime import date
 
+import flax.linen as nn
 import jax
 import numpy as np
+from flax import nnx
 
 import gtap_jax as g
 from gtap_jax import data
@@ -30,12 +33,52 @@ from gtap_jax.models import MLP
 from gtap_jax.network import init_params
 
 
-def measure(hidden, n, whole_values, evaluations):
+class LinenMLP(nn.Module):
+    """The same MLP as a user would write it in Linen."""
+
+    hidden: tuple
+
+    @nn.compact
+    def __call__(self, x):
+        h = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.hidden):
+            h = nn.relu(nn.Dense(width, name=f"fc{i + 1}")(h))
+        return nn.Dense(10, name="out")(h)
+
+
+class NNXMLP(nnx.Module):
+    """The same MLP as a user would write it in NNX."""
+
+    def __init__(self, hidden, inputs, rngs):
+        widths = (inputs, *hidden)
+        self.fc = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)])
+        self.out = nnx.Linear(widths[-1], 10, rngs=rngs)
+
+    def __call__(self, x):
+        h = x.reshape(x.shape[0], -1)
+        for layer in self.fc:
+            h = nnx.relu(layer(h))
+        return self.out(h)
+
+
+def game(framework, hidden, x, y):
+    """The game over every hidden unit of the MLP written for ``framework`` (random weights)."""
+    if framework == "built-in":
+        model = MLP(hidden=hidden, num_classes=10)
+        return g.network_game(model, init_params(jax.random.key(0), model, x.shape[1:]), x, y, metric="neg_loss")
+    if framework == "linen":
+        model = LinenMLP(tuple(hidden))
+        variables = model.init(jax.random.key(0), x[:1])
+        return g.network_game(model, variables, x, y, layers=[f"fc{i + 1}" for i in range(len(hidden))],
+                              metric="neg_loss")
+    model = NNXMLP(hidden, int(np.prod(x.shape[1:])), nnx.Rngs(0))
+    return g.network_game(model, None, x, y, layers=[f"fc/{i}" for i in range(len(hidden))], metric="neg_loss")
+
+
+def measure(hidden, n, whole_values, evaluations, framework="built-in"):
     """One MLP's game: values/s whole, along permutation chains and over paired stars; an estimate through each."""
     ds = data.load("mnist")
-    model = MLP(hidden=hidden, num_classes=10)
-    params = init_params(jax.random.key(0), model, ds.input_shape)
-    fn, layout = g.network_game(model, params, ds.x_val[:n], ds.y_val[:n], metric="neg_loss")
+    fn, layout = game(framework, hidden, ds.x_val[:n], ds.y_val[:n])
     p = layout.num_players
     plan = g.make_plan(fn, p)
     draws = {}
@@ -62,7 +105,8 @@ def measure(hidden, n, whole_values, evaluations):
         g.estimate(jax.random.key(2), fn, p, index, evaluations=evaluations, estimator=estimator, plan=plan)
         seconds[estimator] = time.perf_counter() - t0
     ratio = {name: f"{rates[name]:,.0f} ({rates[name] / rates['whole']:.0f}x)" for name in ("chains", "stars")}
-    print(f"| {'-'.join(str(h) for h in hidden)} | {p} | {n} | {rates['whole']:,.0f} | {ratio['chains']} |"
+    name = "-".join(str(h) for h in hidden)
+    print(f"| {name} ({framework}) | {p} | {n} | {rates['whole']:,.0f} | {ratio['chains']} |"
           f" {ratio['stars']} | {diff:.1e} | {seconds['permutation']:.1f} s / {seconds['paired']:.1f} s |", flush=True)
 
 
@@ -95,12 +139,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--settle", type=int, default=0, metavar="CAP")
+    parser.add_argument("--flax", action="store_true", help="also LeNet-300-100 written in Linen and in NNX")
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
     print(f"| MLP | players | images | whole: values/s | chains: values/s | stars: values/s | largest difference |"
           f" 32,768 values: permutation Shapley / paired Banzhaf |\n|{'---|' * 8}")
     measure((300, 100), 500, 4010, 32768)
+    if args.flax:
+        measure((300, 100), 500, 4010, 32768, "linen")
+        measure((300, 100), 500, 4010, 32768, "nnx")
     if not args.quick:
         measure((4096, 4096), 250, 128, 32768)
     if args.settle:

@@ -1,9 +1,11 @@
 """Chains and stars valued incrementally (gtap_jax/network/chains.py) equal the batched pass, on every model that
 offers them."""
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import gtap_jax as g
 from gtap_jax.data import synthetic
@@ -103,3 +105,71 @@ def test_settled_shapley_on_chains_draws_permutations_only():
         g.by_estimate("shapley", settle=settle)(jax.random.key(5), value_fn, p, (p // 5,), on_check=states.append)
         focused[name] = sum(state.focus_evaluations for state in states)
     assert focused["chains"] == 0 < focused["whole"]  # focused orders are valued whole: only where all are
+
+
+class _LinenMLP(nn.Module):
+    norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(12)(x)
+        h = nn.relu(nn.LayerNorm()(h) if self.norm else h)  # a LayerNorm mixes the features: no rank-1 steps
+        h = nn.relu(nn.Dense(10)(h))
+        return nn.Dense(CLASSES)(h)
+
+
+class _LinenTokens(nn.Module):
+    """A transformer's feed-forward block on [batch, tokens, features], with its residual link."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(8, name="inp")(x)
+        up = nn.gelu(nn.Dense(16, name="up")(h))
+        x = x + nn.Dense(x.shape[-1], name="down")(up)
+        return nn.Dense(CLASSES, name="head")(x.mean(axis=1))
+
+
+class _NNXMLP(nnx.Module):
+    def __init__(self, rngs):
+        self.blocks = nnx.List([nnx.Linear(5, 9, rngs=rngs), nnx.Linear(9, 6, rngs=rngs)])
+        self.out = nnx.Linear(6, CLASSES, rngs=rngs)
+
+    def __call__(self, x):
+        for block in self.blocks:
+            x = nnx.relu(block(x))
+        return self.out(x)
+
+
+def _flax_games():
+    x = jax.random.normal(jax.random.key(0), (24, 5))
+    y = np.arange(24) % CLASSES
+    tokens = jax.random.normal(jax.random.key(1), (24, 3, 6))
+    mlp, with_norm, ffn = _LinenMLP(), _LinenMLP(norm=True), _LinenTokens()
+    return {
+        "linen": g.network_game(mlp, mlp.init(jax.random.key(2), x), x, y, layers=["Dense_0", "Dense_1"],
+                                metric="neg_loss"),  # (accuracy: an argmax near a tie may flip with the rounding)
+        "linen, mean fills": g.network_game(mlp, mlp.init(jax.random.key(2), x), x, y, layers=["Dense_1"],
+                                            masked_value="mean", metric="neg_loss"),
+        "tokens": g.network_game(ffn, ffn.init(jax.random.key(3), tokens), tokens, y, layers=["inp", "up"],
+                                 metric="neg_loss"),
+        "nnx": g.network_game(_NNXMLP(nnx.Rngs(0)), None, x, y, layers=["blocks/0", "blocks/1"], masked_value="mean",
+                              metric="neg_loss"),
+        "layernorm": g.network_game(with_norm, with_norm.init(jax.random.key(2), x), x, y, layers=["Dense_0"]),
+        "named out of order": g.network_game(_NNXMLP(nnx.Rngs(0)), None, x, y, layers=["blocks/1", "blocks/0"]),
+    }
+
+
+def test_flax_models_value_chains_and_stars_as_the_batched_pass():
+    games = _flax_games()
+    for name, (fn, layout) in games.items():
+        p = layout.num_players
+        if name in ("layernorm", "named out of order"):  # the first layer's features do not reach a Dense alone
+            assert not isinstance(fn, ChainValueFn), name
+            continue
+        assert isinstance(fn, ChainValueFn), name
+        chain = np.asarray(make_estimator(p, "shapley", estimator="permutation").draw(jax.random.key(4), 0))
+        star = np.asarray(make_estimator(p, "banzhaf", estimator="paired").draw(jax.random.key(4), 0))
+        for masks, is_star in ((chain, False), (star, True)):
+            np.testing.assert_allclose(np.asarray(fn.chain_values(masks, star=is_star)),
+                                       np.asarray(g.evaluate_coalitions(fn, masks)), rtol=1e-5, atol=1e-5,
+                                       err_msg=name)

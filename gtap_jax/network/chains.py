@@ -11,6 +11,11 @@ player layers, the output layer) runs per coalition. The chain is a ``lax.scan``
 a ``lax.map`` over flips); the engine vmaps it over chains and shards those over the mesh, as it does
 coalitions.
 
+The built-in models know their stages (:func:`staged_chain_fn`); for a Linen or NNX model the Dense
+consumer is found in one recorded pass and its output replaced through
+:data:`~gtap_jax.network.masking.OVERRIDE` (:func:`intercepted_chain_fn`). Both share the update
+itself (:func:`rank1_chains`), over any leading axes (tokens too).
+
 Rank-1 updates accumulate float32 rounding along a chain of thousands of steps: each chain restarts
 from a whole product every ``RESTART`` steps, which bounds the drift (``tests/test_chains.py``
 checks the values against the batched pass). A star has no drift: every flip starts from the first
@@ -24,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout
+from gtap_jax.network.masking import HEADS, with_override
 
 # Steps between whole recomputations of the kept pre-activation along a chain.
 RESTART = 256
@@ -59,7 +65,9 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
     act = _activation(model, variables, h[:4], kernel, bias, stage)
     if act is None:
         return None
-    width = layout.layers[0][1]
+
+    def inputs(fills):
+        return h, (jnp.zeros((1, h.shape[1]), h.dtype) if fills is None else fills[first][None, :])
 
     def logits_of(z, masks, fills):
         out = act(z)
@@ -69,8 +77,100 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
         rest = {n: m for n, m in masks.items() if n not in (first, spec.consumer)}
         return model.apply(variables, out, masks=rest, fills=fills, start=stage + 1)
 
-    def whole(mask, fill):
-        return jnp.where(mask[:width][None, :], h, fill[None, :]) @ kernel + bias[None, :]
+    return rank1_chains(layout, inputs, logits_of, kernel, bias, reduce)
+
+
+def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, forward, dtype: str = "float32"):
+    """The chain evaluator of a Linen or NNX model's game, or None where it does not apply.
+
+    The consumer is the first Dense called after the first player layer, taking its features. Its input with
+    every player of that layer kept and with every one dropped is recorded, its output replaced by the
+    rank-1-updated ``z`` (:data:`~gtap_jax.network.masking.OVERRIDE`); everything that fed only the consumer is
+    dead code then, and XLA drops it. Before it is offered, the evaluator must reproduce the masked pass on a
+    few coalitions (a LayerNorm, a residual link or a second use in between fails that, and the game is
+    evaluated whole).
+
+    Args:
+        layout, x, reduce, dtype: as :meth:`gtap_jax.network.adapter.Network.chain_fn`.
+        calls: the leaf module calls of one pass, in order (:class:`gtap_jax.network.chain.Call`).
+        params_at: ``path -> {name: array}``, the parameters of the module at ``path`` (None if none).
+        forward: ``consumer -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with the
+            module at ``consumer`` open to the override.
+    """
+    first, width = layout.layers[0]
+    consumer = _consumer(calls, first, width)
+    node = params_at(consumer) if consumer is not None and dtype == "float32" else None
+    kernel = None if node is None else node.get("kernel")
+    if kernel is None or np.ndim(kernel) != 2 or np.shape(kernel)[0] != width:
+        return None
+    kernel = jnp.asarray(kernel, jnp.float32)
+    bias = jnp.asarray(node["bias"] if node.get("bias") is not None else np.zeros(kernel.shape[1]), jnp.float32)
+    run = forward(consumer)
+
+    def parts(x):
+        def consumer_input(keep, fills):
+            got: list = []
+            with_override({consumer: got}, run, jax.lax.optimization_barrier(x), {first: keep}, fills)
+            return got[0]
+
+        def inputs(fills):
+            return consumer_input(jnp.ones(width, bool), fills), consumer_input(jnp.zeros(width, bool), fills)
+
+        def logits_of(z, masks, fills):
+            return with_override({consumer: z}, run, jax.lax.optimization_barrier(x), masks, fills)
+
+        return inputs, logits_of
+
+    few = x[:16]
+    if not _reproduces(layout, few, run, rank1_chains(layout, *parts(few), kernel, bias, lambda logits: logits)):
+        return None
+    return rank1_chains(layout, *parts(x), kernel, bias, reduce)
+
+
+def _consumer(calls, first: str, width: int) -> str | None:
+    """The path of the Dense called once, first after the layer ``first`` (called once), on ``width`` features."""
+    paths = [c.path for c in calls]
+    if first.endswith(HEADS) or paths.count(first) != 1:
+        return None
+    for call in calls[paths.index(first) + 1 :]:
+        if call.kind == "conv":
+            return None
+        if call.kind == "dense":
+            ok = paths.count(call.path) == 1 and np.shape(call.inputs)[-1:] == (width,)
+            return call.path if ok else None
+    return None
+
+
+def _reproduces(layout: PlayerLayout, x, run, star) -> bool:
+    """Whether ``star`` (logits by rank-1 updates) equals the masked pass on a coalition and a few of its flips."""
+    p, width = layout.num_players, layout.layers[0][1]
+    base = np.random.default_rng(0).random(p) < 0.5
+    masks = np.repeat(base[None], 6, axis=0)
+    for row, j in enumerate(sorted({0, 1, width // 2, width - 1, p - 1}), start=1):
+        masks[row, j] = ~masks[row, j]
+    got = np.asarray(star(jnp.asarray(masks), None, True))
+    want = np.stack([np.asarray(run(x, layout.split(m), None)) for m in masks])
+    return got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def rank1_chains(layout: PlayerLayout, inputs, logits_of, kernel, bias, reduce):
+    """``chain(masks[K, P], fills, star=False) -> values[K]`` by rank-1 updates of a Dense consumer's output.
+
+    Args:
+        layout: the game's players; the first layer's are the ones whose flips move the consumer.
+        inputs: ``fills -> (kept, dropped)``, the consumer's input ``[..., width]`` with every player of the first
+            layer kept, and with every one dropped; a coalition's input takes each feature from one of them.
+        logits_of: ``(z, masks, fills) -> logits`` from the consumer's output ``z`` and the layers' masks.
+        kernel, bias: the consumer's ``[width, out]`` and ``[out]``.
+        reduce: ``logits -> value``.
+    """
+    width = layout.layers[0][1]
+
+    def lead(a, ndim):  # a's last axis as the last of ndim axes (the rank promotion that numpy would do)
+        return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+
+    def whole(mask, kept, dropped):
+        return jnp.where(lead(mask[:width], kept.ndim), kept, dropped) @ kernel + lead(bias, kept.ndim)
 
     def moved(z, prev, cur, column):
         """``z`` of ``prev`` moved to ``cur``, one player away (or none) in the first player layer."""
@@ -78,12 +178,12 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
         j = jnp.argmax(diff)
         sign = jnp.where(cur[j], 1.0, -1.0) * ((j < width) & diff[j])
         jj = jnp.minimum(j, width - 1)
-        return z + sign * column[:, jj][:, None] * kernel[jj][None, :]
+        return z + sign * column[..., jj][..., None] * lead(kernel[jj], z.ndim)
 
     def chain(masks, fills, star=False):
-        fill = jnp.zeros(width, h.dtype) if fills is None else fills[first]
-        column = h - fill[None, :]  # what keeping player j adds to its output, per example
-        z0 = whole(masks[0], fill)
+        kept, dropped = inputs(fills)
+        column = kept - dropped  # what keeping player j adds to the consumer's input feature j, per example
+        z0 = whole(masks[0], kept, dropped)
         first_value = reduce(logits_of(z0, layout.split(masks[0]), fills))[None]
         if star:
             values = jax.lax.map(lambda cur: reduce(logits_of(moved(z0, masks[0], cur, column),
@@ -93,7 +193,7 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
         def step(z, pair):
             prev, cur, restart = pair
             z = moved(z, prev, cur, column)
-            z = jax.lax.cond(restart, lambda: whole(cur, fill), lambda: z)
+            z = jax.lax.cond(restart, lambda: whole(cur, kept, dropped), lambda: z)
             return z, reduce(logits_of(z, layout.split(cur), fills))
 
         restarts = (jnp.arange(1, masks.shape[0]) % RESTART) == 0
@@ -103,4 +203,4 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
     return chain
 
 
-__all__ = ["RESTART", "staged_chain_fn"]
+__all__ = ["RESTART", "intercepted_chain_fn", "rank1_chains", "staged_chain_fn"]

@@ -30,10 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, train
+from gtap_jax.network import chain, chains, train
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
 from gtap_jax.network.masking import (
     HEADS,
+    called,
     check_names,
     kernel_of,
     mask_output,
@@ -62,7 +63,7 @@ def _masking(next_fun, args, kwargs, context):
     heads = _heads_of(path, context.module)
     if heads is not None and args:  # the heads enter the output projection as [..., heads, head_dim]
         args = (mask_output(heads, args[0], axis=-2), *args[1:])
-    return mask_output(path, next_fun(*args, **kwargs))
+    return mask_output(path, called(path, next_fun, *args, **kwargs))
 
 
 def _resizing(widths: Mapping[str, int]):
@@ -122,7 +123,12 @@ class LinenNetwork:
         return lambda masks, fills: with_active((masks, fills), self._apply, variables, x)
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
-        return None  # every coalition is evaluated whole
+        def forward(consumer):
+            return lambda x, masks, fills: with_active((masks, fills), self._apply, self.variables, x)
+
+        return chains.intercepted_chain_fn(
+            layout, jnp.asarray(x), reduce, calls=self._leaf_calls(jnp.asarray(x)[:2], {}, None), dtype=dtype,
+            params_at=lambda path: node_at(self.params, path), forward=forward)
 
     def layer_outputs(self, x, layout):
         outputs: dict = {}

@@ -29,6 +29,10 @@ import numpy as np
 # (masks, fills) of the coalition being evaluated, or a dict recording outputs
 ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=None)
 
+# {module path: list} records the module's first input there; {module path: array} replaces its output by
+# the array (the Linen interceptor and the NNX wrappers read it at each module they mask; chains.py)
+OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("gtap_override", default=None)
+
 HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
 
 
@@ -64,6 +68,28 @@ def with_active(active, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         ACTIVE.reset(token)
+
+
+def called(path: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``, the module at ``path``, unless :data:`OVERRIDE` replaces its output (or records
+    its input)."""
+    over = OVERRIDE.get()
+    what = None if over is None else over.get(path)
+    if what is None:
+        return call(*args, **kwargs)
+    if isinstance(what, list):
+        what.append(args[0] if args else None)
+        return call(*args, **kwargs)
+    return what
+
+
+def with_override(override: dict, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with ``override`` (:data:`OVERRIDE`) in force."""
+    token = OVERRIDE.set(override)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        OVERRIDE.reset(token)
 
 
 def node_at(root, path: str):
@@ -152,6 +178,6 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
 
 
 __all__ = [
-    "ACTIVE", "HEADS", "check_names", "feature_axis", "feature_means", "kernel_of", "mask_output", "node_at",
-    "silenced_params", "sizes_of", "with_active",
+    "ACTIVE", "HEADS", "OVERRIDE", "called", "check_names", "feature_axis", "feature_means", "kernel_of",
+    "mask_output", "node_at", "silenced_params", "sizes_of", "with_active", "with_override",
 ]

@@ -24,10 +24,11 @@ import numpy as np
 from flax import nnx
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, train
+from gtap_jax.network import chain, chains, train
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
 from gtap_jax.network.masking import (
     HEADS,
+    called,
     check_names,
     kernel_of,
     mask_output,
@@ -49,7 +50,7 @@ class _MaskedModule(nnx.Module):
         self.gtap_path = path
 
     def __call__(self, *args, **kwargs):
-        return mask_output(self.gtap_path, self.inner(*args, **kwargs))
+        return mask_output(self.gtap_path, called(self.gtap_path, self.inner, *args, **kwargs))
 
 
 class _MaskedHeads(nnx.Module):
@@ -186,7 +187,14 @@ class NNXNetwork:
         return lambda masks, fills: with_active((masks, fills), forward, x)
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
-        return None  # every coalition is evaluated whole
+        def forward(consumer):
+            run = self._forward(tuple(dict.fromkeys((*layout.names, consumer))))  # the consumer wrapped too
+            return lambda x, masks, fills: with_active((masks, fills), run, x)
+
+        x = jnp.asarray(x)
+        return chains.intercepted_chain_fn(
+            layout, x, reduce, calls=self._leaf_calls(layout, x[:2], {}, None), dtype=dtype,
+            params_at=lambda path: node_at(nnx.to_pure_dict(self.params), path), forward=forward)
 
     def layer_outputs(self, x, layout):
         outputs: dict = {}
