@@ -21,7 +21,7 @@ from flax import nnx
 from gtap_jax.layout import PlayerLayout
 from gtap_jax.network.adapter import Network, SizeReport, size_report
 from gtap_jax.network.linen import LinenNetwork
-from gtap_jax.network.masking import feature_means
+from gtap_jax.network.masking import feature_means, zero_fills_only
 from gtap_jax.network.nnx import NNXNetwork
 from gtap_jax.network.slicing import slice_sites
 from gtap_jax.network.staged import StagedModel, StagedNetwork
@@ -73,6 +73,7 @@ def restore(model, directory, example, *, apply_kwargs: Mapping | None = None) -
 
 def mean_fills(net: Network, x, layout: PlayerLayout) -> dict[str, np.ndarray]:
     """Each player layer's mean output feature on ``x``: a silenced player's output under ``masked_value="mean"``."""
+    zero_fills_only(layout.names)
     outputs = net.layer_outputs(jnp.asarray(x), layout)
     return {p: np.asarray(v) for p, v in feature_means(outputs, layout.names).items()}
 

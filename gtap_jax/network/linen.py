@@ -30,15 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, chains, train
+from gtap_jax.network import chain, chains, coupling, train
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
 from gtap_jax.network.masking import (
+    GROUP,
     HEADS,
     called,
     check_names,
+    expand,
+    group_members,
     kernel_of,
     mask_output,
     node_at,
+    not_for_groups,
     silenced_params,
     sizes_of,
     with_active,
@@ -115,20 +119,47 @@ class LinenNetwork:
             raise ValueError("name the player layers of a Flax model: layers=[module path, ...]")
         outputs: dict = {}
         with_active(outputs, self._apply, self.variables, jnp.asarray(example)[:2])
-        check_names(list(layers), sorted(outputs))
+        check_names(list(layers), sorted(outputs) + [p + GROUP for p in sorted(outputs)])
+        self._members(layers, example)  # a group of a module that is not a leaf, or overlapping layers, fail here
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
+
+    def _members(self, layers, x) -> dict[str, str]:
+        """``{member module: layer}`` of the layers that name coupled groups (traced once on ``x``)."""
+        if not any(layer.endswith(GROUP) for layer in layers):
+            return {}
+        return group_members(layers, self.coupled(x))
 
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
         variables, x = cast_floats(self.variables, dtype), cast_floats(jnp.asarray(x), dtype)
-        return lambda masks, fills: with_active((masks, fills), self._apply, variables, x)
+        members = self._members(layout.names, x)
+        return lambda masks, fills: with_active((expand(masks, members), fills), self._apply, variables, x)
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
+        members = self._members(layout.names, x)
+
         def forward(consumer):
-            return lambda x, masks, fills: with_active((masks, fills), self._apply, self.variables, x)
+            return lambda x, masks, fills: with_active((expand(masks, members), fills), self._apply, self.variables,
+                                                       x)
 
         return chains.intercepted_chain_fn(
             layout, jnp.asarray(x), reduce, calls=self._leaf_calls(jnp.asarray(x)[:2], {}, None), dtype=dtype,
             params_at=lambda path: node_at(self.params, path), forward=forward)
+
+    def coupled(self, example) -> list[tuple[str, ...]]:
+        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.coupling`)."""
+        x = jnp.asarray(example)[:2]
+        leaves = {c.path for c in self._leaf_calls(x, {}, None)}
+
+        def marking(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            path = _path(context.module)
+            return coupling.marked(path, out) if context.method_name == "__call__" and path in leaves else out
+
+        def run(x):
+            with nn.intercept_methods(marking):
+                return self._apply(self.variables, x)
+
+        return coupling.coupled_groups(jax.make_jaxpr(run)(x))
 
     def layer_outputs(self, x, layout):
         outputs: dict = {}
@@ -143,6 +174,8 @@ class LinenNetwork:
         return self._apply({**self.variables, "params": params}, x)
 
     def predict(self, x, masks=None, fills=None):
+        if masks is not None:
+            masks = expand(masks, self._members(list(masks), x))
         if self._jitted is None:
             self._jitted = jax.jit(lambda v, x, m, f: with_active(None if m is None else (m, f), self._apply, v, x))
         return self._jitted(self.variables, jnp.asarray(x), masks, fills)
@@ -152,6 +185,7 @@ class LinenNetwork:
 
     def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
         """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
+        not_for_groups(layout.names, "a smaller network")
         x = jnp.asarray(x)
         return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
                                      record=lambda m, f: self._leaf_calls(x, m, f), rebuild=self._rebuilt, atol=atol)
@@ -193,6 +227,7 @@ class LinenNetwork:
 
     def masked_weights(self, layout, mask, fills=None) -> LinenNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
+        not_for_groups(layout.names, "masked weights")
         return LinenNetwork(self.model, masked_variables(self.variables, layout, mask, fills), self.apply_kwargs,
                             self.widths)
 

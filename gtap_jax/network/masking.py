@@ -34,6 +34,55 @@ ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=No
 OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("gtap_override", default=None)
 
 HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
+GROUP = ":group"  # a layer "stem:group": the features of stem's coupled group (coupling.py), silenced at every member
+
+
+def group_members(layers: Sequence[str], groups: Sequence[Sequence[str]]) -> dict[str, str]:
+    """``{member module: layer}`` for the layers that name a coupled group (``"stem:group"``).
+
+    Raises:
+        ValueError: for a group of a module that is not a leaf module, or groups that overlap another layer.
+    """
+    members: dict[str, str] = {}
+    for layer in layers:
+        if not layer.endswith(GROUP):
+            continue
+        base = layer[: -len(GROUP)]
+        group = next((g for g in groups if base in g), None)
+        if group is None:
+            raise ValueError(f"layer {layer!r}: {base!r} is not a leaf module (a module with no module inside);"
+                             " name the Dense / Conv / norm whose features the group shares")
+        for member in group:
+            if member in members or member in layers:
+                raise ValueError(f"layer {layer!r} overlaps another layer at {member!r}: its group is"
+                                 f" {list(group)}")
+            members[member] = layer
+    return members
+
+
+def expand(masks: Mapping, members: Mapping[str, str]) -> dict:
+    """``masks`` by layer with each coupled group's mask given to every member module (:func:`group_members`)."""
+    if not members:
+        return dict(masks)
+    out = {k: v for k, v in masks.items() if not k.endswith(GROUP)}
+    out.update({member: masks[layer] for member, layer in members.items() if layer in masks})
+    return out
+
+
+def not_for_groups(layers: Sequence[str], what: str) -> None:
+    """Raises ValueError where a layer names a coupled group: ``what`` is built for single modules only."""
+    grouped = [layer for layer in layers if layer.endswith(GROUP)]
+    if grouped:
+        raise ValueError(f"{what} is built for layers of single modules; {grouped} are coupled groups, whose"
+                         " removal runs through residual links (evaluate their game, or name single modules)")
+
+
+def zero_fills_only(layers: Sequence[str]) -> None:
+    """Raises ValueError where a layer names a coupled group: its members are silenced with zeros only."""
+    grouped = [layer for layer in layers if layer.endswith(GROUP)]
+    if grouped:
+        raise ValueError(f"layers {grouped} are coupled groups: their members are silenced with zeros"
+                         " (masked_value='zero'); a mean fill would differ between the members")
 
 
 def feature_axis(layer: str) -> int:
@@ -127,7 +176,7 @@ def sizes_of(outputs: Mapping, layers: Sequence[str]) -> dict[str, int]:
     """
     sizes = {}
     for path in layers:
-        out, axis = outputs[path], feature_axis(path)
+        out, axis = outputs[path.removesuffix(GROUP)], feature_axis(path)
         if not hasattr(out, "shape") or len(out.shape) < 1 - axis:
             what = f"shape {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
             raise ValueError(f"layer {path!r} has no feature axis to prune: its output is {what}; name a module"
@@ -178,6 +227,7 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
 
 
 __all__ = [
-    "ACTIVE", "HEADS", "OVERRIDE", "called", "check_names", "feature_axis", "feature_means", "kernel_of",
-    "mask_output", "node_at", "silenced_params", "sizes_of", "with_active", "with_override",
+    "ACTIVE", "GROUP", "HEADS", "OVERRIDE", "called", "check_names", "expand", "feature_axis", "feature_means",
+    "group_members", "kernel_of", "mask_output", "not_for_groups", "node_at", "silenced_params", "sizes_of",
+    "with_active", "with_override", "zero_fills_only",
 ]

@@ -24,15 +24,19 @@ import numpy as np
 from flax import nnx
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, chains, train
+from gtap_jax.network import chain, chains, coupling, train
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
 from gtap_jax.network.masking import (
+    GROUP,
     HEADS,
     called,
     check_names,
+    expand,
+    group_members,
     kernel_of,
     mask_output,
     node_at,
+    not_for_groups,
     silenced_params,
     sizes_of,
     with_active,
@@ -73,6 +77,8 @@ class _Recorded(nnx.Module):
 
     def __call__(self, *args, **kwargs):
         calls = _RECORDING.get()
+        if calls == "mark":  # a traced pass that names each leaf's output (coupling.py)
+            return coupling.marked(self.gtap_record, self.inner(*args, **kwargs))
         if calls is not None:
             inner = self.inner
             has = any(isinstance(v, nnx.Param) for v in vars(inner).values())
@@ -179,17 +185,29 @@ class NNXNetwork:
         if layers is None:
             raise ValueError("name the player layers of a Flax model: layers=[module path, ...]")
         outputs: dict = {}
-        with_active(outputs, self._forward(list(layers)), jnp.asarray(example)[:2])
+        paths, _ = self._wrapped(list(layers), jnp.asarray(example)[:2])
+        with_active(outputs, self._forward(paths), jnp.asarray(example)[:2])
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
 
+    def _wrapped(self, layers, x) -> tuple[list[str], dict[str, str]]:
+        """The module paths to wrap for ``layers`` (a coupled group's members for ``"path:group"``), and
+        ``{member: layer}`` (traced once on ``x`` where a layer names a group)."""
+        if not any(layer.endswith(GROUP) for layer in layers):
+            return list(layers), {}
+        members = group_members(layers, self.coupled(x))
+        return [layer for layer in layers if not layer.endswith(GROUP)] + list(members), members
+
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
-        forward, x = self._forward(layout.names, dtype), cast_floats(jnp.asarray(x), dtype)
-        return lambda masks, fills: with_active((masks, fills), forward, x)
+        paths, members = self._wrapped(layout.names, jnp.asarray(x))
+        forward, x = self._forward(paths, dtype), cast_floats(jnp.asarray(x), dtype)
+        return lambda masks, fills: with_active((expand(masks, members), fills), forward, x)
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
+        paths, members = self._wrapped(layout.names, jnp.asarray(x))
+
         def forward(consumer):
-            run = self._forward(tuple(dict.fromkeys((*layout.names, consumer))))  # the consumer wrapped too
-            return lambda x, masks, fills: with_active((masks, fills), run, x)
+            run = self._forward(tuple(dict.fromkeys((*paths, consumer))))  # the consumer wrapped too
+            return lambda x, masks, fills: with_active((expand(masks, members), fills), run, x)
 
         x = jnp.asarray(x)
         return chains.intercepted_chain_fn(
@@ -212,11 +230,12 @@ class NNXNetwork:
     def predict(self, x, masks=None, fills=None):
         layers = tuple(sorted(masks or ()))
         if layers not in self._predict:
-            graphdef, state = self._split(layers)
+            paths, members = self._wrapped(layers, jnp.asarray(x))
+            graphdef, state = self._split(paths)
 
-            def fn(state, x, masks, fills):
+            def fn(state, x, masks, fills, members=members):
                 run = lambda x: nnx.merge(graphdef, state)(x, **self.apply_kwargs)  # noqa: E731
-                return with_active(None if masks is None else (masks, fills), run, x)
+                return with_active(None if masks is None else (expand(masks, members), fills), run, x)
 
             self._predict[layers] = (jax.jit(fn), state)
         fn, state = self._predict[layers]
@@ -227,24 +246,33 @@ class NNXNetwork:
 
     def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
         """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
+        not_for_groups(layout.names, "a smaller network")
         x = jnp.asarray(x)
         return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
                                      record=lambda m, f: self._leaf_calls(layout, x, m, f), rebuild=self._rebuilt,
                                      atol=atol)
 
-    def _leaf_calls(self, layout, x, masks, fills) -> list[chain.Call]:
-        """Leaf module calls (no module inside) of one masked pass, in order, with their inputs."""
+    def _leaf_calls(self, layout, x, masks, fills, how=None):
+        """Leaf module calls (no module inside) of one masked pass, in order, with their inputs (``how="mark"``:
+        the pass's jaxpr with each leaf's output named, :func:`coupling.marked`)."""
         clone = nnx.clone(self.model)
         paths = _modules(clone)
         for path in [p for p in paths if not any(q.startswith(p + "/") for q in paths)]:
             _replace(clone, path, lambda m, path=path: _Recorded(m, path))
         calls: list = []
-        token = _RECORDING.set(calls)
+        token = _RECORDING.set(how or calls)
         try:
-            with_active((masks, fills), self._forward(layout.names, clone=clone), x)
+            forward = self._forward(() if layout is None else self._wrapped(layout.names, x)[0], clone=clone)
+            if how == "mark":
+                return jax.make_jaxpr(forward)(x)
+            with_active((masks, fills), forward, x)
         finally:
             _RECORDING.reset(token)
         return calls
+
+    def coupled(self, example) -> list[tuple[str, ...]]:
+        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.coupling`)."""
+        return coupling.coupled_groups(self._leaf_calls(None, jnp.asarray(example)[:2], {}, None, how="mark"))
 
     def _rebuilt(self, plan: chain.ChainPlan, calls) -> NNXNetwork:
         small = nnx.clone(self.model)
@@ -260,6 +288,7 @@ class NNXNetwork:
 
     def masked_weights(self, layout, mask, fills=None) -> NNXNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
+        not_for_groups(layout.names, "masked weights")
         return NNXNetwork(masked_model(self.model, layout, mask, fills), self.apply_kwargs)
 
     def num_params(self) -> int:

@@ -1,0 +1,115 @@
+"""Precision per value of the candidate estimators on network games, and the settled share against the cap.
+
+Part 1, variance per coalition value of each player's Shapley sample, in one run per game (neg_loss on 500
+validation images, trained networks):
+  plain permutations against antithetic pairs (an order and its reverse) and against m cyclically shifted
+  copies of one order (each player at m evenly spaced positions: a systematic stratification by position),
+  at equal numbers of chains;
+  paired Banzhaf draws against the same draws with a control variate whose mean is known or cheap: the
+  coalition's size |T| (mean P/2), or its value v(T). The variance left is 1 - rho^2 of each player's.
+Part 2: the default run's top_n round (LeNet-300-100, cutoffs 200/120/80/40/20 of 400, delta 0.05, epsilon
+0.1 of the mean unit's part, no focus) and a one-cutoff round (top 80), settled mode at caps of 2^17-2^21
+values: values spent, seconds, settled share.
+
+    python benchmarks/precision.py            # both parts (about 8 minutes on 2 CPU cores)
+    python benchmarks/precision.py --part 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from datetime import date
+
+import jax
+import numpy as np
+
+import gtap_jax as g
+from gtap_jax import data
+from gtap_jax.indices import make_estimator
+from gtap_jax.indices.estimators.permutation import prefix_marginals, prefix_masks, random_ranks
+from gtap_jax.models import MODELS
+
+DATA = {"mnist": {}, "emotion": {"source": "path", "path": "../shared/data/emotion"}}
+
+
+def trained_game(name, dataset, layers, epochs):
+    ds = data.load(dataset, **DATA[dataset])
+    model = MODELS[name](ds.num_classes)
+    params = g.network.train(jax.random.key(0), model, ds.x_train, ds.y_train, epochs=epochs, progress=False).params
+    return g.network_game(model, params, ds.x_val[:500], ds.y_val[:500], metric="neg_loss", layers=layers)
+
+
+def marginals(fn, ranks):
+    """``[B, P]`` marginal contributions along the orders ``ranks[B, P]`` (chains where the game offers them)."""
+    masks = jax.vmap(prefix_masks)(ranks)
+    if isinstance(fn, g.engine.ChainValueFn):
+        values = g.engine.batched_chain_fn(fn, 1)(masks)
+    else:
+        values = g.evaluate_coalitions(fn, masks.reshape(-1, masks.shape[-1])).reshape(masks.shape[:2])
+    return np.asarray(prefix_marginals(masks, values))
+
+
+def variance_ratios(name, dataset, layers, epochs, draws=128):
+    t0 = time.perf_counter()
+    fn, layout = trained_game(name, dataset, layers, epochs)
+    p = layout.num_players
+    base = np.stack([np.asarray(random_ranks(jax.random.key(7), i, p)) for i in range(2 * draws)])
+    plain = marginals(fn, base).var(axis=0, ddof=1)  # per chain, over 2 x draws orders
+    live = plain > 0
+    cells = []
+    shifted = [lambda r, m=m: [(r + k * p // m) % p for k in range(m)] for m in (2, 4)]
+    for copies in (lambda r: [r, p - 1 - r], *shifted):
+        parts = copies(base[: 2 * draws // len(copies(base[:1]))])  # as many chains as the plain orders
+        block = np.mean([marginals(fn, part) for part in parts], axis=0)
+        per_chain = len(parts) * block.var(axis=0, ddof=1)
+        cells.append(f"{plain.sum() / per_chain.sum():.2f} / {np.median(plain[live] / per_chain[live]):.2f}")
+    stars = np.asarray(jax.vmap(make_estimator(p, "banzhaf", estimator="paired").draw, in_axes=(None, 0))(
+        jax.random.key(3), np.arange(2 * draws)))
+    values = np.asarray(g.engine.evaluate_stars(fn, stars) if isinstance(fn, g.engine.ChainValueFn) else
+                        g.evaluate_coalitions(fn, stars.reshape(-1, p)).reshape(stars.shape[:2]))
+    coalition = stars[:, 0, :]
+    delta = np.where(coalition, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
+    keep = delta.std(axis=0) > 0
+    for control in (coalition.sum(axis=1).astype(float), values[:, 0]):
+        rho = np.array([np.corrcoef(delta[:, i], control)[0, 1] for i in np.flatnonzero(keep)])
+        cells.append(f"{np.median(rho ** 2):.3f}")
+    print(f"| {name} {'+'.join(layout.names)} | {p} | {' | '.join(cells)} | {time.perf_counter() - t0:.0f} s |",
+          flush=True)
+
+
+def settled_share_by_cap():
+    fn, layout = trained_game("lenet300", "mnist", ("fc1", "fc2"), 10)
+    p = layout.num_players
+    epsilon = g.strategies.share_epsilon(fn, p, 0.1)
+    print("\n| index | cap | cutoffs | values | seconds | settled share |\n|---|---|---|---|---|---|")
+    for index in ("banzhaf", "shapley"):
+        for cap in (1 << 17, 1 << 19, 1 << 21):
+            for cutoffs in ((200, 120, 80, 40, 20), (80,)):
+                t0 = time.perf_counter()
+                settle = g.Settle(0.05, epsilon, cap, focus=False)
+                scores = g.by_estimate(index, settle=settle)(jax.random.key(3), fn, p, cutoffs)
+                print(f"| {index} | {cap:,} | {'/'.join(map(str, cutoffs))} | {scores.num_evaluations:,} |"
+                      f" {time.perf_counter() - t0:.1f} | {scores.settled_share:.3f} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", type=int, choices=(1, 2))
+    args = parser.parse_args()
+    print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
+          f" {platform.machine()}\n")
+    if args.part in (None, 1):
+        print("Variance per value, plain permutations over each candidate (summed over players / median player);"
+              " median rho^2 of the paired Banzhaf flips with each control\n\n| game | players | antithetic |"
+              " 2 shifts | 4 shifts | CV size: rho^2 | CV v(T): rho^2 | time |\n|" + "---|" * 8)
+        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
+                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+            variance_ratios(*game)
+    if args.part in (None, 2):
+        settled_share_by_cap()
+
+
+if __name__ == "__main__":
+    main()

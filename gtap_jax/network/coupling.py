@@ -1,0 +1,145 @@
+"""Coupled features: the modules whose output features must go together, found in one traced forward pass.
+
+A residual add ``x + f(x)`` ties channel c of ``x`` to channel c of ``f(x)``: silencing the channel
+in one of them leaves it alive in the sum. The adapters trace one forward pass with every leaf
+module's output passed through a named identity (:func:`marked`); :func:`coupled_groups` then
+follows the feature axis (the last) of every value of the jaxpr. It keeps its identity through
+elementwise operations (activations, a BatchNorm's or LayerNorm's scale and bias, dropout's
+multiply), broadcasts, reshapes and transposes that leave it last, reductions and
+concatenations over other axes (pooling, a class token); a Dense or Conv (``dot_general``,
+``conv_general_dilated``) starts a new one. Two values with feature identities that meet in one
+elementwise operation (an add, a gating multiply) join their modules into one group. Every leaf
+module is its own group until something joins it.
+
+Not followed (the identity ends there): a concatenation or split along the feature axis, a
+reshape of it (attention's ``[..., heads, head_dim]``), gathers that move it. Heads have their own
+players (``"attn:heads"``).
+"""
+
+from __future__ import annotations
+
+import jax
+from jax.extend import core as jex_core
+
+MARK = "gtap_out|"
+
+ELEMENTWISE = frozenset("""
+abs add add_any and atan2 cbrt ceil clamp convert_element_type copy copy_p cos cosh div eq erf erf_inv erfc exp exp2
+expm1 floor ge gt integer_pow is_finite le log log1p logistic lt max min mul ne neg nextafter not or pow
+reduce_precision rem round rsqrt select_n sign sin sinh sqrt square stop_gradient sub tan tanh xor
+""".split())
+REDUCTIONS = frozenset(("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin", "reduce_and",
+                        "reduce_or", "cumsum", "cummax", "cummin", "cumprod", "cumlogsumexp"))
+SUB_JAXPRS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+
+
+def marked(path: str, out):
+    """``out`` through an identity that names the module ``path`` in a traced jaxpr (arrays only)."""
+    if not hasattr(out, "ndim") or out.ndim < 1:
+        return out
+
+    def identity(y):
+        return y
+
+    identity.__name__ = MARK + path
+    return jax.jit(identity)(out)
+
+
+class _Groups:
+    """Union-find over module paths."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, labels) -> str | None:
+        roots = sorted({self.find(a) for a in labels if a is not None})
+        for other in roots[1:]:
+            self.parent[other] = roots[0]
+        return roots[0] if roots else None
+
+
+def _width(v) -> int | None:
+    shape = getattr(getattr(v, "aval", None), "shape", ())
+    return shape[-1] if len(shape) >= 1 else None
+
+
+def _sub_jaxpr(eqn):
+    for name in SUB_JAXPRS:
+        sub = eqn.params.get(name)
+        if sub is not None:
+            return sub.jaxpr if hasattr(sub, "jaxpr") else sub
+    return None
+
+
+def _follow(eqn, ins, groups: _Groups):
+    """The feature identity of ``eqn``'s outputs from its inputs' (``ins``), joining what meets."""
+    name, params = eqn.primitive.name, eqn.params
+    out = eqn.outvars[0]
+    width = _width(out)
+    if width is None or not any(ins):
+        return None
+    first = eqn.invars[0]
+    keeps_last = _width(first) == width
+    if name in ELEMENTWISE:
+        ndim = len(out.aval.shape)
+        return groups.union([a for a, v in zip(ins, eqn.invars, strict=True)
+                             if a is not None and len(v.aval.shape) == ndim and _width(v) == width])
+    if name == "broadcast_in_dim":
+        dims = params["broadcast_dimensions"]
+        return ins[0] if keeps_last and dims and dims[-1] == len(out.aval.shape) - 1 else None
+    if name in ("reshape", "squeeze", "expand_dims", "pad", "slice", "dynamic_slice", "rev", "sort", "copy"):
+        return ins[0] if keeps_last else None
+    if name in REDUCTIONS:
+        axes = params.get("axes", (params.get("axis"),))
+        return ins[0] if keeps_last and len(first.aval.shape) - 1 not in axes else None
+    if name == "transpose":
+        perm = params["permutation"]
+        return ins[0] if perm[-1] == len(perm) - 1 else None
+    if name == "concatenate" and params["dimension"] != len(out.aval.shape) - 1:
+        return groups.union(ins)
+    return None
+
+
+def _walk(jaxpr, ins, groups: _Groups):
+    label = {v: a for v, a in zip(jaxpr.invars, ins, strict=True)}
+
+    def get(v):
+        return None if isinstance(v, jex_core.Literal) else label.get(v)
+
+    for eqn in jaxpr.eqns:
+        args = [get(v) for v in eqn.invars]
+        tag = str(eqn.params.get("name", ""))
+        sub = _sub_jaxpr(eqn)
+        if tag.startswith(MARK):
+            path = tag[len(MARK):]
+            groups.find(path)
+            outs = [groups.union([path, args[0] if _width(eqn.invars[0]) == _width(eqn.outvars[0]) else None])]
+        elif sub is not None and len(sub.invars) == len(args):
+            outs = _walk(sub, args, groups)
+        else:
+            outs = [_follow(eqn, args, groups)] * len(eqn.outvars)
+        for v, a in zip(eqn.outvars, outs, strict=True):
+            label[v] = a
+    return [get(v) for v in jaxpr.outvars]
+
+
+def coupled_groups(closed_jaxpr) -> list[tuple[str, ...]]:
+    """The groups of coupled modules in a jaxpr traced with :func:`marked` outputs: each a sorted tuple of
+    module paths, in the order of their first module's output; a module joined to no other is a group of one."""
+    groups = _Groups()
+    jaxpr = closed_jaxpr.jaxpr
+    _walk(jaxpr, [None] * len(jaxpr.invars), groups)
+    members: dict[str, list[str]] = {}
+    for path in groups.parent:  # insertion order: the order of the outputs in the pass
+        members.setdefault(groups.find(path), []).append(path)
+    return [tuple(sorted(m)) for m in members.values()]
+
+
+__all__ = ["MARK", "coupled_groups", "marked"]
