@@ -20,12 +20,13 @@ def _silenced(h, name, masks):
 
 class ResBlock(nn.Module):
     features: int
+    project: bool = False  # (not decided from the widths: a smaller network has other widths)
 
     @nn.compact
     def __call__(self, x, masks=None, group=None):
         h = nn.relu(nn.BatchNorm(use_running_average=True)(nn.Conv(self.features, (3, 3))(x)))
         h = _silenced(nn.BatchNorm(use_running_average=True)(nn.Conv(self.features, (3, 3))(h)), group, masks)
-        if x.shape[-1] != self.features:  # a projection shortcut writes the new stream too
+        if self.project:  # a projection shortcut writes the new stream too
             x = _silenced(nn.BatchNorm(use_running_average=True)(nn.Conv(self.features, (1, 1))(x)), group, masks)
         return nn.relu(x + h)
 
@@ -38,9 +39,24 @@ class ResNet(nn.Module):
         x = nn.Conv(8, (3, 3), name="stem")(x)
         x = nn.relu(_silenced(nn.BatchNorm(use_running_average=True, name="stem_bn")(x), "stem:group", masks))
         x = ResBlock(8, name="b1")(x, masks, "stem:group")
-        x = ResBlock(16, name="b2")(x, masks, "b2/Conv_1:group")
+        x = ResBlock(16, project=True, name="b2")(x, masks, "b2/Conv_1:group")
         x = ResBlock(16, name="b3")(x, masks, "b2/Conv_1:group")
         return nn.Dense(3, name="head")(x.mean(axis=(1, 2)))
+
+
+def _ln(norm, x, keep):
+    """``norm`` (an nnx.LayerNorm) over the kept features only: a dropped feature of the stream is absent."""
+    if keep is None:
+        return norm(x)
+    k = keep.astype(x.dtype).reshape(1, 1, -1)
+    mean = (x * k).sum(-1, keepdims=True) / k.sum()
+    var = (((x - mean) * k) ** 2).sum(-1, keepdims=True) / k.sum()
+    scale, bias = norm.scale[...].reshape(1, 1, -1), norm.bias[...].reshape(1, 1, -1)
+    return ((x - mean) / jnp.sqrt(var + norm.epsilon) * scale + bias) * k
+
+
+def _m(h, keep):
+    return h if keep is None else h * keep.astype(h.dtype).reshape((1,) * (h.ndim - 1) + (-1,))
 
 
 class Block(nnx.Module):
@@ -49,13 +65,14 @@ class Block(nnx.Module):
         self.attn = nnx.MultiHeadAttention(num_heads=2, in_features=d, decode=False, rngs=rngs)
         self.up, self.down = nnx.Linear(d, 4 * d, rngs=rngs), nnx.Linear(4 * d, d, rngs=rngs)
 
-    def __call__(self, x, m=lambda h: h):
-        x = x + m(self.attn(m(self.ln1(x))))
-        return x + m(self.down(nnx.gelu(self.up(m(self.ln2(x))))))
+    def __call__(self, x, keep=None, up_gate=None):
+        x = x + _m(self.attn(_ln(self.ln1, x, keep)), keep)
+        return x + _m(self.down(nnx.gelu(_m(self.up(_ln(self.ln2, x, keep)), up_gate))), keep)
 
 
 class Transformer(nnx.Module):
-    """Token embedding, position embedding, two pre-norm blocks, a final norm; ``masks`` silence the stream."""
+    """Token embedding, position embedding, two pre-norm blocks, a final norm; ``keep``: the stream's features kept
+    (the independent pass: dropped ones silenced where each module writes them, the norms over the kept ones)."""
 
     def __init__(self, rngs):
         self.embed = nnx.Linear(4, 8, rngs=rngs)
@@ -63,14 +80,11 @@ class Transformer(nnx.Module):
         self.blocks = nnx.List([Block(8, rngs), Block(8, rngs)])
         self.norm, self.head = nnx.LayerNorm(8, rngs=rngs), nnx.Linear(8, 3, rngs=rngs)
 
-    def __call__(self, x, masks=None):
-        def m(h):
-            return _silenced(h, "embed:group", masks)
-
-        x = m(self.embed(x)) + self.pos[...]
-        for block in self.blocks:
-            x = block(x, m)
-        return self.head(m(self.norm(x)).mean(axis=1))
+    def __call__(self, x, keep=None, up_gate=None):
+        x = _m(self.embed(x), keep) + self.pos[...]
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep, up_gate if i == 0 else None)
+        return self.head(_ln(self.norm, x, keep).mean(axis=1))
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +99,13 @@ def resnet():
 
 def test_groups_of_a_resnet_and_a_transformer(resnet):
     model, variables, x, _ = resnet
-    groups = adapt(model, variables).coupled(x)
+    groups = [group.members for group in adapt(model, variables).coupled(x)]
     assert ("b1/BatchNorm_1", "b1/Conv_1", "stem", "stem_bn") in groups  # the first stage's stream
     assert ("b2/BatchNorm_1", "b2/BatchNorm_2", "b2/Conv_1", "b2/Conv_2", "b3/BatchNorm_1", "b3/Conv_1") in groups
     assert ("b1/BatchNorm_0", "b1/Conv_0") in groups and ("head",) in groups  # inside a block: its own channels
     stream = ("blocks/0/attn/out", "blocks/0/down", "blocks/0/ln1", "blocks/0/ln2", "blocks/1/attn/out",
               "blocks/1/down", "blocks/1/ln1", "blocks/1/ln2", "embed", "norm")
-    t_groups = adapt(Transformer(nnx.Rngs(0)), None).coupled(jnp.ones((2, 5, 4)))
+    t_groups = [group.members for group in adapt(Transformer(nnx.Rngs(0)), None).coupled(jnp.ones((2, 5, 4)))]
     assert stream in t_groups and ("blocks/0/up",) in t_groups and ("blocks/1/attn/query",) in t_groups
 
 
@@ -121,10 +135,36 @@ def test_a_group_is_silenced_at_every_member(resnet):
     for seed in range(3):
         mask = np.array(jax.random.bernoulli(jax.random.key(seed), 0.6, (layout.num_players,)))
         mask[8:] = True  # every up unit kept: the hand-written pass silences the stream only
-        want = net(tokens, masks={"embed:group": mask[:8]})
+        want = net(tokens, keep=jnp.asarray(mask[:8]))
         np.testing.assert_allclose(fn(jnp.asarray(mask)), metric_value(want, jnp.arange(10) % 3, "neg_loss"),
                                    rtol=1e-5, atol=1e-6)
     assert not np.allclose(fn(jnp.asarray(mask)), fn(jnp.ones(layout.num_players, bool)))  # it did silence some
+
+
+def test_a_smaller_network_drops_each_group_everywhere(resnet):
+    model, variables, x, _ = resnet
+    net = adapt(model, variables)
+    layout = net.layout(["stem:group", "b2/Conv_1:group", "b1/Conv_0:group"], x)
+    mask = np.array(jax.random.bernoulli(jax.random.key(5), 0.6, (layout.num_players,)))
+    small, error = net.smaller_checked(layout, mask, x=x)  # it reproduces the masked network, or raises
+    keep = layout.split(mask)
+    params = small.variables["params"]
+    assert params["stem"]["kernel"].shape[-1] == keep["stem:group"].sum()  # a member's outputs
+    assert params["b2"]["Conv_0"]["kernel"].shape[-2] == keep["stem:group"].sum()  # a consumer's inputs
+    assert small.variables["batch_stats"]["b3"]["BatchNorm_1"]["mean"].shape == (keep["b2/Conv_1:group"].sum(),)
+    assert params["head"]["kernel"].shape == (keep["b2/Conv_1:group"].sum(), 3)
+    assert error < 1e-4 and small.num_params() < net.num_params()
+
+    t = adapt(Transformer(nnx.Rngs(0)), None)
+    tokens = jax.random.normal(jax.random.key(3), (10, 5, 4))
+    layout = t.layout(["embed:group", "blocks/0/up:group", "blocks/1/up:group"], tokens)
+    mask = np.array(jax.random.bernoulli(jax.random.key(6), 0.6, (layout.num_players,)))
+    small, error = t.smaller_checked(layout, mask, x=tokens)
+    width = int(layout.split(mask)["embed:group"].sum())
+    assert small.model.pos[...].shape == (1, 5, width)  # a variable that carries the stream
+    assert small.model.blocks[1].attn.query.kernel[...].shape[0] == width
+    assert small.model.blocks[0].down.kernel[...].shape == (layout.split(mask)["blocks/0/up:group"].sum(), width)
+    assert error < 1e-4 and small.num_params() < t.num_params()
 
 
 def test_what_groups_refuse(resnet):
@@ -136,6 +176,36 @@ def test_what_groups_refuse(resnet):
     with pytest.raises(ValueError, match="zeros"):
         g.network_game(model, variables, x, y, layers=["stem:group"], masked_value="mean")
     net = adapt(model, variables)
+    layout = net.layout(["stem:group", "b1/Conv_0"], x)
+    with pytest.raises(ValueError, match="single modules"):
+        net.smaller(layout, np.ones(16, bool), x=x)
     layout = net.layout(["stem:group"], x)
+    with pytest.raises(ValueError, match="keeps none"):
+        net.smaller(layout, np.zeros(8, bool), x=x)
     with pytest.raises(ValueError, match="coupled groups"):
-        net.smaller(layout, np.ones(8, bool), x=x)
+        net.masked_weights(layout, np.ones(8, bool))
+
+
+def test_gate_and_leave_one_out_scores_equal_hand_computed_ones():
+    """The baselines a reviewer expects for heads and channels: a gate's gradient on a feed-forward layer (a gate
+    multiplying its module's outputs, where the game silences them, as Michel et al.'s on heads), leave-one-out on
+    the transformer's stream."""
+    import optax
+
+    from gtap_jax.baselines import gate_scores, leave_one_out_scores
+
+    net = Transformer(nnx.Rngs(0))
+    tokens, y = jax.random.normal(jax.random.key(3), (10, 5, 4)), jnp.arange(10) % 3
+
+    def losses(keep=None, up_gate=None):
+        return optax.softmax_cross_entropy_with_integer_labels(net(tokens, keep=keep, up_gate=up_gate), y)
+
+    layout = adapt(net, None).layout(["blocks/0/up"], tokens)
+    by_hand = np.abs(np.asarray(jax.jacrev(lambda gate: losses(up_gate=gate))(jnp.ones(32)))).mean(0)
+    np.testing.assert_allclose(gate_scores(net, None, tokens, y, layout, chunk=4), by_hand, rtol=1e-4, atol=1e-7)
+    layout = adapt(net, None).layout(["embed:group"], tokens)
+    full = float(losses(jnp.ones(8)).mean())
+    without = np.array([float(losses(jnp.ones(8).at[i].set(0.0)).mean()) for i in range(8)])
+    np.testing.assert_allclose(leave_one_out_scores(net, None, tokens, y, layout), without - full, rtol=1e-4,
+                               atol=1e-6)
+    assert np.all(np.isfinite(gate_scores(net, None, tokens, y, layout)))

@@ -23,7 +23,8 @@ LAYERS = [
     {"experiment"},
     {"prune", "configs"},
 ]
-ADAPTERS = {"network/linen.py", "network/nnx.py", "network/adapt.py"}  # the only files that ask a model's kind
+# the only files that ask a model's kind
+ADAPTERS = {"network/linen.py", "network/nnx.py", "network/nnx_graph.py", "network/adapt.py"}
 CONFIG_READERS = {"experiment/setup.py", "experiment/validation.py"}  # the only readers of model.factory
 
 

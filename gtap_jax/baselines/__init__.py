@@ -1,4 +1,5 @@
-"""Baselines at neuron granularity: weight magnitude, weight x gradient, random, lottery ticket.
+"""Baselines at neuron granularity: weight magnitude, weight x gradient, a gate's gradient, leave-one-out, random,
+lottery ticket.
 
 All are reached through one registry, ``BASELINES``, of functions
 ``baseline(inputs, sizes) -> {size: bool[P]}``; they score and retrain any model
@@ -7,13 +8,21 @@ through the network adapter (:mod:`gtap_jax.network`).
 
 from gtap_jax.baselines.lottery import lottery_ticket
 from gtap_jax.baselines.registry import BASELINES, BaselineFn, BaselineInputs, by_scores
-from gtap_jax.baselines.scores import magnitude_scores, random_scores, taylor_scores
+from gtap_jax.baselines.scores import (
+    gate_scores,
+    leave_one_out_scores,
+    magnitude_scores,
+    random_scores,
+    taylor_scores,
+)
 
 __all__ = [
     "BASELINES",
     "BaselineFn",
     "BaselineInputs",
     "by_scores",
+    "gate_scores",
+    "leave_one_out_scores",
     "lottery_ticket",
     "magnitude_scores",
     "random_scores",

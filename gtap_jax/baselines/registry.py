@@ -1,6 +1,6 @@
 """The baselines behind one signature: ``baseline(inputs, sizes) -> {size: bool[P]}``.
 
-Score-based baselines (weight magnitude, weight x gradient, random) keep the
+Score-based baselines (weight magnitude, weight x gradient, a gate's gradient, leave-one-out, random) keep the
 highest-scoring neurons of each layer in proportion to its size
 (:func:`gtap_jax.layout.keep_per_layer`); the lottery ticket prunes
 iteratively and retrains. Adding a baseline: one function (or one scorer
@@ -15,7 +15,13 @@ from typing import NamedTuple
 import numpy as np
 
 from gtap_jax.baselines.lottery import lottery_ticket
-from gtap_jax.baselines.scores import magnitude_scores, random_scores, taylor_scores
+from gtap_jax.baselines.scores import (
+    gate_scores,
+    leave_one_out_scores,
+    magnitude_scores,
+    random_scores,
+    taylor_scores,
+)
 from gtap_jax.layout import PlayerLayout, keep_per_layer
 from gtap_jax.network import Network
 from gtap_jax.registry import Registry
@@ -73,6 +79,8 @@ BASELINES = Registry(
     {
         "wmp": by_scores(lambda i: magnitude_scores(i.network, None, i.layout)),
         "wgmp": by_scores(lambda i: taylor_scores(i.network, None, i.x, i.y, i.layout)),
+        "gate": by_scores(lambda i: gate_scores(i.network, None, i.x, i.y, i.layout)),
+        "loo": by_scores(lambda i: leave_one_out_scores(i.network, None, i.x, i.y, i.layout)),
         "random": by_scores(lambda i: random_scores(i.key, i.layout)),
         "lottery": lottery,
     },

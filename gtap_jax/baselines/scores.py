@@ -1,4 +1,4 @@
-"""Neuron scores of the baselines: weight magnitude, weight x gradient, random.
+"""Neuron scores of the baselines: weight magnitude, weight x gradient, a gate's gradient, leave-one-out, random.
 
 All work at the granularity of GTAP (whole dense units, conv output channels,
 the features of named modules: the players of a :class:`~gtap_jax.layout.PlayerLayout`)
@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gtap_jax.engine import evaluate_coalitions
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.network import adapt
+from gtap_jax.network import adapt, network_game
 from gtap_jax.shapes import PyTree
 
 
@@ -68,9 +69,49 @@ def taylor_scores(model, params: PyTree, x, y, layout: PlayerLayout, *, apply_kw
     return np.concatenate([_per_unit(w * g, lambda k: np.sum(np.abs(k), 0)) for w, g in pairs])
 
 
+def gate_scores(model, params: PyTree, x, y, layout: PlayerLayout, *, apply_kwargs: Mapping | None = None,
+                chunk: int = 256) -> np.ndarray:
+    """First-order Taylor on a gate per player: ``float[P]``, the mean over examples of ``|dL/dg_i|`` at ``g = 1``.
+
+    The game's zero-fill mask made continuous: a gate ``g_i`` multiplies the player's features wherever the
+    game silences them (the named module's output; a head where it enters the output projection; a coupled
+    group's members' outputs and consumers' inputs, so there the score is the total derivative over all
+    of them), and a coalition is ``g`` in {0, 1}^P. The score is the first-order change of an example's
+    cross-entropy when the player is removed, in absolute value, averaged over ``(x, y)``: for every kind
+    of player, units, channels, heads and groups.
+
+    References:
+        Michel, Levy, Neubig, Are Sixteen Heads Really Better than One?, NeurIPS 2019 (head importance).
+        Molchanov et al., Importance Estimation for Neural Network Pruning, CVPR 2019.
+    """
+    net = adapt(model, params, apply_kwargs=apply_kwargs)
+    gates = jnp.ones(layout.num_players, jnp.float32)
+    total = np.zeros(layout.num_players)
+    for s in range(0, len(y), chunk):
+        xb, yb = jnp.asarray(x[s : s + chunk]), jnp.asarray(y[s : s + chunk])
+        forward = net.masked_logits(layout, xb, cache_prefix=False)
+
+        def losses(g, forward=forward, yb=yb):
+            return optax.softmax_cross_entropy_with_integer_labels(forward(layout.split(g), None), yb)
+
+        total += np.abs(np.asarray(jax.jacrev(losses)(gates), np.float64)).sum(0)  # [examples, P]
+    return total / max(len(y), 1)
+
+
+def leave_one_out_scores(model, params: PyTree, x, y, layout: PlayerLayout, *,
+                         apply_kwargs: Mapping | None = None) -> np.ndarray:
+    """Leave-one-out: ``float[P]``, how much the cross-entropy on ``(x, y)`` rises without each player alone
+    (``v(N) - v(N - i)`` of the zero-fill neg_loss game; P + 1 coalition values through the engine)."""
+    fn, game_layout = network_game(model, params, x, y, layers=list(layout.names), metric="neg_loss",
+                                   apply_kwargs=apply_kwargs)
+    masks = ~np.eye(game_layout.num_players + 1, game_layout.num_players, k=-1, dtype=bool)  # row 0: everyone
+    values = np.asarray(evaluate_coalitions(fn, masks), np.float64)
+    return values[0] - values[1:]
+
+
 def random_scores(key, layout: PlayerLayout) -> np.ndarray:
     """Uniform random scores, ``float[P]`` (the random-pruning baseline)."""
     return np.asarray(jax.random.uniform(key, (layout.num_players,)), np.float64)
 
 
-__all__ = ["magnitude_scores", "random_scores", "taylor_scores"]
+__all__ = ["gate_scores", "leave_one_out_scores", "magnitude_scores", "random_scores", "taylor_scores"]

@@ -14,14 +14,25 @@ module is its own group until something joins it.
 Not followed (the identity ends there): a concatenation or split along the feature axis, a
 reshape of it (attention's ``[..., heads, head_dim]``), gathers that move it. Heads have their own
 players (``"attn:heads"``).
+
+Each module's input is named too (:func:`marked` with ``"in"``): a Dense or Conv whose input
+carries a group's features is one of the group's *consumers*. The model's variables enter the
+traced pass as arguments, each with an identity of its own: a variable that meets a group in an
+elementwise operation (a bias, a norm's scale, a position embedding added to the stream) carries
+the group's features on its last axis. A smaller model drops a group's features from all three:
+its members' outputs, its consumers' inputs, its variables (:mod:`gtap_jax.network.grouped`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 from jax.extend import core as jex_core
 
 MARK = "gtap_out|"
+MARK_IN = "gtap_in|"
+PARAM = "param:"  # the identity of a variable: "param:" and its key path ("params/stem/kernel")
 
 ELEMENTWISE = frozenset("""
 abs add add_any and atan2 cbrt ceil clamp convert_element_type copy copy_p cos cosh div eq erf erf_inv erfc exp exp2
@@ -33,16 +44,31 @@ REDUCTIONS = frozenset(("reduce_sum", "reduce_max", "reduce_min", "reduce_prod",
 SUB_JAXPRS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 
 
-def marked(path: str, out):
-    """``out`` through an identity that names the module ``path`` in a traced jaxpr (arrays only)."""
-    if not hasattr(out, "ndim") or out.ndim < 1:
-        return out
+def marked(path: str, value, what: str = "out"):
+    """``value`` through an identity that names module ``path``'s output (``what="in"``: its input) in a traced
+    jaxpr (arrays only)."""
+    if not hasattr(value, "ndim") or value.ndim < 1:
+        return value
 
     def identity(y):
         return y
 
-    identity.__name__ = MARK + path
-    return jax.jit(identity)(out)
+    identity.__name__ = (MARK if what == "out" else MARK_IN) + path
+    return jax.jit(identity)(value)
+
+
+class Group(NamedTuple):
+    """Modules whose features go together.
+
+    Attributes:
+        members: the leaf modules whose outputs carry the features.
+        consumers: the leaf modules whose inputs carry them (a member that also takes them, as a norm, is both).
+        params: the key paths (``"params/pos"``) of variables that carry them on their last axis.
+    """
+
+    members: tuple[str, ...]
+    consumers: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
 
 
 class _Groups:
@@ -107,7 +133,7 @@ def _follow(eqn, ins, groups: _Groups):
     return None
 
 
-def _walk(jaxpr, ins, groups: _Groups):
+def _walk(jaxpr, ins, groups: _Groups, consumers: dict):
     label = {v: a for v, a in zip(jaxpr.invars, ins, strict=True)}
 
     def get(v):
@@ -121,8 +147,12 @@ def _walk(jaxpr, ins, groups: _Groups):
             path = tag[len(MARK):]
             groups.find(path)
             outs = [groups.union([path, args[0] if _width(eqn.invars[0]) == _width(eqn.outvars[0]) else None])]
+        elif tag.startswith(MARK_IN):
+            if args[0] is not None:
+                consumers.setdefault(tag[len(MARK_IN):], args[0])
+            outs = args[:1]
         elif sub is not None and len(sub.invars) == len(args):
-            outs = _walk(sub, args, groups)
+            outs = _walk(sub, args, groups, consumers)
         else:
             outs = [_follow(eqn, args, groups)] * len(eqn.outvars)
         for v, a in zip(eqn.outvars, outs, strict=True):
@@ -130,16 +160,40 @@ def _walk(jaxpr, ins, groups: _Groups):
     return [get(v) for v in jaxpr.outvars]
 
 
-def coupled_groups(closed_jaxpr) -> list[tuple[str, ...]]:
-    """The groups of coupled modules in a jaxpr traced with :func:`marked` outputs: each a sorted tuple of
-    module paths, in the order of their first module's output; a module joined to no other is a group of one."""
-    groups = _Groups()
+def coupled_groups(closed_jaxpr, params: list[str] | None = None) -> list[Group]:
+    """The groups of coupled modules in a jaxpr traced with :func:`marked` outputs and inputs, in the order of their
+    first member's output; a module joined to no other is a group of one.
+
+    Args:
+        closed_jaxpr: the traced pass.
+        params: the key paths of its first ``len(params)`` arguments, the model's variables.
+    """
+    groups, consumers = _Groups(), {}
     jaxpr = closed_jaxpr.jaxpr
-    _walk(jaxpr, [None] * len(jaxpr.invars), groups)
-    members: dict[str, list[str]] = {}
-    for path in groups.parent:  # insertion order: the order of the outputs in the pass
-        members.setdefault(groups.find(path), []).append(path)
-    return [tuple(sorted(m)) for m in members.values()]
+    names = [PARAM + p for p in params or ()]
+    for name in names:
+        groups.find(name)
+    _walk(jaxpr, names + [None] * (len(jaxpr.invars) - len(names)), groups, consumers)
+    found: dict[str, Group] = {}
+    modules = [p for p in groups.parent if not p.startswith(PARAM)]  # in the order of their outputs in the pass
+    for path in modules:
+        group = found.setdefault(groups.find(path), Group(()))
+        found[groups.find(path)] = group._replace(members=(*group.members, path))
+    for name in names:
+        root = groups.find(name)
+        if root in found:
+            found[root] = found[root]._replace(params=(*found[root].params, name[len(PARAM):]))
+    for path, label in consumers.items():
+        root = groups.find(label)
+        if root in found:
+            found[root] = found[root]._replace(consumers=(*found[root].consumers, path))
+    return [Group(tuple(sorted(g.members)), tuple(sorted(g.consumers)), tuple(sorted(g.params)))
+            for g in found.values()]
 
 
-__all__ = ["MARK", "coupled_groups", "marked"]
+def key_path(path) -> str:
+    """``"params/stem/kernel"`` for a pytree key path (an NNX variable's ``.value`` left out)."""
+    return jax.tree_util.keystr(path, simple=True, separator="/").removesuffix("/value")
+
+
+__all__ = ["MARK", "MARK_IN", "PARAM", "Group", "coupled_groups", "key_path", "marked"]

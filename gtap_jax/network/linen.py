@@ -30,16 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, chains, coupling, train
+from gtap_jax.network import chain, chains, coupling, grouped, train
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
 from gtap_jax.network.masking import (
     GROUP,
     HEADS,
+    Grouping,
     called,
     check_names,
     expand,
-    group_members,
+    grouped_norm,
+    grouping,
     kernel_of,
+    mask_input,
     mask_output,
     node_at,
     not_for_groups,
@@ -67,7 +70,20 @@ def _masking(next_fun, args, kwargs, context):
     heads = _heads_of(path, context.module)
     if heads is not None and args:  # the heads enter the output projection as [..., heads, head_dim]
         args = (mask_output(heads, args[0], axis=-2), *args[1:])
-    return mask_output(path, called(path, next_fun, *args, **kwargs))
+    if args:
+        args = (mask_input(path, args[0]), *args[1:])
+    out = _grouped_norm(context.module, path, args)
+    return mask_output(path, called(path, next_fun, *args, **kwargs) if out is None else out)
+
+
+def _grouped_norm(module, path: str, args):
+    """A LayerNorm or RMSNorm over the kept features of its coupled group (:func:`masking.grouped_norm`), or None."""
+    if not args or not isinstance(module, nn.LayerNorm | nn.RMSNorm):
+        return None
+    params = module.variables.get("params", {})
+    center = isinstance(module, nn.LayerNorm)
+    return grouped_norm(path, args[0], params.get("scale"), params.get("bias") if center else None, module.epsilon,
+                        center)
 
 
 def _resizing(widths: Mapping[str, int]):
@@ -120,46 +136,49 @@ class LinenNetwork:
         outputs: dict = {}
         with_active(outputs, self._apply, self.variables, jnp.asarray(example)[:2])
         check_names(list(layers), sorted(outputs) + [p + GROUP for p in sorted(outputs)])
-        self._members(layers, example)  # a group of a module that is not a leaf, or overlapping layers, fail here
+        self._grouping(layers, example)  # a group of a module that is not a leaf, or overlapping layers, fail here
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
 
-    def _members(self, layers, x) -> dict[str, str]:
-        """``{member module: layer}`` of the layers that name coupled groups (traced once on ``x``)."""
+    def _grouping(self, layers, x) -> Grouping | None:
+        """The coupled groups that ``layers`` name (traced once on ``x``), or None."""
         if not any(layer.endswith(GROUP) for layer in layers):
-            return {}
-        return group_members(layers, self.coupled(x))
+            return None
+        return grouping(layers, self.coupled(x))
 
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
         variables, x = cast_floats(self.variables, dtype), cast_floats(jnp.asarray(x), dtype)
-        members = self._members(layout.names, x)
-        return lambda masks, fills: with_active((expand(masks, members), fills), self._apply, variables, x)
+        grouped = self._grouping(layout.names, x)
+        return lambda masks, fills: with_active((expand(masks, grouped), fills), self._apply, variables, x)
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
-        members = self._members(layout.names, x)
+        grouped = self._grouping(layout.names, x)
 
         def forward(consumer):
-            return lambda x, masks, fills: with_active((expand(masks, members), fills), self._apply, self.variables,
+            return lambda x, masks, fills: with_active((expand(masks, grouped), fills), self._apply, self.variables,
                                                        x)
 
         return chains.intercepted_chain_fn(
             layout, jnp.asarray(x), reduce, calls=self._leaf_calls(jnp.asarray(x)[:2], {}, None), dtype=dtype,
             params_at=lambda path: node_at(self.params, path), forward=forward)
 
-    def coupled(self, example) -> list[tuple[str, ...]]:
+    def coupled(self, example) -> list[coupling.Group]:
         """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.coupling`)."""
         x = jnp.asarray(example)[:2]
         leaves = {c.path for c in self._leaf_calls(x, {}, None)}
 
         def marking(next_fun, args, kwargs, context):
-            out = next_fun(*args, **kwargs)
             path = _path(context.module)
-            return coupling.marked(path, out) if context.method_name == "__call__" and path in leaves else out
+            if context.method_name != "__call__" or path not in leaves:
+                return next_fun(*args, **kwargs)
+            args = (coupling.marked(path, args[0], "in"), *args[1:]) if args else args
+            return coupling.marked(path, next_fun(*args, **kwargs))
 
-        def run(x):
+        def run(variables, x):
             with nn.intercept_methods(marking):
-                return self._apply(self.variables, x)
+                return self._apply(variables, x)
 
-        return coupling.coupled_groups(jax.make_jaxpr(run)(x))
+        names = [coupling.key_path(k) for k, _ in jax.tree_util.tree_flatten_with_path(self.variables)[0]]
+        return coupling.coupled_groups(jax.make_jaxpr(run)(self.variables, x), names)
 
     def layer_outputs(self, x, layout):
         outputs: dict = {}
@@ -175,7 +194,7 @@ class LinenNetwork:
 
     def predict(self, x, masks=None, fills=None):
         if masks is not None:
-            masks = expand(masks, self._members(list(masks), x))
+            masks = expand(masks, self._grouping(list(masks), x))
         if self._jitted is None:
             self._jitted = jax.jit(lambda v, x, m, f: with_active(None if m is None else (m, f), self._apply, v, x))
         return self._jitted(self.variables, jnp.asarray(x), masks, fills)
@@ -185,10 +204,28 @@ class LinenNetwork:
 
     def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
         """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
-        not_for_groups(layout.names, "a smaller network")
         x = jnp.asarray(x)
+        if any(layer.endswith(GROUP) for layer in layout.names):
+            return self._grouped_smaller(layout, mask, x, atol)
         return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
                                      record=lambda m, f: self._leaf_calls(x, m, f), rebuild=self._rebuilt, atol=atol)
+
+    def _grouped_smaller(self, layout, mask, x, atol):
+        """The smaller network of coupled groups (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
+        grouped_layers = self._grouping(layout.names, x)
+        kinds = {c.path: c.kind for c in self._leaf_calls(x[:2], {}, None)}
+
+        def kernel(path):
+            node = node_at(self.params, path)
+            has = node is not None and "kernel" in node
+            return (f"params/{path}/kernel", -2 if kinds.get(path) == "conv" else 0) if has else None
+
+        cuts = grouped.slices(layout, mask, grouped_layers, kernel)
+        widths = grouped.kept_widths(layout, mask, grouped_layers, lambda p: kernel(p) is not None)
+        small = LinenNetwork(self.model, grouped.sliced(flax.core.unfreeze(self.variables), cuts), self.apply_kwargs,
+                             {**self.widths, **{p: kept for p, (_, kept) in widths.items()}})
+        reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))
+        return grouped.checked(small, reference, x, atol)
 
     def _leaf_calls(self, x, masks, fills) -> list[chain.Call]:
         """Leaf module calls (no module called inside) of one masked pass, in order, with their inputs."""

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,36 +39,75 @@ HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "
 GROUP = ":group"  # a layer "stem:group": the features of stem's coupled group (coupling.py), silenced at every member
 
 
-def group_members(layers: Sequence[str], groups: Sequence[Sequence[str]]) -> dict[str, str]:
-    """``{member module: layer}`` for the layers that name a coupled group (``"stem:group"``).
+INPUT = "<in"  # masks[path + INPUT]: the features of a coupled group silenced at the input of the module at path
+GROUPED = "<grouped>"  # masks[GROUPED]: the members of coupled groups (a norm among them normalises the kept only)
+
+
+class Grouping(NamedTuple):
+    """The coupled groups that layers name: ``{member: layer}``, ``{consumer: layer}``, ``{layer: Group}``."""
+
+    members: dict
+    consumers: dict
+    groups: dict
+
+
+def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
+    """The coupled groups (:class:`gtap_jax.network.coupling.Group`) that ``layers`` name (``"stem:group"``).
 
     Raises:
         ValueError: for a group of a module that is not a leaf module, or groups that overlap another layer.
     """
-    members: dict[str, str] = {}
+    found = Grouping({}, {}, {})
     for layer in layers:
         if not layer.endswith(GROUP):
             continue
         base = layer[: -len(GROUP)]
-        group = next((g for g in groups if base in g), None)
+        group = next((g for g in groups if base in g.members), None)
         if group is None:
             raise ValueError(f"layer {layer!r}: {base!r} is not a leaf module (a module with no module inside);"
                              " name the Dense / Conv / norm whose features the group shares")
-        for member in group:
-            if member in members or member in layers:
+        for member in group.members:
+            if member in found.members or member in layers:
                 raise ValueError(f"layer {layer!r} overlaps another layer at {member!r}: its group is"
-                                 f" {list(group)}")
-            members[member] = layer
-    return members
+                                 f" {list(group.members)}")
+            found.members[member] = layer
+        found.consumers.update({c: layer for c in group.consumers})
+        found.groups[layer] = group
+    return found
 
 
-def expand(masks: Mapping, members: Mapping[str, str]) -> dict:
-    """``masks`` by layer with each coupled group's mask given to every member module (:func:`group_members`)."""
-    if not members:
+def expand(masks: Mapping, grouped: Grouping | None) -> dict:
+    """``masks`` by layer, each coupled group's mask given to its members' outputs and its consumers' inputs: a
+    dropped feature is absent, as from a smaller model (:mod:`gtap_jax.network.grouped`)."""
+    if not grouped or not grouped.groups:
         return dict(masks)
     out = {k: v for k, v in masks.items() if not k.endswith(GROUP)}
-    out.update({member: masks[layer] for member, layer in members.items() if layer in masks})
+    out.update({member: masks[layer] for member, layer in grouped.members.items() if layer in masks})
+    out.update({c + INPUT: masks[layer] for c, layer in grouped.consumers.items() if layer in masks})
+    out[GROUPED] = frozenset(m for m, layer in grouped.members.items() if layer in masks)
     return out
+
+
+def mask_input(path: str, x):
+    """``x``, the input of the module at ``path``, with the dropped features of a coupled group set to 0."""
+    active = ACTIVE.get()
+    if not isinstance(active, tuple) or path + INPUT not in active[0]:
+        return x
+    return x * active[0][path + INPUT].reshape((1,) * (x.ndim - 1) + (-1,)).astype(x.dtype)
+
+
+def grouped_norm(path: str, x, scale, bias, epsilon: float, center: bool = True):
+    """A LayerNorm (``center=False``: RMSNorm) of ``x`` over the kept features of the coupled group whose member it
+    is, or None where ``path`` is no such member: the dropped features are absent, not zeros among the rest."""
+    active = ACTIVE.get()
+    if not isinstance(active, tuple) or path not in active[0].get(GROUPED, ()):
+        return None
+    keep = active[0][path].reshape((1,) * (x.ndim - 1) + (-1,)).astype(x.dtype)
+    count = jnp.maximum(keep.sum(), 1.0)
+    mean = (x * keep).sum(-1, keepdims=True) / count if center else 0.0
+    y = (x - mean) * jax.lax.rsqrt((((x - mean) * keep) ** 2).sum(-1, keepdims=True) / count + epsilon)
+    y = y if scale is None else y * scale.reshape((1,) * (x.ndim - 1) + (-1,))
+    return y if bias is None else y + bias.reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def not_for_groups(layers: Sequence[str], what: str) -> None:
@@ -227,7 +268,7 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
 
 
 __all__ = [
-    "ACTIVE", "GROUP", "HEADS", "OVERRIDE", "called", "check_names", "expand", "feature_axis", "feature_means",
-    "group_members", "kernel_of", "mask_output", "not_for_groups", "node_at", "silenced_params", "sizes_of",
-    "with_active", "with_override", "zero_fills_only",
+    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "called", "check_names", "expand",
+    "feature_axis", "feature_means", "grouped_norm", "grouping", "kernel_of", "mask_input", "mask_output", "node_at",
+    "not_for_groups", "silenced_params", "sizes_of", "with_active", "with_override", "zero_fills_only",
 ]

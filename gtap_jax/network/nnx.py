@@ -15,7 +15,6 @@ are taken out afterwards.
 
 from __future__ import annotations
 
-import contextvars
 import os
 
 import jax
@@ -24,130 +23,24 @@ import numpy as np
 from flax import nnx
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, chains, coupling, train
+from gtap_jax.network import chain, chains, coupling, grouped, train
+from gtap_jax.network import nnx_graph as graph
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
 from gtap_jax.network.masking import (
     GROUP,
     HEADS,
-    called,
+    Grouping,
     check_names,
     expand,
-    group_members,
+    grouping,
     kernel_of,
-    mask_output,
     node_at,
     not_for_groups,
     silenced_params,
     sizes_of,
     with_active,
 )
-
-# a list while recording the leaf module calls of one pass
-_RECORDING: contextvars.ContextVar = contextvars.ContextVar("gtap_recording", default=None)
-
-
-class _MaskedModule(nnx.Module):
-    """An NNX module whose output is masked as the active coalition says."""
-
-    def __init__(self, inner: nnx.Module, path: str):
-        self.inner = inner
-        self.gtap_path = path
-
-    def __call__(self, *args, **kwargs):
-        return mask_output(self.gtap_path, called(self.gtap_path, self.inner, *args, **kwargs))
-
-
-class _MaskedHeads(nnx.Module):
-    """An NNX attention output projection whose input heads are masked as the active coalition says."""
-
-    def __init__(self, inner: nnx.Module, layer: str):
-        self.inner = inner
-        self.gtap_heads = layer
-
-    def __call__(self, x, *args, **kwargs):
-        return self.inner(mask_output(self.gtap_heads, x, axis=-2), *args, **kwargs)
-
-
-class _Recorded(nnx.Module):
-    """A leaf module that reports its calls while a pass is recorded."""
-
-    def __init__(self, inner: nnx.Module, path: str):
-        self.inner = inner
-        self.gtap_record = path
-
-    def __call__(self, *args, **kwargs):
-        calls = _RECORDING.get()
-        if calls == "mark":  # a traced pass that names each leaf's output (coupling.py)
-            return coupling.marked(self.gtap_record, self.inner(*args, **kwargs))
-        if calls is not None:
-            inner = self.inner
-            has = any(isinstance(v, nnx.Param) for v in vars(inner).values())
-            calls.append(chain.Call(self.gtap_record, _kind(inner), type(inner).__name__, args[0] if args else None,
-                                    has, getattr(inner, "padding", "VALID")))
-        return self.inner(*args, **kwargs)
-
-
-class Mask(nnx.Variable):
-    """A fixed feature mask inside a :func:`masked_clone` (not an ``nnx.Param``: optimisers leave it)."""
-
-
-class _Masked(nnx.Module):
-    def __init__(self, inner: nnx.Module, keep):
-        self.inner = inner
-        self.keep = Mask(jnp.asarray(keep))
-
-    def __call__(self, *args, **kwargs):
-        out = self.inner(*args, **kwargs)
-        return out * self.keep[...].reshape((1,) * (out.ndim - 1) + (-1,)).astype(out.dtype)
-
-
-def _kind(module) -> str:
-    if isinstance(module, nnx.Linear):
-        return "dense"
-    if isinstance(module, nnx.Conv) and getattr(module, "feature_group_count", 1) == 1:
-        return "conv"
-    return "norm" if isinstance(module, nnx.BatchNorm) else "other"
-
-
-def _modules(model: nnx.Module) -> list[str]:
-    """Attribute paths of every submodule (``"blocks/0/mlp"``), in graph order."""
-    return ["/".join(str(p) for p in path) for path, node in nnx.iter_graph(model)
-            if isinstance(node, nnx.Module) and path]
-
-
-def _replace(root: nnx.Module, path: str, how) -> None:
-    *parents, last = path.split("/")
-    parent = node_at(root, "/".join(parents))
-    if last.isdigit():
-        parent[int(last)] = how(parent[int(last)])
-    else:
-        setattr(parent, last, how(getattr(parent, last)))
-
-
-def _wrap(model: nnx.Module, path: str) -> None:
-    """Wraps the submodule at ``path`` in a masking module (for ``"attn:heads"``, the output projection
-    ``attn/out`` in one that masks its input heads)."""
-    if path.endswith(HEADS):
-        _replace(model, path[: -len(HEADS)] + "/out", lambda m: _MaskedHeads(m, path))
-    else:
-        _replace(model, path, lambda m: _MaskedModule(m, path))
-
-
-def _set_sizes(module, arrays: dict) -> None:
-    """Keeps an NNX module's size attributes true to its new arrays (Conv checks ``in_features``)."""
-    if "kernel" in arrays:
-        shape = arrays["kernel"][...].shape
-        for name, size in (("in_features", shape[-2]), ("out_features", shape[-1])):
-            if isinstance(getattr(module, name, None), int):
-                setattr(module, name, int(size))
-    elif isinstance(getattr(module, "num_features", None), int) and "scale" in arrays:
-        module.num_features = int(arrays["scale"][...].shape[-1])
-
-
-def _eval(model: nnx.Module) -> nnx.Module:
-    if hasattr(model, "eval"):
-        model.eval()
-    return model
+from gtap_jax.network.nnx_graph import Mask
 
 
 class NNXNetwork:
@@ -162,14 +55,14 @@ class NNXNetwork:
 
     def _split(self, layers, dtype="float32", clone=None):
         """``(graphdef, state)`` of an eval-mode clone with the named modules wrapped to mask their outputs."""
-        clone = _eval(nnx.clone(self.model if clone is None else clone))
+        clone = graph.eval_mode(nnx.clone(self.model if clone is None else clone))
         if layers:
-            modules = _modules(clone)
+            modules = graph.modules(clone)
             heads = [p[: -len("/out")] + HEADS for p in modules
                      if p.endswith("/out") and isinstance(node_at(clone, p[: -len("/out")]), nnx.MultiHeadAttention)]
             check_names(list(layers), modules + heads)
         for path in layers:
-            _wrap(clone, path)
+            graph.wrap(clone, path)
         graphdef, state = nnx.split(clone)
         return graphdef, cast_floats(state, dtype)
 
@@ -189,25 +82,26 @@ class NNXNetwork:
         with_active(outputs, self._forward(paths), jnp.asarray(example)[:2])
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
 
-    def _wrapped(self, layers, x) -> tuple[list[str], dict[str, str]]:
-        """The module paths to wrap for ``layers`` (a coupled group's members for ``"path:group"``), and
-        ``{member: layer}`` (traced once on ``x`` where a layer names a group)."""
+    def _wrapped(self, layers, x) -> tuple[list[str], Grouping | None]:
+        """The module paths to wrap for ``layers`` (a coupled group's members and consumers for ``"path:group"``),
+        and the groups (traced once on ``x`` where a layer names one)."""
         if not any(layer.endswith(GROUP) for layer in layers):
-            return list(layers), {}
-        members = group_members(layers, self.coupled(x))
-        return [layer for layer in layers if not layer.endswith(GROUP)] + list(members), members
+            return list(layers), None
+        grouped = grouping(layers, self.coupled(x))
+        plain = [layer for layer in layers if not layer.endswith(GROUP)]
+        return list(dict.fromkeys([*plain, *grouped.members, *grouped.consumers])), grouped
 
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
-        paths, members = self._wrapped(layout.names, jnp.asarray(x))
+        paths, grouped = self._wrapped(layout.names, jnp.asarray(x))
         forward, x = self._forward(paths, dtype), cast_floats(jnp.asarray(x), dtype)
-        return lambda masks, fills: with_active((expand(masks, members), fills), forward, x)
+        return lambda masks, fills: with_active((expand(masks, grouped), fills), forward, x)
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
-        paths, members = self._wrapped(layout.names, jnp.asarray(x))
+        paths, grouped = self._wrapped(layout.names, jnp.asarray(x))
 
         def forward(consumer):
             run = self._forward(tuple(dict.fromkeys((*paths, consumer))))  # the consumer wrapped too
-            return lambda x, masks, fills: with_active((expand(masks, members), fills), run, x)
+            return lambda x, masks, fills: with_active((expand(masks, grouped), fills), run, x)
 
         x = jnp.asarray(x)
         return chains.intercepted_chain_fn(
@@ -230,12 +124,12 @@ class NNXNetwork:
     def predict(self, x, masks=None, fills=None):
         layers = tuple(sorted(masks or ()))
         if layers not in self._predict:
-            paths, members = self._wrapped(layers, jnp.asarray(x))
+            paths, grouped = self._wrapped(layers, jnp.asarray(x))
             graphdef, state = self._split(paths)
 
-            def fn(state, x, masks, fills, members=members):
+            def fn(state, x, masks, fills, grouped=grouped):
                 run = lambda x: nnx.merge(graphdef, state)(x, **self.apply_kwargs)  # noqa: E731
-                return with_active(None if masks is None else (expand(masks, members), fills), run, x)
+                return with_active(None if masks is None else (expand(masks, grouped), fills), run, x)
 
             self._predict[layers] = (jax.jit(fn), state)
         fn, state = self._predict[layers]
@@ -246,33 +140,64 @@ class NNXNetwork:
 
     def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
         """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
-        not_for_groups(layout.names, "a smaller network")
         x = jnp.asarray(x)
+        if any(layer.endswith(GROUP) for layer in layout.names):
+            return self._grouped_smaller(layout, mask, x, atol)
         return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
                                      record=lambda m, f: self._leaf_calls(layout, x, m, f), rebuild=self._rebuilt,
                                      atol=atol)
 
-    def _leaf_calls(self, layout, x, masks, fills, how=None):
-        """Leaf module calls (no module inside) of one masked pass, in order, with their inputs (``how="mark"``:
-        the pass's jaxpr with each leaf's output named, :func:`coupling.marked`)."""
+    def _grouped_smaller(self, layout, mask, x, atol):
+        """The smaller network of coupled groups (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
+        grouped_layers = self._wrapped(layout.names, x)[1]
+        kinds = {c.path: c.kind for c in self._leaf_calls(layout, x[:2], {}, None)}
+
+        def kernel(path):
+            has = isinstance(getattr(node_at(self.model, path), "kernel", None), nnx.Variable)
+            return (f"{path}/kernel", -2 if kinds.get(path) == "conv" else 0) if has else None
+
+        cuts = grouped.slices(layout, mask, grouped_layers, kernel)
+        graphdef, state = nnx.split(nnx.clone(self.model))
+        small = nnx.merge(graphdef, grouped.sliced(state, cuts))
+        widths = grouped.kept_widths(layout, mask, grouped_layers, lambda p: kernel(p) is not None)
+        for name in cuts:  # the size attributes of each module whose arrays changed, and of the modules above it
+            parts = name.split("/")[:-1]
+            for depth in range(len(parts), 0, -1):
+                graph.resize_attrs(node_at(small, "/".join(parts[:depth])), widths, "/".join(parts))
+        reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))
+        return grouped.checked(NNXNetwork(graph.eval_mode(small), self.apply_kwargs), reference, x, atol)
+
+    def _recording_clone(self) -> nnx.Module:
+        """A clone with every leaf module wrapped to report its calls."""
         clone = nnx.clone(self.model)
-        paths = _modules(clone)
+        paths = graph.modules(clone)
         for path in [p for p in paths if not any(q.startswith(p + "/") for q in paths)]:
-            _replace(clone, path, lambda m, path=path: _Recorded(m, path))
+            graph.replace(clone, path, lambda m, path=path: graph.Recorded(m, path))
+        return clone
+
+    def _leaf_calls(self, layout, x, masks, fills):
+        """Leaf module calls (no module inside) of one masked pass, in order, with their inputs."""
         calls: list = []
-        token = _RECORDING.set(how or calls)
+        token = graph.RECORDING.set(calls)
         try:
-            forward = self._forward(() if layout is None else self._wrapped(layout.names, x)[0], clone=clone)
-            if how == "mark":
-                return jax.make_jaxpr(forward)(x)
-            with_active((masks, fills), forward, x)
+            paths = self._wrapped(layout.names, x)[0]
+            with_active((masks, fills), self._forward(paths, clone=self._recording_clone()), x)
         finally:
-            _RECORDING.reset(token)
+            graph.RECORDING.reset(token)
         return calls
 
-    def coupled(self, example) -> list[tuple[str, ...]]:
+    def coupled(self, example) -> list[coupling.Group]:
         """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.coupling`)."""
-        return coupling.coupled_groups(self._leaf_calls(None, jnp.asarray(example)[:2], {}, None, how="mark"))
+        graphdef, state = self._split((), clone=self._recording_clone())
+        names = [coupling.key_path(k).replace("/gtap_inner", "")
+                 for k, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+        token = graph.RECORDING.set("mark")
+        try:
+            jaxpr = jax.make_jaxpr(lambda state, x: nnx.merge(graphdef, state)(x, **self.apply_kwargs))(
+                state, jnp.asarray(example)[:2])
+        finally:
+            graph.RECORDING.reset(token)
+        return coupling.coupled_groups(jaxpr, names)
 
     def _rebuilt(self, plan: chain.ChainPlan, calls) -> NNXNetwork:
         small = nnx.clone(self.model)
@@ -283,8 +208,8 @@ class NNXNetwork:
             stats = {n: v[...] for n, v in arrays.items() if not isinstance(v, nnx.Param)}
             for name, value in chain.resized_arrays(params, stats, path, plan).items():
                 arrays[name].set_value(jnp.asarray(value))
-            _set_sizes(module, arrays)
-        return NNXNetwork(_eval(small), self.apply_kwargs, {**self.widths, **plan.features(calls)})
+            graph.set_sizes(module, arrays)
+        return NNXNetwork(graph.eval_mode(small), self.apply_kwargs, {**self.widths, **plan.features(calls)})
 
     def masked_weights(self, layout, mask, fills=None) -> NNXNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
@@ -332,9 +257,9 @@ def masked_model(model: nnx.Module, layout: PlayerLayout, mask, fills=None) -> n
 def masked_clone(model: nnx.Module, layout: PlayerLayout, mask) -> nnx.Module:
     """A clone of ``model`` whose named modules' outputs are multiplied by ``mask`` in every call."""
     clone = nnx.clone(model)
-    check_names(layout.names, _modules(clone))
+    check_names(layout.names, graph.modules(clone))
     for path, keep in layout.split(as_mask(mask, layout.num_players)).items():
-        _replace(clone, path, lambda node, keep=keep: _Masked(node, keep))
+        graph.replace(clone, path, lambda node, keep=keep: graph.Masked(node, keep))
     return clone
 
 
@@ -342,7 +267,7 @@ def unmasked(model: nnx.Module, layout: PlayerLayout) -> nnx.Module:
     """A clone of a :func:`masked_clone` (trained or not) with the mask wrappers taken out."""
     clone = nnx.clone(model)
     for path in layout.names:
-        _replace(clone, path, lambda node: node.inner if isinstance(node, _Masked) else node)
+        graph.replace(clone, path, lambda node: node.inner if isinstance(node, graph.Masked) else node)
     return clone
 
 

@@ -52,10 +52,13 @@ class SiteSpec(NamedTuple):
 
 
 def apply_site(h, keep, fill=None):
-    """Silences the neurons of the last axis of ``h`` outside ``keep``."""
+    """Silences the neurons of the last axis of ``h`` outside ``keep`` (a float ``keep`` gates them: ``fill + keep
+    (h - fill)``, differentiable; gate-gradient scores)."""
     shape = (1,) * (h.ndim - 1) + (-1,)
     keep = jnp.reshape(keep, shape)
     fill = 0.0 if fill is None else jnp.reshape(fill, shape)
+    if keep.dtype != jnp.bool_:
+        return fill + keep.astype(h.dtype) * (h - fill)
     return jnp.where(keep, h, fill)
 
 

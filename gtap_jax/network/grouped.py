@@ -1,0 +1,100 @@
+"""A smaller network without the dropped features of coupled groups (:mod:`gtap_jax.network.coupling`).
+
+Each group's dropped features leave its members' outputs (a Dense's or Conv's kernel columns and
+bias, a norm's scale, bias and statistics), its consumers' inputs (a Dense's kernel rows, a Conv's
+input channels) and every variable that carries them (a position embedding added to the stream).
+The masked game silences exactly these (:func:`gtap_jax.network.masking.expand`: members' outputs
+and consumers' inputs 0, a norm among the members over the kept features only), so the smaller
+network computes what the masked one does; :func:`checked` requires it on the evaluation inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.layout import PlayerLayout, as_mask
+from gtap_jax.network.coupling import key_path
+from gtap_jax.network.masking import GROUP, Grouping
+
+INSTEAD = "evaluate the masked game, or keep the model as it is"
+
+
+def slices(layout: PlayerLayout, mask, grouped: Grouping, kernel: Callable) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """``{variable key path: [(axis, keep), ...]}``: what a smaller network keeps of each variable.
+
+    Args:
+        kernel: ``module path -> (key path of its kernel, its input axis)``, or None for a module without one.
+
+    Raises:
+        ValueError: for a layer that is not a group, a group that keeps no feature, or a consumer with no kernel.
+    """
+    plain = [layer for layer in layout.names if not layer.endswith(GROUP)]
+    if plain:
+        raise ValueError(f"a smaller network of coupled groups needs every layer to be one ('path:group'); {plain}"
+                         " are single modules")
+    keep = layout.split(as_mask(mask, layout.num_players))
+    out: dict[str, list] = {}
+    for layer, group in grouped.groups.items():
+        k = np.asarray(keep[layer])
+        if not k.any():
+            raise ValueError(f"layer {layer!r} keeps none of its {k.size} features: a smaller network keeps one at"
+                             " least")
+        for name in group.params:
+            out.setdefault(name, []).append((-1, k))
+        for member in group.members:
+            found = kernel(member)
+            if found is not None:
+                out.setdefault(found[0], []).append((-1, k))
+        for consumer in group.consumers:
+            found = kernel(consumer)
+            if found is None and consumer not in group.members:
+                raise ValueError(f"{consumer!r} takes the features of {layer!r} but has no kernel to drop them from"
+                                 f" ({INSTEAD})")
+            if found is not None:
+                out.setdefault(found[0], []).append(found[1:] + (k,))
+    return out
+
+
+def sliced(tree, cuts: dict[str, list[tuple[int, np.ndarray]]]):
+    """``tree`` (variables, an NNX state) with each leaf named in ``cuts`` cut along its axes."""
+
+    def cut(path, value):
+        for axis, keep in cuts.get(key_path(path), ()):
+            if np.shape(value)[axis] != keep.size:
+                raise ValueError(f"{key_path(path)!r} has {np.shape(value)[axis]} entries on axis {axis}, not the"
+                                 f" {keep.size} features of its group ({INSTEAD})")
+            value = jnp.asarray(np.take(np.asarray(value), np.flatnonzero(keep), axis=axis))
+        return value
+
+    return jax.tree_util.tree_map_with_path(cut, tree)
+
+
+def kept_widths(layout: PlayerLayout, mask, grouped: Grouping, has_kernel: Callable) -> dict[str, tuple[int, int]]:
+    """``{member with a kernel: (features before, kept)}``: the new output width of each producing member."""
+    keep = layout.split(as_mask(mask, layout.num_players))
+    return {m: (int(np.size(keep[layer])), int(np.sum(keep[layer]))) for layer, group in grouped.groups.items()
+            for m in group.members if has_kernel(m)}
+
+
+def checked(small, reference, x, atol: float = 1e-4):
+    """``(small, largest difference)``, if ``small.predict(x)`` reproduces ``reference`` (the masked logits).
+
+    Raises:
+        ValueError: when it fails or differs.
+    """
+    try:
+        out = np.asarray(small.predict(x))
+    except Exception as e:  # a width fixed in the model's code (a parameter's shape) still expects the old one
+        raise ValueError(f"the smaller network fails ({type(e).__name__}: {str(e).splitlines()[0]}); {INSTEAD}") from e
+    error = float(np.max(np.abs(out - reference))) if out.shape == reference.shape else np.inf
+    if not error <= atol * max(1.0, float(np.max(np.abs(reference)))):
+        raise ValueError(f"the smaller network does not reproduce the masked one (largest difference {error:.3g});"
+                         f" {INSTEAD}")
+    return small, error
+
+
+__all__ = ["checked", "kept_widths", "sliced", "slices"]
