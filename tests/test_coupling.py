@@ -157,14 +157,37 @@ def test_a_smaller_network_drops_each_group_everywhere(resnet):
 
     t = adapt(Transformer(nnx.Rngs(0)), None)
     tokens = jax.random.normal(jax.random.key(3), (10, 5, 4))
-    layout = t.layout(["embed:group", "blocks/0/up:group", "blocks/1/up:group"], tokens)
+    layout = t.layout(["embed:group", "blocks/0/up:group", "blocks/1/up:group", "blocks/1/attn:heads"], tokens)
     mask = np.array(jax.random.bernoulli(jax.random.key(6), 0.6, (layout.num_players,)))
+    mask[-2:] = [True, False]  # one of block 1's two heads
     small, error = t.smaller_checked(layout, mask, x=tokens)
     width = int(layout.split(mask)["embed:group"].sum())
     assert small.model.pos[...].shape == (1, 5, width)  # a variable that carries the stream
-    assert small.model.blocks[1].attn.query.kernel[...].shape[0] == width
+    assert small.model.blocks[1].attn.query.kernel[...].shape == (width, 1, 4)  # one head of 4 left
+    assert small.model.blocks[1].attn.out.kernel[...].shape == (1, 4, width)
     assert small.model.blocks[0].down.kernel[...].shape == (layout.split(mask)["blocks/0/up:group"].sum(), width)
     assert error < 1e-4 and small.num_params() < t.num_params()
+
+
+class LinenAttention(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(8)(x)
+        h = h + nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=8, name="attn")(h)
+        return nn.Dense(3)(h.mean(1))
+
+
+def test_a_smaller_linen_attention_drops_heads_and_stream_channels():
+    tokens = jax.random.normal(jax.random.key(3), (10, 5, 4))
+    model = LinenAttention()
+    net = adapt(model, model.init(jax.random.key(0), tokens))
+    layout = net.layout(["attn:heads", "Dense_0:group"], tokens)
+    mask = np.ones(layout.num_players, bool)
+    mask[[1, 2, 6]] = False  # heads 1 and 2, stream channel 2
+    small, error = net.smaller_checked(layout, mask, x=tokens)
+    assert small.variables["params"]["attn"]["query"]["kernel"].shape == (7, 2, 2)
+    assert small.variables["params"]["attn"]["out"]["kernel"].shape == (2, 2, 7)
+    assert error < 1e-4
 
 
 def test_what_groups_refuse(resnet):

@@ -1,11 +1,14 @@
-"""A smaller network without the dropped features of coupled groups (:mod:`gtap_jax.network.coupling`).
+"""A smaller network without the dropped features of coupled groups (:mod:`gtap_jax.network.coupling`) and the
+dropped heads of attention modules.
 
 Each group's dropped features leave its members' outputs (a Dense's or Conv's kernel columns and
 bias, a norm's scale, bias and statistics), its consumers' inputs (a Dense's kernel rows, a Conv's
 input channels) and every variable that carries them (a position embedding added to the stream).
 The masked game silences exactly these (:func:`gtap_jax.network.masking.expand`: members' outputs
 and consumers' inputs 0, a norm among the members over the kept features only), so the smaller
-network computes what the masked one does; :func:`checked` requires it on the evaluation inputs.
+network computes what the masked one does; :func:`checked` requires it on the evaluation inputs. A dropped
+head leaves its query, key and value projections (kernel and bias slices) and its rows of the output
+projection; the attention module then has fewer heads of the same size.
 """
 
 from __future__ import annotations
@@ -18,45 +21,66 @@ import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask
 from gtap_jax.network.coupling import key_path
-from gtap_jax.network.masking import GROUP, Grouping
+from gtap_jax.network.masking import GROUP, HEADS, Grouping
 
 INSTEAD = "evaluate the masked game, or keep the model as it is"
 
 
-def slices(layout: PlayerLayout, mask, grouped: Grouping, kernel: Callable) -> dict[str, list[tuple[int, np.ndarray]]]:
+def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
+           kinds: dict[str, str]) -> dict[str, list[tuple[int, np.ndarray]]]:
     """``{variable key path: [(axis, keep), ...]}``: what a smaller network keeps of each variable.
 
     Args:
-        kernel: ``module path -> (key path of its kernel, its input axis)``, or None for a module without one.
+        variable: ``(module path, name) -> key path`` of that variable (``"kernel"``, ``"bias"``), or None.
+        kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.chain.Call`).
 
     Raises:
-        ValueError: for a layer that is not a group, a group that keeps no feature, or a consumer with no kernel.
+        ValueError: for a layer that is neither a group nor heads, one that keeps nothing, or a consumer with no
+            kernel.
     """
-    plain = [layer for layer in layout.names if not layer.endswith(GROUP)]
+    plain = [layer for layer in layout.names if not layer.endswith((GROUP, HEADS))]
     if plain:
-        raise ValueError(f"a smaller network of coupled groups needs every layer to be one ('path:group'); {plain}"
-                         " are single modules")
-    keep = layout.split(as_mask(mask, layout.num_players))
-    out: dict[str, list] = {}
-    for layer, group in grouped.groups.items():
-        k = np.asarray(keep[layer])
+        raise ValueError(f"a smaller network of coupled groups needs every layer to be one ('path:group') or heads;"
+                         f" {plain} are single modules")
+    keep = {p: np.asarray(k) for p, k in layout.split(as_mask(mask, layout.num_players)).items()}
+    for layer, k in keep.items():
         if not k.any():
-            raise ValueError(f"layer {layer!r} keeps none of its {k.size} features: a smaller network keeps one at"
+            raise ValueError(f"layer {layer!r} keeps none of its {k.size} players: a smaller network keeps one at"
                              " least")
+    out: dict[str, list] = {}
+
+    def add(key, axis, k):
+        if key is not None:
+            out.setdefault(key, []).append((axis, k))
+
+    for layer in layout.names:
+        if layer.endswith(HEADS):  # q/k/v kernels [in, heads, head_dim] and biases [heads, head_dim]; out [heads, ...]
+            attn = layer[: -len(HEADS)]
+            if variable(f"{attn}/query", "kernel") is None:
+                raise ValueError(f"layer {layer!r}: no query / key / value projections at {attn!r} ({INSTEAD})")
+            for proj in ("query", "key", "value"):
+                add(variable(f"{attn}/{proj}", "kernel"), -2, keep[layer])
+                add(variable(f"{attn}/{proj}", "bias"), -2, keep[layer])
+            add(variable(f"{attn}/out", "kernel"), 0, keep[layer])
+    for layer, group in (grouped.groups if grouped else {}).items():
+        k = keep[layer]
         for name in group.params:
-            out.setdefault(name, []).append((-1, k))
+            add(name, -1, k)
         for member in group.members:
-            found = kernel(member)
-            if found is not None:
-                out.setdefault(found[0], []).append((-1, k))
+            add(variable(member, "kernel"), -1, k)
         for consumer in group.consumers:
-            found = kernel(consumer)
-            if found is None and consumer not in group.members:
+            key = variable(consumer, "kernel")
+            if key is None and consumer not in group.members:
                 raise ValueError(f"{consumer!r} takes the features of {layer!r} but has no kernel to drop them from"
                                  f" ({INSTEAD})")
-            if found is not None:
-                out.setdefault(found[0], []).append(found[1:] + (k,))
+            add(key, -2 if kinds.get(consumer) == "conv" else 0, k)
     return out
+
+
+def kept_heads(layout: PlayerLayout, mask) -> dict[str, int]:
+    """``{attention module path: heads kept}`` for the layers ``"attn:heads"``."""
+    keep = layout.split(as_mask(mask, layout.num_players))
+    return {layer[: -len(HEADS)]: int(np.sum(k)) for layer, k in keep.items() if layer.endswith(HEADS)}
 
 
 def sliced(tree, cuts: dict[str, list[tuple[int, np.ndarray]]]):
@@ -73,11 +97,12 @@ def sliced(tree, cuts: dict[str, list[tuple[int, np.ndarray]]]):
     return jax.tree_util.tree_map_with_path(cut, tree)
 
 
-def kept_widths(layout: PlayerLayout, mask, grouped: Grouping, has_kernel: Callable) -> dict[str, tuple[int, int]]:
+def kept_widths(layout: PlayerLayout, mask, grouped: Grouping | None,
+                has_kernel: Callable) -> dict[str, tuple[int, int]]:
     """``{member with a kernel: (features before, kept)}``: the new output width of each producing member."""
     keep = layout.split(as_mask(mask, layout.num_players))
-    return {m: (int(np.size(keep[layer])), int(np.sum(keep[layer]))) for layer, group in grouped.groups.items()
-            for m in group.members if has_kernel(m)}
+    return {m: (int(np.size(keep[layer])), int(np.sum(keep[layer])))
+            for layer, group in (grouped.groups if grouped else {}).items() for m in group.members if has_kernel(m)}
 
 
 def checked(small, reference, x, atol: float = 1e-4):
@@ -97,4 +122,4 @@ def checked(small, reference, x, atol: float = 1e-4):
     return small, error
 
 
-__all__ = ["checked", "kept_widths", "sliced", "slices"]
+__all__ = ["checked", "kept_heads", "kept_widths", "sliced", "slices"]

@@ -91,7 +91,8 @@ def _resizing(widths: Mapping[str, int]):
         path = _path(context.module)
         if context.method_name != "__call__" or path not in widths:
             return next_fun(*args, **kwargs)
-        small = context.module.clone(parent=None, features=widths[path])
+        size = widths[path]  # a producer's features, or an attention's {"num_heads": ..., "qkv_features": ...}
+        small = context.module.clone(parent=None, **(size if isinstance(size, dict) else {"features": size}))
         return small.apply(dict(context.module.variables), *args, **kwargs)
 
     return interceptor
@@ -205,25 +206,28 @@ class LinenNetwork:
     def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
         """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
         x = jnp.asarray(x)
-        if any(layer.endswith(GROUP) for layer in layout.names):
+        if any(layer.endswith((GROUP, HEADS)) for layer in layout.names):
             return self._grouped_smaller(layout, mask, x, atol)
         return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
                                      record=lambda m, f: self._leaf_calls(x, m, f), rebuild=self._rebuilt, atol=atol)
 
     def _grouped_smaller(self, layout, mask, x, atol):
-        """The smaller network of coupled groups (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
-        grouped_layers = self._grouping(layout.names, x)
+        """The smaller network of coupled groups and heads (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
+        groups = self._grouping(layout.names, x)
         kinds = {c.path: c.kind for c in self._leaf_calls(x[:2], {}, None)}
 
-        def kernel(path):
+        def variable(path, name):
             node = node_at(self.params, path)
-            has = node is not None and "kernel" in node
-            return (f"params/{path}/kernel", -2 if kinds.get(path) == "conv" else 0) if has else None
+            return f"params/{path}/{name}" if node is not None and name in node else None
 
-        cuts = grouped.slices(layout, mask, grouped_layers, kernel)
-        widths = grouped.kept_widths(layout, mask, grouped_layers, lambda p: kernel(p) is not None)
+        cuts = grouped.slices(layout, mask, groups, variable, kinds)
+        widths = {p: kept for p, (_, kept) in grouped.kept_widths(
+            layout, mask, groups, lambda p: variable(p, "kernel") is not None).items()}
+        for attn, heads in grouped.kept_heads(layout, mask).items():
+            head_dim = np.shape(node_at(self.params, f"{attn}/query")["kernel"])[-1]
+            widths[attn] = {"num_heads": heads, "qkv_features": heads * head_dim}
         small = LinenNetwork(self.model, grouped.sliced(flax.core.unfreeze(self.variables), cuts), self.apply_kwargs,
-                             {**self.widths, **{p: kept for p, (_, kept) in widths.items()}})
+                             {**self.widths, **widths})
         reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))
         return grouped.checked(small, reference, x, atol)
 

@@ -141,29 +141,32 @@ class NNXNetwork:
     def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
         """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
         x = jnp.asarray(x)
-        if any(layer.endswith(GROUP) for layer in layout.names):
+        if any(layer.endswith((GROUP, HEADS)) for layer in layout.names):
             return self._grouped_smaller(layout, mask, x, atol)
         return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
                                      record=lambda m, f: self._leaf_calls(layout, x, m, f), rebuild=self._rebuilt,
                                      atol=atol)
 
     def _grouped_smaller(self, layout, mask, x, atol):
-        """The smaller network of coupled groups (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
-        grouped_layers = self._wrapped(layout.names, x)[1]
+        """The smaller network of coupled groups and heads (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
+        groups = self._wrapped(layout.names, x)[1]
         kinds = {c.path: c.kind for c in self._leaf_calls(layout, x[:2], {}, None)}
 
-        def kernel(path):
-            has = isinstance(getattr(node_at(self.model, path), "kernel", None), nnx.Variable)
-            return (f"{path}/kernel", -2 if kinds.get(path) == "conv" else 0) if has else None
+        def variable(path, name):
+            node = node_at(self.model, path)
+            return f"{path}/{name}" if isinstance(getattr(node, name, None), nnx.Variable) else None
 
-        cuts = grouped.slices(layout, mask, grouped_layers, kernel)
+        cuts = grouped.slices(layout, mask, groups, variable, kinds)
         graphdef, state = nnx.split(nnx.clone(self.model))
         small = nnx.merge(graphdef, grouped.sliced(state, cuts))
-        widths = grouped.kept_widths(layout, mask, grouped_layers, lambda p: kernel(p) is not None)
+        widths = grouped.kept_widths(layout, mask, groups, lambda p: variable(p, "kernel") is not None)
         for name in cuts:  # the size attributes of each module whose arrays changed, and of the modules above it
             parts = name.split("/")[:-1]
             for depth in range(len(parts), 0, -1):
                 graph.resize_attrs(node_at(small, "/".join(parts[:depth])), widths, "/".join(parts))
+        for attn, heads in grouped.kept_heads(layout, mask).items():
+            module = node_at(small, attn)
+            module.num_heads, module.qkv_features = heads, heads * module.head_dim
         reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))
         return grouped.checked(NNXNetwork(graph.eval_mode(small), self.apply_kwargs), reference, x, atol)
 
