@@ -112,6 +112,11 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (["--config.bands.rule=widest"], "bands.rule='widest'"),
     (["--config.retrain.modes=()"], "retrain.modes=()"),
     (["--config.retrain.modes=('sometimes',)"], "unknown retrain mode 'sometimes'"),
+    (["--config.model.name=resnet", "--config.game.layers=('stem:group',)"], "the lottery ticket retrains under"),
+    (["--config.model.name=resnet", "--config.game.layers=('stem:group',)", "--config.baselines=('wmp',)",
+      "--config.game.masked_value=mean"], "game.masked_value='mean' with coupled groups"),
+    (["--config.model.name=resnet", "--config.game.layers=('s1b1:group',)", "--config.baselines=('wmp',)"],
+     "'s1b1' is not a leaf module"),
     (["--config.data.source=path", "--config.data.path={d}/empty.npz"], "cannot read mnist from"),
     (["--config.data.source=path", "--config.data.path={d}/truncated.npz"], "BadZipFile"),
     (["--config.data.source=path", "--config.data.path={d}/no_keys.npz"], "x_train"),
@@ -128,7 +133,7 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
 # Through the command line, one of each way in: flag parsing, field validation, sizes against the model,
 # layers, an MNIST file, a tweet file. The rest raise the same errors from experiment.run, which the command
 # line prints as its one error line (prune.py): checked in-process, a subprocess start saved per case.
-CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 32, -1)] + [
+CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 35, -1)] + [
     (["--config.gtap.methods.shapley=msr"], "--config.gtap.methods* is now --config.gtap.estimators*")]
 
 

@@ -106,7 +106,8 @@ def _config(name, **fields):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "mlp_twitter_topic", "alexnet_tiny_imagenet"])
+@pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "mlp_twitter_topic", "alexnet_tiny_imagenet",
+                                  "resnet_mnist"])
 def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -126,6 +127,8 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     assert (tmp_path / "run" / "compression_curves.png").exists()
     assert "retrain = none" in capsys.readouterr().out
     _check_kept_neurons(tmp_path / "run", layerwise=config.game.layerwise)
+    if name == "resnet_mnist":  # coupled groups: every pruned network compacts (residual streams included)
+        assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
 
 
 def _check_kept_neurons(workdir, layerwise):

@@ -24,7 +24,7 @@ LAYERS = [
     {"prune", "configs"},
 ]
 # the only files that ask a model's kind
-ADAPTERS = {"network/linen.py", "network/nnx.py", "network/nnx_graph.py", "network/adapt.py"}
+ADAPTERS = {"network/linen.py", "network/linen_graph.py", "network/nnx.py", "network/nnx_graph.py", "network/adapt.py"}
 CONFIG_READERS = {"experiment/setup.py", "experiment/validation.py"}  # the only readers of model.factory
 
 

@@ -193,8 +193,15 @@ def validate(config) -> None:
         _validate_user_model(config)
     elif config.model.name not in MODELS:
         raise ConfigError(f"unknown model {config.model.name!r}; expected one of {list(MODELS)}")
+    elif "lottery" in config.baselines and not MODELS[config.model.name].staged:
+        raise ConfigError(f"baselines: the lottery ticket retrains under masks, which the built-in Linen model"
+                          f" {config.model.name!r} does not do; drop it")
     if not config.game.layers:
         raise ConfigError("game.layers is empty; name at least one prunable layer")
+    grouped = [layer for layer in config.game.layers if layer.endswith(":group")]
+    if grouped and config.game.masked_value == "mean":
+        raise ConfigError(f"game.masked_value='mean' with coupled groups {grouped}: their channels are absent"
+                          " (zeros); use 'zero'")
     for field, check in FIELDS.items():
         try:
             value = _get(config, field)

@@ -31,100 +31,47 @@ import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask, layout_of
 from gtap_jax.network import chain, chains, coupling, grouped, train
+from gtap_jax.network import linen_graph as graph
 from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
+from gtap_jax.network.linen_graph import masked_apply, masked_variables
 from gtap_jax.network.masking import (
     GROUP,
     HEADS,
     Grouping,
-    called,
     check_names,
     expand,
-    grouped_norm,
     grouping,
     kernel_of,
-    mask_input,
-    mask_output,
     node_at,
     not_for_groups,
-    silenced_params,
     sizes_of,
     with_active,
 )
 
 
-def _path(module) -> str:
-    return "/".join(str(p) for p in module.path)
-
-
-def _heads_of(module_path: str, module) -> str | None:
-    """``"attn:heads"`` when ``module`` is the output projection ``out`` of an attention module at ``attn``."""
-    if module_path.rsplit("/", 1)[-1] != "out" or not isinstance(module.parent, nn.MultiHeadDotProductAttention):
-        return None
-    return module_path.rsplit("/", 1)[0] + HEADS if "/" in module_path else HEADS
-
-
-def _masking(next_fun, args, kwargs, context):
-    if context.method_name != "__call__" or not context.module.path:
-        return next_fun(*args, **kwargs)
-    path = _path(context.module)
-    heads = _heads_of(path, context.module)
-    if heads is not None and args:  # the heads enter the output projection as [..., heads, head_dim]
-        args = (mask_output(heads, args[0], axis=-2), *args[1:])
-    if args:
-        args = (mask_input(path, args[0]), *args[1:])
-    out = _grouped_norm(context.module, path, args)
-    return mask_output(path, called(path, next_fun, *args, **kwargs) if out is None else out)
-
-
-def _grouped_norm(module, path: str, args):
-    """A LayerNorm or RMSNorm over the kept features of its coupled group (:func:`masking.grouped_norm`), or None."""
-    if not args or not isinstance(module, nn.LayerNorm | nn.RMSNorm):
-        return None
-    params = module.variables.get("params", {})
-    center = isinstance(module, nn.LayerNorm)
-    return grouped_norm(path, args[0], params.get("scale"), params.get("bias") if center else None, module.epsilon,
-                        center)
-
-
-def _resizing(widths: Mapping[str, int]):
-    def interceptor(next_fun, args, kwargs, context):
-        path = _path(context.module)
-        if context.method_name != "__call__" or path not in widths:
-            return next_fun(*args, **kwargs)
-        size = widths[path]  # a producer's features, or an attention's {"num_heads": ..., "qkv_features": ...}
-        small = context.module.clone(parent=None, **(size if isinstance(size, dict) else {"features": size}))
-        return small.apply(dict(context.module.variables), *args, **kwargs)
-
-    return interceptor
-
-
-def _kind(module) -> str:
-    if isinstance(module, nn.Dense):
-        return "dense"
-    if isinstance(module, nn.Conv) and getattr(module, "feature_group_count", 1) == 1:
-        return "conv"
-    return "norm" if isinstance(module, nn.BatchNorm) else "other"
-
-
 class LinenNetwork:
     """A Linen module and its variables (every collection) as a :class:`~gtap_jax.network.adapter.Network`."""
-
-    trainable = False
 
     def __init__(self, model: nn.Module, variables: Mapping, apply_kwargs: Mapping | None = None,
                  widths: Mapping[str, int] | None = None):
         self.model, self.variables = model, variables
         self.apply_kwargs, self.widths = dict(apply_kwargs or {}), dict(widths or {})
         self._jitted = None
+        self._groups: dict = {}  # layers -> their Grouping, found by layout()
+
+    @property
+    def trainable(self) -> bool:
+        """Whether gtap_jax trains it: a built-in Linen model (:class:`TrainedModule`)."""
+        return isinstance(self.model, TrainedModule)
 
     @contextlib.contextmanager
     def resized(self):
         """The context under which ``model.apply(variables, ...)`` runs this network's narrower producers."""
-        with nn.intercept_methods(_resizing(self.widths)):
+        with nn.intercept_methods(graph.resizing(self.widths)):
             yield
 
     def _apply(self, variables, x, **kwargs):
-        with self.resized(), nn.intercept_methods(_masking):
+        with self.resized(), nn.intercept_methods(graph.masking):
             return self.model.apply(variables, x, **{**self.apply_kwargs, **kwargs})
 
     @property
@@ -144,7 +91,9 @@ class LinenNetwork:
         """The coupled groups that ``layers`` name (traced once on ``x``), or None."""
         if not any(layer.endswith(GROUP) for layer in layers):
             return None
-        return grouping(layers, self.coupled(x))
+        if tuple(layers) not in self._groups:
+            self._groups[tuple(layers)] = grouping(layers, self.coupled(x))
+        return self._groups[tuple(layers)]
 
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
         variables, x = cast_floats(self.variables, dtype), cast_floats(jnp.asarray(x), dtype)
@@ -168,7 +117,7 @@ class LinenNetwork:
         leaves = {c.path for c in self._leaf_calls(x, {}, None)}
 
         def marking(next_fun, args, kwargs, context):
-            path = _path(context.module)
+            path = graph.path_of(context.module)
             if context.method_name != "__call__" or path not in leaves:
                 return next_fun(*args, **kwargs)
             args = (coupling.marked(path, args[0], "in"), *args[1:]) if args else args
@@ -188,7 +137,7 @@ class LinenNetwork:
 
     def player_kernels(self, layout, tree=None):
         tree = self.params if tree is None else tree
-        return [kernel_of(tree, path, size) for path, size in layout.layers]
+        return [kernel_of(tree, path, size, self._groups.get(tuple(layout.names))) for path, size in layout.layers]
 
     def apply_params(self, params, x):
         return self._apply({**self.variables, "params": params}, x)
@@ -238,7 +187,7 @@ class LinenNetwork:
         def record(next_fun, args, kwargs, context):
             if context.method_name != "__call__" or not context.module.path:
                 return next_fun(*args, **kwargs)
-            path = _path(context.module)
+            path = graph.path_of(context.module)
             if stack:
                 stack[-1][1] = False  # the caller is not a leaf
             entry = [path, True]
@@ -249,7 +198,7 @@ class LinenNetwork:
                 stack.pop()
                 if entry[1]:
                     module = context.module
-                    calls.append(chain.Call(path, _kind(module), type(module).__name__, args[0] if args else None,
+                    calls.append(chain.Call(path, graph.kind(module), type(module).__name__, args[0] if args else None,
                                             node_at(self.params, path) is not None,
                                             getattr(module, "padding", "VALID")))
 
@@ -269,7 +218,7 @@ class LinenNetwork:
     def masked_weights(self, layout, mask, fills=None) -> LinenNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
         not_for_groups(layout.names, "masked weights")
-        return LinenNetwork(self.model, masked_variables(self.variables, layout, mask, fills), self.apply_kwargs,
+        return LinenNetwork(self.model, graph.masked_variables(self.variables, layout, mask, fills), self.apply_kwargs,
                             self.widths)
 
     def num_params(self) -> int:
@@ -279,7 +228,7 @@ class LinenNetwork:
         return xla_flops(lambda x: self._apply(self.variables, x), input_shape)
 
     def train_masked(self, layout, mask, train_fn) -> LinenNetwork:
-        return LinenNetwork(self.model, train_fn(masked_apply(self.model, layout, mask), self.variables),
+        return LinenNetwork(self.model, train_fn(graph.masked_apply(self.model, layout, mask), self.variables),
                             self.apply_kwargs, self.widths)
 
     def save(self, directory: str | os.PathLike) -> None:
@@ -288,46 +237,36 @@ class LinenNetwork:
     def restored(self, directory: str | os.PathLike) -> LinenNetwork:
         return LinenNetwork(self.model, train.load_params(directory, self.variables), self.apply_kwargs, self.widths)
 
-    def initialized(self, key, input_shape):
-        raise NotImplementedError("gtap_jax trains only its built-in models; train this Linen model yourself")
+    def _trains(self) -> None:
+        if not self.trainable:
+            raise NotImplementedError("gtap_jax trains only its built-in models; train this Linen model yourself")
 
-    def fit(self, key, x, y, **kwargs):
-        raise NotImplementedError("gtap_jax trains only its built-in models; train this Linen model yourself")
+    def initialized(self, key, input_shape) -> LinenNetwork:
+        self._trains()
+        with self.resized():
+            variables = jax.jit(lambda k, x: self.model.init(k, x, train=False))(
+                key, jnp.zeros((1, *input_shape), jnp.float32))
+        return LinenNetwork(self.model, variables, {**self.apply_kwargs, "train": False}, self.widths)
 
-
-def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None) -> dict:
-    """``variables`` with the players outside ``mask`` silenced in their modules' parameters (jaxpruner-style).
-
-    Under them the *unchanged* model computes what the masked game computed: a module
-    with a ``kernel`` on its features (Dense, Conv) gets the dropped features' kernel
-    slices 0 and their bias the fill; one with a ``scale`` (BatchNorm, LayerNorm) gets
-    their scale 0 and bias the fill. ``fills`` (``{layer: float[features]}``) are the
-    mean-fill values; None for zero.
-
-    Raises:
-        ValueError: for a named module without a kernel or scale on its features, or a mask that is not boolean.
-    """
-    out = flax.core.unfreeze(variables)
-    for path, keep in layout.split(as_mask(mask, layout.num_players)).items():
-        *parents, last = path.split("/")
-        node = node_at(out["params"], "/".join(parents))
-        if node is None or last not in node:
-            raise ValueError(f"cannot silence layer {path!r} through its parameters: it has none (evaluate the"
-                             " masked game, or name the Dense / Conv / norm layer before it)")
-        node[last] = silenced_params(node[last], np.asarray(keep), None if fills is None else fills[path], path)
-    return out
+    def fit(self, key, x, y, *, epochs, batch_size=128, learning_rate=1e-3, masks=None, checkpoint_dir=None,
+            progress=False) -> LinenNetwork:
+        """Trained with Adam (BatchNorm's statistics updated as it trains); unmasked only: a smaller network is
+        trained as it is, and the lottery ticket's masked training is the staged models' (a ``NotImplementedError``)."""
+        self._trains()
+        if masks is not None:
+            raise NotImplementedError("the built-in Linen models train without masks: retrain the smaller network"
+                                      " (retrain modes scratch / finetune), the lottery ticket is for staged models")
+        state = {k: v for k, v in self.variables.items() if k != "params"}
+        with self.resized():
+            result = train.train(key, self.model, np.asarray(x), np.asarray(y), epochs=epochs, batch_size=batch_size,
+                                 learning_rate=learning_rate, params=self.params, state=state,
+                                 checkpoint_dir=checkpoint_dir, progress=progress)
+        return LinenNetwork(self.model, {"params": result.params, **result.state}, self.apply_kwargs, self.widths)
 
 
-def masked_apply(model: nn.Module, layout: PlayerLayout, mask):
-    """``apply(variables, *args, **kwargs)``: ``model.apply`` with the players outside ``mask`` zeroed at their
-    modules' outputs (a new function per mask, so a ``jax.jit`` of it is traced per mask)."""
-    masks = {p: jnp.asarray(k) for p, k in layout.split(as_mask(mask, layout.num_players)).items()}
-
-    def apply(variables, *args, **kwargs):
-        with nn.intercept_methods(_masking):
-            return with_active((masks, None), model.apply, variables, *args, **kwargs)
-
-    return apply
+class TrainedModule(nn.Module):
+    """Base class of the built-in Linen models, which gtap_jax trains: ``__call__(x, train=False)``, where
+    ``train=True`` updates the collections other than ``params`` (BatchNorm's ``batch_stats``)."""
 
 
-__all__ = ["LinenNetwork", "masked_apply", "masked_variables"]
+__all__ = ["LinenNetwork", "TrainedModule", "masked_apply", "masked_variables"]

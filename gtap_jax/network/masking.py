@@ -231,12 +231,18 @@ def feature_means(outputs: Mapping, layers: Sequence[str]) -> dict:
     return {p: jnp.mean(outputs[p].reshape((-1, *outputs[p].shape[feature_axis(p) :])), axis=0) for p in layers}
 
 
-def kernel_of(tree, path: str, size: int) -> np.ndarray:
-    """The ``kernel`` of the module at ``path`` in a nested dict of arrays, if its last axis is ``size`` features.
+def kernel_of(tree, path: str, size: int, grouped: Grouping | None = None) -> np.ndarray:
+    """The ``kernel`` of the module at ``path`` in a nested dict of arrays, if its last axis is ``size`` features;
+    for a coupled group (``"stem:group"``, with ``grouped``), its members' kernels, ``[rows, size]``.
 
     Raises:
         ValueError: when there is none (a BatchNorm, an activation, attention heads).
     """
+    if path.endswith(GROUP) and grouped is not None and path in grouped.groups:
+        parts = [np.asarray(node["kernel"]).reshape(-1, size) for m in grouped.groups[path].members
+                 if isinstance(node := node_at(tree, m), Mapping) and np.shape(node.get("kernel"))[-1:] == (size,)]
+        if parts:
+            return np.concatenate(parts)
     node = node_at(tree, path)
     kernel = node.get("kernel") if isinstance(node, Mapping) else None
     if kernel is None or np.shape(kernel)[-1] != size:

@@ -52,6 +52,7 @@ class NNXNetwork:
         self.model, self.apply_kwargs = model, dict(apply_kwargs or {})
         self.widths = dict(widths or {})  # {producer path: output features} of a smaller network
         self._predict: dict = {}
+        self._groups: dict = {}  # layers -> their Grouping
 
     def _split(self, layers, dtype="float32", clone=None):
         """``(graphdef, state)`` of an eval-mode clone with the named modules wrapped to mask their outputs."""
@@ -87,7 +88,9 @@ class NNXNetwork:
         and the groups (traced once on ``x`` where a layer names one)."""
         if not any(layer.endswith(GROUP) for layer in layers):
             return list(layers), None
-        grouped = grouping(layers, self.coupled(x))
+        if tuple(layers) not in self._groups:
+            self._groups[tuple(layers)] = grouping(layers, self.coupled(x))
+        grouped = self._groups[tuple(layers)]
         plain = [layer for layer in layers if not layer.endswith(GROUP)]
         return list(dict.fromkeys([*plain, *grouped.members, *grouped.consumers])), grouped
 
@@ -115,7 +118,7 @@ class NNXNetwork:
 
     def player_kernels(self, layout, tree=None):
         tree = nnx.to_pure_dict(self.params if tree is None else tree)
-        return [kernel_of(tree, path, size) for path, size in layout.layers]
+        return [kernel_of(tree, path, size, self._groups.get(tuple(layout.names))) for path, size in layout.layers]
 
     def apply_params(self, params, x):
         graphdef, _, rest = nnx.split(self.model, nnx.Param, ...)

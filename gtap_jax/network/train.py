@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class TrainResult(NamedTuple):
     params: PyTree
     history: list[dict]  # per epoch: epoch, train_loss, val_accuracy
+    state: PyTree = None  # the other collections training updated (BatchNorm's statistics), or None
 
 
 def init_params(key, model, input_shape: Sequence[int]) -> PyTree:
@@ -61,15 +62,23 @@ def batched_accuracy(predict_fn, x, y, batch_size: int = _ACCURACY_BATCH) -> flo
     return correct / max(len(y), 1)
 
 
-def _adam_step(model, learning_rate: float):
-    def step(params, opt_state, xb, yb, masks):
-        def loss_fn(p):
-            logits = model.apply({"params": p}, xb, masks=masks)
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
+def _adam_step(model, learning_rate: float, stateful: bool):
+    """One Adam step: a staged model with ``masks``, or (``stateful``) a module called with ``train=True`` whose
+    other collections (``state``) the call updates."""
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+    def step(params, opt_state, state, xb, yb, masks):
+        def loss_fn(p):
+            if stateful and state:
+                logits, new = model.apply({"params": p, **state}, xb, train=True, mutable=list(state))
+            elif stateful:
+                logits, new = model.apply({"params": p}, xb, train=True), state
+            else:
+                logits, new = model.apply({"params": p}, xb, masks=masks), state
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb)), new
+
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = optax.adam(learning_rate).update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, state, loss
 
     return step
 
@@ -77,6 +86,17 @@ def _adam_step(model, learning_rate: float):
 def _checkpoint_manager(directory):
     options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def _resumed(manager, params, opt_state, state):
+    """``(params, opt_state, state, first epoch)`` from the latest checkpoint of ``manager``, if any."""
+    if manager is None or manager.latest_step() is None:
+        return params, opt_state, state, 0
+    step = manager.latest_step()
+    target = {"params": params, "opt_state": opt_state, **({"state": state} if state else {})}
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+    log.info("resumed training from %s at epoch %d", manager.directory, step)
+    return restored["params"], restored["opt_state"], restored.get("state", state), step
 
 
 def train(
@@ -94,6 +114,7 @@ def train(
     masks: Mapping | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    state: PyTree | None = None,
 ) -> TrainResult:
     """Trains ``model`` with Adam on softmax cross-entropy.
 
@@ -110,6 +131,9 @@ def train(
         checkpoint_dir: save params and optimizer state every epoch with orbax,
             and resume from the latest epoch found there.
         progress: show a progress bar per epoch.
+        state: for a module called as ``model.apply(variables, x, train=True)`` (a built-in Linen model, with
+            ``params``): its other collections (``{}``, or BatchNorm's ``batch_stats``, updated as it trains);
+            None for a staged model.
 
     Returns:
         :class:`TrainResult` (final params, per-epoch history).
@@ -124,17 +148,13 @@ def train(
     steps = n // batch_size
     params = init_params(jax.random.fold_in(key, 0), model, x_train.shape[1:]) if params is None else params
     opt_state = _jitted(_OPT_INIT, learning_rate, lambda: optax.adam(learning_rate).init)(params)
-    first_epoch, history = 0, []
+    history = []
 
+    stateful = state is not None
     manager = _checkpoint_manager(checkpoint_dir) if checkpoint_dir is not None else None
-    if manager is not None and manager.latest_step() is not None:
-        step = manager.latest_step()
-        target = {"params": params, "opt_state": opt_state}
-        restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-        params, opt_state, first_epoch = restored["params"], restored["opt_state"], step
-        log.info("resumed training from %s at epoch %d", checkpoint_dir, step)
+    params, opt_state, state, first_epoch = _resumed(manager, params, opt_state, state)
 
-    step_fn = _jitted(_STEP, (model, learning_rate), lambda: _adam_step(model, learning_rate))
+    step_fn = _jitted(_STEP, (model, learning_rate, stateful), lambda: _adam_step(model, learning_rate, stateful))
     x_dev, y_dev = jnp.asarray(x_train), jnp.asarray(y_train)
     for epoch in range(first_epoch, epochs):
         order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch + 1), n))
@@ -142,20 +162,21 @@ def train(
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for s in bar:
             idx = order[s * batch_size : (s + 1) * batch_size]
-            params, opt_state, loss = step_fn(params, opt_state, x_dev[idx], y_dev[idx], masks)
+            params, opt_state, state, loss = step_fn(params, opt_state, state, x_dev[idx], y_dev[idx], masks)
             losses.append(loss)
         record = {"epoch": epoch + 1, "train_loss": float(jnp.mean(jnp.stack(losses)))}
-        if x_val is not None:
+        if x_val is not None and not stateful:
             record["val_accuracy"] = batched_accuracy(functools.partial(predict, model, params, masks=masks),
                                                       x_val, y_val)
         history.append(record)
         log.debug("epoch %s", record)
         if manager is not None:
-            manager.save(epoch + 1, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}))
+            saved = {"params": params, "opt_state": opt_state, **({"state": state} if state else {})}
+            manager.save(epoch + 1, args=ocp.args.StandardSave(saved))
     if manager is not None:
         manager.wait_until_finished()
         manager.close()
-    return TrainResult(params, history)
+    return TrainResult(params, history, state)
 
 
 def save_params(directory: str | os.PathLike, params: PyTree) -> None:

@@ -1,0 +1,117 @@
+"""Interceptors and weight surgery for the Linen adapter (:mod:`gtap_jax.network.linen`): masking at named modules
+(and at a coupled group's consumers' inputs), narrower producers for a smaller network, the kind of a module, and
+masked weights or a masked apply for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.layout import PlayerLayout, as_mask
+from gtap_jax.network.masking import (
+    HEADS,
+    called,
+    grouped_norm,
+    mask_input,
+    mask_output,
+    node_at,
+    silenced_params,
+    with_active,
+)
+
+
+def path_of(module) -> str:
+    return "/".join(str(p) for p in module.path)
+
+
+def heads_of(module_path: str, module) -> str | None:
+    """``"attn:heads"`` when ``module`` is the output projection ``out`` of an attention module at ``attn``."""
+    if module_path.rsplit("/", 1)[-1] != "out" or not isinstance(module.parent, nn.MultiHeadDotProductAttention):
+        return None
+    return module_path.rsplit("/", 1)[0] + HEADS if "/" in module_path else HEADS
+
+
+def masking(next_fun, args, kwargs, context):
+    if context.method_name != "__call__" or not context.module.path:
+        return next_fun(*args, **kwargs)
+    path = path_of(context.module)
+    heads = heads_of(path, context.module)
+    if heads is not None and args:  # the heads enter the output projection as [..., heads, head_dim]
+        args = (mask_output(heads, args[0], axis=-2), *args[1:])
+    if args:
+        args = (mask_input(path, args[0]), *args[1:])
+    out = grouped_norm_of(context.module, path, args)
+    return mask_output(path, called(path, next_fun, *args, **kwargs) if out is None else out)
+
+
+def grouped_norm_of(module, path: str, args):
+    """A LayerNorm or RMSNorm over the kept features of its coupled group (:func:`masking.grouped_norm`), or None."""
+    if not args or not isinstance(module, nn.LayerNorm | nn.RMSNorm):
+        return None
+    params = module.variables.get("params", {})
+    center = isinstance(module, nn.LayerNorm)
+    return grouped_norm(path, args[0], params.get("scale"), params.get("bias") if center else None, module.epsilon,
+                        center)
+
+
+def resizing(widths: Mapping[str, int]):
+    def interceptor(next_fun, args, kwargs, context):
+        path = path_of(context.module)
+        if context.method_name != "__call__" or path not in widths:
+            return next_fun(*args, **kwargs)
+        size = widths[path]  # a producer's features, or an attention's {"num_heads": ..., "qkv_features": ...}
+        small = context.module.clone(parent=None, **(size if isinstance(size, dict) else {"features": size}))
+        return small.apply(dict(context.module.variables), *args, **kwargs)
+
+    return interceptor
+
+
+def kind(module) -> str:
+    if isinstance(module, nn.Dense):
+        return "dense"
+    if isinstance(module, nn.Conv) and getattr(module, "feature_group_count", 1) == 1:
+        return "conv"
+    return "norm" if isinstance(module, nn.BatchNorm) else "other"
+
+
+def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None) -> dict:
+    """``variables`` with the players outside ``mask`` silenced in their modules' parameters (jaxpruner-style).
+
+    Under them the *unchanged* model computes what the masked game computed: a module
+    with a ``kernel`` on its features (Dense, Conv) gets the dropped features' kernel
+    slices 0 and their bias the fill; one with a ``scale`` (BatchNorm, LayerNorm) gets
+    their scale 0 and bias the fill. ``fills`` (``{layer: float[features]}``) are the
+    mean-fill values; None for zero.
+
+    Raises:
+        ValueError: for a named module without a kernel or scale on its features, or a mask that is not boolean.
+    """
+    out = flax.core.unfreeze(variables)
+    for path, keep in layout.split(as_mask(mask, layout.num_players)).items():
+        *parents, last = path.split("/")
+        node = node_at(out["params"], "/".join(parents))
+        if node is None or last not in node:
+            raise ValueError(f"cannot silence layer {path!r} through its parameters: it has none (evaluate the"
+                             " masked game, or name the Dense / Conv / norm layer before it)")
+        node[last] = silenced_params(node[last], np.asarray(keep), None if fills is None else fills[path], path)
+    return out
+
+
+def masked_apply(model: nn.Module, layout: PlayerLayout, mask):
+    """``apply(variables, *args, **kwargs)``: ``model.apply`` with the players outside ``mask`` zeroed at their
+    modules' outputs (a new function per mask, so a ``jax.jit`` of it is traced per mask)."""
+    masks = {p: jnp.asarray(k) for p, k in layout.split(as_mask(mask, layout.num_players)).items()}
+
+    def apply(variables, *args, **kwargs):
+        with nn.intercept_methods(masking):
+            return with_active((masks, None), model.apply, variables, *args, **kwargs)
+
+    return apply
+
+
+__all__ = ["grouped_norm_of", "heads_of", "kind", "masked_apply", "masked_variables", "masking", "path_of", "resizing"]
