@@ -220,7 +220,7 @@ def test_unknown_names_list_the_registered_ones():
     registered = r"\['iterated_building', 'iterated_pruning', 'top_n'\] \(unknown strategy 'greedy'\)"
     with pytest.raises(experiment.ConfigError, match=registered):
         experiment.validate(_config("lenet300_mnist", **{"gtap.strategies": ("greedy",)}))
-    with pytest.raises(ValueError, match=r"unknown baseline 'magnitude'; expected one of \['lottery', 'random'"):
+    with pytest.raises(ValueError, match=r"unknown baseline 'magnitude'; expected one of \['gate', 'loo', 'lottery'"):
         BASELINES["magnitude"]
 
 
