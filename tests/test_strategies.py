@@ -273,3 +273,13 @@ def test_settled_mode_with_focused_draws_returns_unbiased_values():
     assert np.all(np.abs(t) <= 3.5), t
     for r in runs:  # the decision's order keeps the exact top 4 (the near tie is within epsilon)
         assert set(r.ranking[:3].tolist()) == {0, 1, 2}
+
+
+def test_the_checks_of_a_settled_round_spend_at_most_delta():
+    """The deltas of a round's checks sum to at most delta however many checks it takes, most on the late ones."""
+    from gtap_jax.strategies.settle import check_share
+
+    for planned in (1, 2, 7, 12):
+        shares = [1.0 / check_share(k, planned) for k in range(1, 10_000)]
+        assert sum(shares) <= 1.0
+        assert shares[planned - 1] > 0.45 and shares[planned - 1] == max(shares)  # the last planned check

@@ -1,6 +1,6 @@
 """Built-in Linen models with residual links, trained by gtap_jax (:class:`~gtap_jax.network.linen.TrainedModule`).
 
-* :class:`ResNet`: a small ResNet for 28x28 inputs: a 3x3 stem conv with BatchNorm, then stages of
+* :class:`ResNet`: a small ResNet for 28x28 inputs: a 3x3 stem conv (stride 2) with BatchNorm, then stages of
   basic blocks (two 3x3 convs with BatchNorm, the identity added), the first block of each later
   stage halving the resolution with a 1x1 projection shortcut; global average pooling and a Dense
   head. Its players are coupled groups (``gtap_jax.network.coupling``): each stage's residual
@@ -44,12 +44,14 @@ class ResNet(TrainedModule):
     """A small ResNet (module docstring): ``widths[s]`` channels in stage s, ``blocks`` basic blocks a stage."""
 
     num_classes: int = 10
-    widths: tuple[int, ...] = (16, 32)
+    widths: tuple[int, ...] = (8, 16)
     blocks: int = 2
+    stem_stride: int = 2
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = nn.Conv(self.widths[0], (3, 3), use_bias=False, name="stem")(x)
+        stride = (self.stem_stride, self.stem_stride)
+        x = nn.Conv(self.widths[0], (3, 3), stride, use_bias=False, name="stem")(x)
         x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name="stem_bn")(x))
         for s, width in enumerate(self.widths):
             for b in range(self.blocks):
@@ -64,9 +66,9 @@ class ResNet(TrainedModule):
         return tuple(streams + inner)
 
 
-def resnet(num_classes: int = 10, widths: tuple[int, ...] = (16, 32), blocks: int = 2) -> ResNet:
-    """The small ResNet for MNIST-sized inputs."""
-    return ResNet(num_classes=num_classes, widths=tuple(widths), blocks=blocks)
+def resnet(num_classes: int = 10, widths: tuple[int, ...] = (8, 16), blocks: int = 2, stem_stride: int = 2) -> ResNet:
+    """The small ResNet for MNIST-sized inputs (a stride-2 stem: 14x14, then 7x7 in the second stage)."""
+    return ResNet(num_classes=num_classes, widths=tuple(widths), blocks=blocks, stem_stride=stem_stride)
 
 
 __all__ = ["BasicBlock", "ResNet", "resnet"]

@@ -5,15 +5,15 @@ in one of them leaves it alive in the sum. The adapters trace one forward pass w
 module's output passed through a named identity (:func:`marked`); :func:`coupled_groups` then
 follows the feature axis (the last) of every value of the jaxpr. It keeps its identity through
 elementwise operations (activations, a BatchNorm's or LayerNorm's scale and bias, dropout's
-multiply), broadcasts, reshapes and transposes that leave it last, reductions and
-concatenations over other axes (pooling, a class token); a Dense or Conv (``dot_general``,
+multiply), broadcasts, reshapes and transposes that leave it last, reductions, pooling windows and
+concatenations over other axes (a mean over positions, a max pool, a class token); a Dense or Conv (``dot_general``,
 ``conv_general_dilated``) starts a new one. Two values with feature identities that meet in one
 elementwise operation (an add, a gating multiply) join their modules into one group. Every leaf
 module is its own group until something joins it.
 
 Not followed (the identity ends there): a concatenation or split along the feature axis, a
-reshape of it (attention's ``[..., heads, head_dim]``), gathers that move it. Heads have their own
-players (``"attn:heads"``).
+reshape of it (attention's ``[..., heads, head_dim]``). A gather keeps it where it keeps the last
+axis's size (an embedding table's rows looked up). Heads have their own players (``"attn:heads"``).
 
 Each module's input is named too (:func:`marked` with ``"in"``): a Dense or Conv whose input
 carries a group's features is one of the group's *consumers*. The model's variables enter the
@@ -120,11 +120,14 @@ def _follow(eqn, ins, groups: _Groups):
     if name == "broadcast_in_dim":
         dims = params["broadcast_dimensions"]
         return ins[0] if keeps_last and dims and dims[-1] == len(out.aval.shape) - 1 else None
-    if name in ("reshape", "squeeze", "expand_dims", "pad", "slice", "dynamic_slice", "rev", "sort", "copy"):
+    if name in ("reshape", "squeeze", "expand_dims", "pad", "slice", "dynamic_slice", "rev", "sort", "copy", "gather"):
         return ins[0] if keeps_last else None
     if name in REDUCTIONS:
         axes = params.get("axes", (params.get("axis"),))
         return ins[0] if keeps_last and len(first.aval.shape) - 1 not in axes else None
+    if name.startswith("reduce_window"):  # pooling: a window over positions, one feature at a time
+        window = params.get("window_dimensions", ())
+        return ins[0] if keeps_last and window and window[-1] == 1 else None
     if name == "transpose":
         perm = params["permutation"]
         return ins[0] if perm[-1] == len(perm) - 1 else None

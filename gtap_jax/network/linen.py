@@ -170,8 +170,8 @@ class LinenNetwork:
             return f"params/{path}/{name}" if node is not None and name in node else None
 
         cuts = grouped.slices(layout, mask, groups, variable, kinds)
-        widths = {p: kept for p, (_, kept) in grouped.kept_widths(
-            layout, mask, groups, lambda p: variable(p, "kernel") is not None).items()}
+        widths = {p: kept for p, (_, kept) in grouped.kept_widths(  # a producer's, an embedding's features
+            layout, mask, groups, lambda p: (variable(p, "kernel") or variable(p, "embedding")) is not None).items()}
         for attn, heads in grouped.kept_heads(layout, mask).items():
             head_dim = np.shape(node_at(self.params, f"{attn}/query")["kernel"])[-1]
             widths[attn] = {"num_heads": heads, "qkv_features": heads * head_dim}

@@ -62,10 +62,15 @@ def grouped_norm_of(module, path: str, args):
 def resizing(widths: Mapping[str, int]):
     def interceptor(next_fun, args, kwargs, context):
         path = path_of(context.module)
-        if context.method_name != "__call__" or path not in widths:
+        if path not in widths or context.method_name not in ("__call__", "setup"):
             return next_fun(*args, **kwargs)
         size = widths[path]  # a producer's features, or an attention's {"num_heads": ..., "qkv_features": ...}
-        small = context.module.clone(parent=None, **(size if isinstance(size, dict) else {"features": size}))
+        size = size if isinstance(size, dict) else {"features": size}
+        if context.method_name == "setup":  # parameters made in setup (nn.Embed): this pass's instance, narrowed
+            for name, value in size.items():
+                object.__setattr__(context.module, name, value)
+            return next_fun(*args, **kwargs)
+        small = context.module.clone(parent=None, **size)
         return small.apply(dict(context.module.variables), *args, **kwargs)
 
     return interceptor

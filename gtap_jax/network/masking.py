@@ -40,7 +40,7 @@ GROUP = ":group"  # a layer "stem:group": the features of stem's coupled group (
 
 
 INPUT = "<in"  # masks[path + INPUT]: the features of a coupled group silenced at the input of the module at path
-GROUPED = "<grouped>"  # masks[GROUPED]: the members of coupled groups (a norm among them normalises the kept only)
+GROUPED = "<grouped>"  # masks[path + GROUPED]: path is a member of a coupled group (a norm there normalises the kept)
 
 
 class Grouping(NamedTuple):
@@ -84,7 +84,7 @@ def expand(masks: Mapping, grouped: Grouping | None) -> dict:
     out = {k: v for k, v in masks.items() if not k.endswith(GROUP)}
     out.update({member: masks[layer] for member, layer in grouped.members.items() if layer in masks})
     out.update({c + INPUT: masks[layer] for c, layer in grouped.consumers.items() if layer in masks})
-    out[GROUPED] = frozenset(m for m, layer in grouped.members.items() if layer in masks)
+    out.update({m + GROUPED: masks[layer] for m, layer in grouped.members.items() if layer in masks})
     return out
 
 
@@ -100,7 +100,7 @@ def grouped_norm(path: str, x, scale, bias, epsilon: float, center: bool = True)
     """A LayerNorm (``center=False``: RMSNorm) of ``x`` over the kept features of the coupled group whose member it
     is, or None where ``path`` is no such member: the dropped features are absent, not zeros among the rest."""
     active = ACTIVE.get()
-    if not isinstance(active, tuple) or path not in active[0].get(GROUPED, ()):
+    if not isinstance(active, tuple) or path + GROUPED not in active[0]:
         return None
     keep = active[0][path].reshape((1,) * (x.ndim - 1) + (-1,)).astype(x.dtype)
     count = jnp.maximum(keep.sum(), 1.0)

@@ -1,15 +1,21 @@
 """Settled mode: estimate until the decision a strategy takes from a round is settled.
 
 The (epsilon, delta) rule: with z the normal quantile of ``1 - delta_k / (2 P)``
-at the k-th check, ``delta_k = delta / (k (k + 1))`` (they sum to delta, so every
-interval of every check holds at once with probability 1 - delta under the
-normal approximation), a player is settled at a cutoff when its interval
+at the k-th check, where the deltas of all checks sum to delta (so every interval of
+every check holds at once with probability 1 - delta under the normal approximation),
+a player is settled at a cutoff when its interval
 ``value +- z stderr`` lies on its side of the midpoint between the r-th and the
 (r+1)-th value, give or take ``epsilon / 2``. When every player is settled,
 every kept player's true value is at least every dropped player's minus
 epsilon: the decision is the exact one up to epsilon, with probability at
 least 1 - delta. Near-ties (within epsilon) count as interchangeable, so they
 cannot stall it; ``max_evaluations`` bounds every round.
+
+The values double between checks, so the K checks that reach the cap are known before the
+first; the deltas are spent where decisions settle, on the late checks: ``0.9 delta 2^(k-1) /
+(2^K - 1)`` for check k <= K (the last check gets about 0.45 delta, where ``delta / (k (k + 1))``
+gave it ``delta / 56`` at K = 7), and ``0.1 delta / (j (j + 1))`` for the j-th check past K (a round
+whose draws round down may need one). :func:`check_share` gives the divisor.
 
 Focused draws are aimed at the players that the uniform estimate leaves unsure; mixed with that
 estimate, their values lean toward the cutoff, and the unchosen players' away from it (over 150
@@ -22,6 +28,7 @@ them took 10x the time for the same agreement.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import Any, NamedTuple
@@ -109,9 +116,18 @@ def settled_players(values, stderr, cutoffs: Sequence[int], z: float, epsilon: f
     return ok
 
 
-def z_value(delta: float, num_players: int, checks: int = 1) -> float:
+def z_value(delta: float, num_players: int, checks: float = 1) -> float:
     """The normal quantile that makes ``num_players * checks`` two-sided intervals hold at once w.p. 1 - delta."""
     return NormalDist().inv_cdf(1.0 - delta / (2.0 * num_players * checks))
+
+
+def check_share(check: int, planned: int) -> float:
+    """``delta / delta_k`` of check ``check`` (from 1) of a round planned to reach its cap in ``planned`` checks
+    (module docstring): the shares ``1 / divisor`` sum to at most 1 over any number of checks."""
+    if check <= planned:
+        return (2.0**planned - 1.0) / (0.9 * 2.0 ** (check - 1))
+    extra = check - planned
+    return extra * (extra + 1) / 0.1
 
 
 def scores_at(values, stderr, evaluations: int, cutoffs: Sequence[int], z: float, epsilon: float) -> Scores:
@@ -153,12 +169,13 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
         kind = None  # focused orders are valued whole: against permutations along chains they cost more than they save
     k = entry.draw_size(num_players)
     step = k * max(2, -(-max(1024, 5 * (num_players + 1)) // k))
+    planned = 1 + max(0, math.ceil(math.log2(options.max_evaluations / step)))  # doubling from step to the cap
     state = resume or SettleState(None, FocusMoments.zeros(num_players), 0, 0)
 
     def judge(state: SettleState) -> tuple[Scores, np.ndarray]:
         """The scores after ``state.checks`` checks, and which players are settled."""
         values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
-        z = z_value(options.delta, num_players, state.checks * (state.checks + 1))
+        z = z_value(options.delta, num_players, check_share(state.checks, planned))
         ok = settled_players(values, stderr, cutoffs, z, options.epsilon)
         return Scores(values, stderr, state.num_evaluations, bool(ok.all()), float(ok.mean())), ok
 
@@ -197,5 +214,6 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
 
 
 __all__ = [
-    "RoundSpec", "Settle", "SettleState", "scores_at", "settle_round", "settled_players", "share_epsilon", "z_value",
+    "RoundSpec", "Settle", "SettleState", "check_share", "scores_at", "settle_round", "settled_players",
+    "share_epsilon", "z_value",
 ]
