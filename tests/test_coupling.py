@@ -188,6 +188,9 @@ def test_a_smaller_linen_attention_drops_heads_and_stream_channels():
     assert small.variables["params"]["attn"]["query"]["kernel"].shape == (7, 2, 2)
     assert small.variables["params"]["attn"]["out"]["kernel"].shape == (2, 2, 7)
     assert error < 1e-4
+    mask[:4] = False  # no head left: one silent head stands for the attention (its output projection's bias stays)
+    small, error = net.smaller_checked(layout, mask, x=tokens)
+    assert small.variables["params"]["attn"]["query"]["kernel"].shape == (7, 1, 2) and error < 1e-4
 
 
 def test_what_groups_refuse(resnet):

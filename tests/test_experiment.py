@@ -107,7 +107,7 @@ def _config(name, **fields):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "mlp_twitter_topic", "alexnet_tiny_imagenet",
-                                  "resnet_mnist"])
+                                  "resnet_mnist", "vit_mnist"])
 def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -127,7 +127,7 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     assert (tmp_path / "run" / "compression_curves.png").exists()
     assert "retrain = none" in capsys.readouterr().out
     _check_kept_neurons(tmp_path / "run", layerwise=config.game.layerwise)
-    if name == "resnet_mnist":  # coupled groups: every pruned network compacts (residual streams included)
+    if name in ("resnet_mnist", "vit_mnist"):  # groups and heads: every pruned network compacts, streams included
         assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
 
 

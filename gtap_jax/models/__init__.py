@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import flax.linen as nn
 
-from gtap_jax.models.residual import ResNet, resnet
+from gtap_jax.models.residual import ResNet, ViT, resnet, vit
 from gtap_jax.models.zoo import MLP, AlexNet, LeNet5, alexnet, lenet5, lenet300, text_mlp
 from gtap_jax.network.staged import SiteSpec, StagedModel, apply_site, layout_for
 from gtap_jax.registry import Registry
@@ -41,6 +41,7 @@ MODELS = Registry("model", {
     "text_mlp": ModelEntry(text_mlp, None, {"width": 32}),
     "alexnet": ModelEntry(alexnet, (64, 64, 3), {"width": 1 / 32}),
     "resnet": ModelEntry(resnet, (28, 28, 1), {"widths": (4, 8), "blocks": 1}),
+    "vit": ModelEntry(vit, (28, 28, 1), {"width": 8, "depth": 1, "heads": 2, "hidden": 16}),
 })
 INPUT_SHAPES = {name: entry.input_shape for name, entry in MODELS.items() if entry.input_shape}
 
@@ -50,6 +51,7 @@ __all__ = [
     "MODELS",
     "AlexNet",
     "ResNet",
+    "ViT",
     "LeNet5",
     "ModelEntry",
     "SiteSpec",
@@ -61,4 +63,5 @@ __all__ = [
     "lenet300",
     "resnet",
     "text_mlp",
+    "vit",
 ]

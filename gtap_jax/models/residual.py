@@ -7,9 +7,16 @@
   stream (``"stem:group"``, ``"s2b1/conv2:group"``, ...) and each block's inner channels
   (``"s1b1/conv1:group"``).
 
+* :class:`ViT`: a small vision transformer: non-overlapping patches embedded by a strided conv,
+  learned position embeddings, pre-norm blocks (LayerNorm, multi-head self-attention, LayerNorm,
+  a gelu feed-forward layer, each added to the stream), a final LayerNorm, the tokens' mean and a
+  Dense head. Its players: the stream (``"embed:group"``), each block's heads
+  (``"block1/attn:heads"``) and feed-forward units (``"block1/up:group"``).
+
 Module names are fixed (``stem``, ``s{stage}b{block}/conv1``, ``bn1``, ``conv2``, ``bn2``, ``proj``,
-``proj_bn``, ``head``) so that configs can name the groups; the projection is decided by the block's
-place, not by widths, so that a smaller network runs the same code.
+``proj_bn``, ``head``; ``embed``, ``pos``, ``block{i}/ln1``, ``attn``, ``ln2``, ``up``, ``down``,
+``norm``) so that configs can name the groups; structure is decided by attributes, not widths,
+so that a smaller network runs the same code.
 """
 
 from __future__ import annotations
@@ -71,4 +78,51 @@ def resnet(num_classes: int = 10, widths: tuple[int, ...] = (8, 16), blocks: int
     return ResNet(num_classes=num_classes, widths=tuple(widths), blocks=blocks, stem_stride=stem_stride)
 
 
-__all__ = ["BasicBlock", "ResNet", "resnet"]
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(ln1(x))``, then ``x + down(gelu(up(ln2(x))))``."""
+
+    heads: int
+    head_dim: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.LayerNorm(name="ln1")(x)
+        x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.heads * self.head_dim,
+                                                name="attn")(h)
+        h = nn.gelu(nn.Dense(self.hidden, name="up")(nn.LayerNorm(name="ln2")(x)))
+        return x + nn.Dense(x.shape[-1], name="down")(h)
+
+
+class ViT(TrainedModule):
+    """A small vision transformer (module docstring) on ``patch`` x ``patch`` patches of width ``width``."""
+
+    num_classes: int = 10
+    patch: int = 7
+    width: int = 32
+    depth: int = 2
+    heads: int = 4
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(self.width, (self.patch, self.patch), (self.patch, self.patch), name="embed")(x)
+        x = x.reshape(x.shape[0], -1, x.shape[-1])  # [batch, tokens, width]
+        x = x + self.param("pos", nn.initializers.normal(0.02), (1, x.shape[1], x.shape[-1]))
+        for i in range(self.depth):
+            x = EncoderBlock(self.heads, self.width // self.heads, self.hidden, name=f"block{i + 1}")(x)
+        return nn.Dense(self.num_classes, name="head")(nn.LayerNorm(name="norm")(x).mean(axis=1))
+
+    def groups(self) -> tuple[str, ...]:
+        """The layers of every player: the stream, then each block's heads and feed-forward units."""
+        blocks = [(f"block{i + 1}/attn:heads", f"block{i + 1}/up:group") for i in range(self.depth)]
+        return ("embed:group", *(layer for pair in blocks for layer in pair))
+
+
+def vit(num_classes: int = 10, patch: int = 7, width: int = 32, depth: int = 2, heads: int = 4,
+        hidden: int = 64) -> ViT:
+    """The small vision transformer for MNIST-sized inputs (16 tokens of 7 x 7 pixels)."""
+    return ViT(num_classes=num_classes, patch=patch, width=width, depth=depth, heads=heads, hidden=hidden)
+
+
+__all__ = ["BasicBlock", "EncoderBlock", "ResNet", "ViT", "resnet", "vit"]

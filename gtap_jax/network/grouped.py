@@ -27,15 +27,16 @@ INSTEAD = "evaluate the masked game, or keep the model as it is"
 
 
 def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
-           kinds: dict[str, str]) -> dict[str, list[tuple[int, np.ndarray]]]:
-    """``{variable key path: [(axis, keep), ...]}``: what a smaller network keeps of each variable.
+           kinds: dict[str, str]) -> dict[str, list[tuple[int, np.ndarray, bool]]]:
+    """``{variable key path: [(axis, keep, dead), ...]}``: what a smaller network keeps of each variable (``dead``:
+    kept as zeros, the one head of an attention that keeps none).
 
     Args:
         variable: ``(module path, name) -> key path`` of that variable (``"kernel"``, ``"bias"``), or None.
         kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.chain.Call`).
 
     Raises:
-        ValueError: for a layer that is neither a group nor heads, one that keeps nothing, or a consumer with no
+        ValueError: for a layer that is neither a group nor heads, a group that keeps nothing, or a consumer with no
             kernel.
     """
     plain = [layer for layer in layout.names if not layer.endswith((GROUP, HEADS))]
@@ -44,24 +45,26 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
                          f" {plain} are single modules")
     keep = {p: np.asarray(k) for p, k in layout.split(as_mask(mask, layout.num_players)).items()}
     for layer, k in keep.items():
-        if not k.any():
+        if not k.any() and not layer.endswith(HEADS):
             raise ValueError(f"layer {layer!r} keeps none of its {k.size} players: a smaller network keeps one at"
                              " least")
     out: dict[str, list] = {}
 
-    def add(key, axis, k):
+    def add(key, axis, k, dead=False):
         if key is not None:
-            out.setdefault(key, []).append((axis, k))
+            out.setdefault(key, []).append((axis, k, dead))
 
     for layer in layout.names:
         if layer.endswith(HEADS):  # q/k/v kernels [in, heads, head_dim] and biases [heads, head_dim]; out [heads, ...]
-            attn = layer[: -len(HEADS)]
+            attn, k = layer[: -len(HEADS)], keep[layer]
             if variable(f"{attn}/query", "kernel") is None:
                 raise ValueError(f"layer {layer!r}: no query / key / value projections at {attn!r} ({INSTEAD})")
+            dead = not k.any()  # no head left: one stays, its output rows 0 (the output projection's bias remains)
+            k = np.eye(k.size, dtype=bool)[0] if dead else k
             for proj in ("query", "key", "value"):
-                add(variable(f"{attn}/{proj}", "kernel"), -2, keep[layer])
-                add(variable(f"{attn}/{proj}", "bias"), -2, keep[layer])
-            add(variable(f"{attn}/out", "kernel"), 0, keep[layer])
+                add(variable(f"{attn}/{proj}", "kernel"), -2, k)
+                add(variable(f"{attn}/{proj}", "bias"), -2, k)
+            add(variable(f"{attn}/out", "kernel"), 0, k, dead)
     for layer, group in (grouped.groups if grouped else {}).items():
         k = keep[layer]
         for name in group.params:
@@ -78,20 +81,22 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
 
 
 def kept_heads(layout: PlayerLayout, mask) -> dict[str, int]:
-    """``{attention module path: heads kept}`` for the layers ``"attn:heads"``."""
+    """``{attention module path: heads kept}`` for the layers ``"attn:heads"`` (one, silent, where none is)."""
     keep = layout.split(as_mask(mask, layout.num_players))
-    return {layer[: -len(HEADS)]: int(np.sum(k)) for layer, k in keep.items() if layer.endswith(HEADS)}
+    return {layer[: -len(HEADS)]: max(1, int(np.sum(k))) for layer, k in keep.items() if layer.endswith(HEADS)}
 
 
-def sliced(tree, cuts: dict[str, list[tuple[int, np.ndarray]]]):
-    """``tree`` (variables, an NNX state) with each leaf named in ``cuts`` cut along its axes."""
+def sliced(tree, cuts: dict[str, list[tuple[int, np.ndarray, bool]]]):
+    """``tree`` (variables, an NNX state) with each leaf named in ``cuts`` cut along its axes (``dead``: what is
+    kept along that axis set to 0)."""
 
     def cut(path, value):
-        for axis, keep in cuts.get(key_path(path), ()):
+        for axis, keep, dead in cuts.get(key_path(path), ()):
             if np.shape(value)[axis] != keep.size:
                 raise ValueError(f"{key_path(path)!r} has {np.shape(value)[axis]} entries on axis {axis}, not the"
                                  f" {keep.size} features of its group ({INSTEAD})")
-            value = jnp.asarray(np.take(np.asarray(value), np.flatnonzero(keep), axis=axis))
+            value = np.take(np.asarray(value), np.flatnonzero(keep), axis=axis)
+            value = jnp.asarray(np.zeros_like(value) if dead else value)
         return value
 
     return jax.tree_util.tree_map_with_path(cut, tree)

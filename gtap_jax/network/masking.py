@@ -16,6 +16,13 @@ Attention heads: a layer ``"attn:heads"`` makes the heads of the attention modul
 ``attn`` the players. A dropped head's output, ``[..., heads, head_dim]`` as it
 enters the output projection ``attn/out``, is set to 0 (or to its mean), so the head
 contributes nothing (or a constant) to the attention's output.
+
+Coupled groups: a layer ``"stem:group"`` makes the features of ``stem``'s group
+(:mod:`gtap_jax.network.coupling`: the modules a residual add ties together) the players. A
+dropped feature is absent: :func:`expand` gives the group's mask to every member's output and
+every consumer's input (0 there), and a LayerNorm or RMSNorm among the members normalises over
+the kept features only (:func:`grouped_norm`), as a smaller network without them computes.
+:data:`OVERRIDE` lets a pass record a module's input or replace its output (incremental chains).
 """
 
 from __future__ import annotations
@@ -36,8 +43,7 @@ ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=No
 OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("gtap_override", default=None)
 
 HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
-GROUP = ":group"  # a layer "stem:group": the features of stem's coupled group (coupling.py), silenced at every member
-
+GROUP = ":group"  # a layer "stem:group": the features of stem's coupled group (coupling.py), absent when dropped
 
 INPUT = "<in"  # masks[path + INPUT]: the features of a coupled group silenced at the input of the module at path
 GROUPED = "<grouped>"  # masks[path + GROUPED]: path is a member of a coupled group (a norm there normalises the kept)
