@@ -18,9 +18,11 @@ values: values spent, seconds, settled share.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from datetime import date
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -31,7 +33,9 @@ from gtap_jax.indices import make_estimator
 from gtap_jax.indices.estimators.permutation import prefix_marginals, prefix_masks, random_ranks
 from gtap_jax.models import MODELS
 
-DATA = {"mnist": {}, "emotion": {"source": "path", "path": "../shared/data/emotion"}}
+# the emotion tweets from a local copy: $GTAP_TEST_DATA/emotion (CONTRIBUTING.md), by default ../shared/data
+TWEETS = Path(os.environ.get("GTAP_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = {"mnist": {}, "emotion": {"source": "path", "path": str(TWEETS / "emotion")}}
 
 
 def trained_game(name, dataset, layers, epochs):
