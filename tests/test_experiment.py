@@ -129,6 +129,7 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     _check_kept_neurons(tmp_path / "run", layerwise=config.game.layerwise)
     if name in ("resnet_mnist", "vit_mnist"):  # groups and heads: every pruned network compacts, streams included
         assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
+        assert all(r["latency_ms"] > 0 and r["latency_ms_total"] > 0 for r in rows)  # measured, beside the dense
 
 
 def _check_kept_neurons(workdir, layerwise):

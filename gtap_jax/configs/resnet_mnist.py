@@ -34,6 +34,7 @@ def get_config(arg=None):
     c.gtap.max_evaluations = 2048
     c.baselines = ("wmp", "gate", "loo", "random")
     c.retrain.modes = ("none",)
+    c.latency = True  # each pruned network's measured latency beside the dense one's (results.csv)
     c.targets = (0.9, 0.8, 0.7)  # one-shot channel pruning of a net this small: 70% of its channels is near chance
     if arg == "smoke":
         common.smoke(c)

@@ -12,8 +12,8 @@ from gtap_jax.uncertainty import Bands
 
 CSV_FIELDS = (
     "method", "family", "strategy", "index", "d", "neurons", "neurons_total", "keep_fraction", "params",
-    "params_total", "flops", "flops_total", "retrain", "seed", "accuracy", "evaluations", "settled_share", "seconds",
-    "train_seconds",
+    "params_total", "flops", "flops_total", "latency_ms", "latency_ms_total", "retrain", "seed", "accuracy",
+    "evaluations", "settled_share", "seconds", "train_seconds",
 )
 
 

@@ -191,6 +191,7 @@ def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, sizes) -> 
         "settled_share": found.get("settled_share"),
         "params": sizes.params_after, "params_total": sizes.params_before,
         "flops": sizes.flops_after, "flops_total": sizes.flops_before,
+        "latency_ms": sizes.latency_after, "latency_ms_total": sizes.latency_before,
     }
 
 
@@ -239,7 +240,7 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
         found = masks[name][str(size)]
         mask = mask_of(found["kept"], ctx.layout.num_players)
         small = _smaller(ctx, mask)
-        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.input_shape)
+        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.input_shape, latency=ctx.config.latency)
         base, tag = _row_base(ctx, name, found, mask, sizes), f"{name}/{size}"
         if "none" in modes:
             plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small, mask)

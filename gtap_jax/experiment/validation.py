@@ -20,7 +20,7 @@ log = logging.getLogger("gtap_jax")
 
 RETRAIN_MODES = ("none", "scratch", "finetune")
 # Fields that may change between runs sharing a workdir: they do not affect results.
-RUN_ONLY_FIELDS = ("progress",)
+RUN_ONLY_FIELDS = ("progress", "latency")
 # Fields that were renamed: a config or override that still uses the old name is told the new one.
 RENAMED_FIELDS = {"gtap.methods": "gtap.estimators"}
 
@@ -138,6 +138,7 @@ def _d(v):
 FIELDS = {
     "seed": _integer(0),
     "progress": _boolean,
+    "latency": _boolean,
     "data.source": _string,
     "data.path": _string,
     "model.factory": _string,

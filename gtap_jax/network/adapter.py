@@ -15,6 +15,8 @@ silenced features' outputs; None is 0).
 from __future__ import annotations
 
 import os
+import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -144,7 +146,8 @@ class Network(Protocol):
 
 
 class SizeReport(NamedTuple):
-    """Size and cost of a network before and after pruning."""
+    """Size and cost of a network before and after pruning (latencies: milliseconds per batch of ``LATENCY_BATCH``,
+    NaN where not measured)."""
 
     params_before: int
     params_after: float
@@ -152,16 +155,40 @@ class SizeReport(NamedTuple):
     flops_after: float
     neurons_before: int
     neurons_after: int
+    latency_before: float = float("nan")
+    latency_after: float = float("nan")
 
     def to_dict(self) -> dict:
         return dict(self._asdict())
 
 
+LATENCY_BATCH = 256
+_LATENCY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its measured latency
+
+
+def latency_ms(net: Network, input_shape: Sequence[int], repeats: int = 20) -> float:
+    """The median wall time of ``net.predict`` (jitted) on a batch of ``LATENCY_BATCH`` examples, in milliseconds,
+    after one call that compiles it; measured once per network."""
+    if net in _LATENCY:
+        return _LATENCY[net]
+    x = jnp.zeros((LATENCY_BATCH, *input_shape), jnp.float32)
+    jax.block_until_ready(net.predict(x))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(net.predict(x))
+        times.append(time.perf_counter() - start)
+    _LATENCY[net] = 1000.0 * float(np.median(times))
+    return _LATENCY[net]
+
+
 def size_report(full: Network, small: Network | None, layout: PlayerLayout, mask,
-                input_shape: Sequence[int] | None) -> SizeReport:
-    """Parameters, FLOPs (NaN without ``input_shape``) and players of ``full`` and of ``small`` (None: NaN)."""
+                input_shape: Sequence[int] | None, latency: bool = False) -> SizeReport:
+    """Parameters, FLOPs (NaN without ``input_shape``) and players of ``full`` and of ``small`` (None: NaN); with
+    ``latency``, their measured latencies too (:func:`latency_ms`)."""
     nan = float("nan")
     flops = (lambda net: net.flops(input_shape)) if input_shape else (lambda net: nan)
+    timed = (lambda net: latency_ms(net, input_shape)) if latency and input_shape else (lambda net: nan)
     return SizeReport(
         params_before=full.num_params(),
         params_after=nan if small is None else small.num_params(),
@@ -169,6 +196,8 @@ def size_report(full: Network, small: Network | None, layout: PlayerLayout, mask
         flops_after=nan if small is None else flops(small),
         neurons_before=layout.num_players,
         neurons_after=int(np.sum(mask)),
+        latency_before=timed(full),
+        latency_after=nan if small is None else timed(small),
     )
 
 
