@@ -1,5 +1,5 @@
 """Coupled players on models defined outside gtap_jax: the ResNet of flax's ImageNet example and the Transformer
-encoder of its nlp_seq example, imported from a checkout of flax's examples (nothing of them is copied here).
+encoder of its nlp_seq example, imported from a checkout of flax's examples (nothing of them is copied into gtap_jax).
 
 For each: the coupled groups found in one traced pass; the game over the groups (and, for the Transformer,
 the heads) on random inputs; and for 5 random coalitions the smaller network, which must reproduce the masked
