@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from gtap_jax.models import MODELS
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -120,3 +122,38 @@ def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
     c.lock()
     return c
+
+
+def one_shot_config(model: str, arg: str | None, *, epochs: int, baselines: tuple[str, ...],
+                    smoke_options: dict) -> ml_collections.ConfigDict:
+    """A built-in Linen model with residual links (``model``) on MNIST, pruned one-shot (no retraining).
+
+    Players: every coupled group and head layer its ``groups()`` names, silenced with zeros (a group's
+    feature is absent, not a mean); each pruned network's latency measured beside the dense one's.
+    Every coalition runs the whole network (no chains): on a CPU, fewer images, fewer band samples,
+    a lower cap and two strategies. ``:smoke`` shrinks the model to ``smoke_options``.
+    """
+    c = base_config()
+    c.model.name = model
+    c.game.layers = MODELS[model](10).groups()
+    c.game.masked_value = "zero"
+    c.train.epochs = epochs
+    c.game.eval_examples = 256
+    c.bands.num_samples = 64
+    c.gtap.strategies = ("top_n", "iterated_pruning")
+    c.gtap.indices = ("shapley", "banzhaf")
+    c.gtap.max_evaluations = 2048
+    c.baselines = baselines
+    c.retrain.modes = ("none",)
+    c.latency = True
+    c.targets = (0.9, 0.8, 0.7)  # one-shot pruning of nets this small: 70% of their players is near chance
+    if arg == "smoke":
+        smoke(c)
+        c.model.options = dict(smoke_options)
+        c.game.layers = MODELS[model](10, **smoke_options).groups()
+        c.targets = (0.5,)
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
+    c.lock()
+    return c
+

@@ -18,32 +18,9 @@ gradient, leave-one-out and random.
 """
 
 from gtap_jax.configs import common
-from gtap_jax.models import MODELS
 
 
 def get_config(arg=None):
-    c = common.base_config()
-    c.model.name = "vit"
-    c.game.layers = MODELS["vit"](10).groups()  # 32 stream features, 2 x 4 heads, 2 x 64 feed-forward units
-    c.game.masked_value = "zero"  # a group's feature is absent, not a mean
-    c.train.epochs = 20
-    # every coalition runs the whole transformer (no chains): on a CPU, fewer images, fewer band samples, a
-    # lower cap and two strategies
-    c.game.eval_examples = 256
-    c.bands.num_samples = 64
-    c.gtap.strategies = ("top_n", "iterated_pruning")
-    c.gtap.indices = ("shapley", "banzhaf")
-    c.gtap.max_evaluations = 2048
-    c.baselines = ("gate", "loo", "random")
-    c.retrain.modes = ("none",)
-    c.latency = True  # each pruned network's measured latency beside the dense one's (results.csv)
-    c.targets = (0.9, 0.8, 0.7)
-    if arg == "smoke":
-        common.smoke(c)
-        c.model.options = {"width": 8, "depth": 1, "heads": 2, "hidden": 16}
-        c.game.layers = MODELS["vit"](10, **c.model.options).groups()
-        c.targets = (0.5,)
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
-    c.lock()
-    return c
+    # players: 32 stream features, 2 x 4 heads, 2 x 64 feed-forward units (no kernel per head: no wmp)
+    return common.one_shot_config("vit", arg, epochs=20, baselines=("gate", "loo", "random"),
+                                  smoke_options={"width": 8, "depth": 1, "heads": 2, "hidden": 16})
