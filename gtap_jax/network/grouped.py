@@ -14,6 +14,7 @@ projection; the attention module then has fewer heads of the same size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -110,6 +111,25 @@ def kept_widths(layout: PlayerLayout, mask, grouped: Grouping | None,
             for layer, group in (grouped.groups if grouped else {}).items() for m in group.members if has_kernel(m)}
 
 
+class Plan(NamedTuple):
+    """What a smaller network keeps: ``cuts`` (:func:`slices`), ``widths`` (``{member with a kernel or an embedding:
+    (features before, kept)}``) and ``heads`` (``{attention module path: heads kept}``)."""
+
+    cuts: dict
+    widths: dict
+    heads: dict
+
+
+def plan(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable, kinds: dict[str, str]) -> Plan:
+    """The :class:`Plan` of a smaller network; ``variable`` and ``kinds`` as :func:`slices` takes them."""
+
+    def produces(path):  # a member whose own features shrink: a Dense's or Conv's outputs, an embedding's
+        return (variable(path, "kernel") or variable(path, "embedding")) is not None
+
+    return Plan(slices(layout, mask, grouped, variable, kinds), kept_widths(layout, mask, grouped, produces),
+                kept_heads(layout, mask))
+
+
 def checked(small, reference, x, atol: float = 1e-4):
     """``(small, largest difference)``, if ``small.predict(x)`` reproduces ``reference`` (the masked logits).
 
@@ -127,4 +147,4 @@ def checked(small, reference, x, atol: float = 1e-4):
     return small, error
 
 
-__all__ = ["checked", "kept_heads", "kept_widths", "sliced", "slices"]
+__all__ = ["Plan", "checked", "kept_heads", "kept_widths", "plan", "sliced", "slices"]

@@ -169,14 +169,13 @@ class LinenNetwork:
             node = node_at(self.params, path)
             return f"params/{path}/{name}" if node is not None and name in node else None
 
-        cuts = grouped.slices(layout, mask, groups, variable, kinds)
-        widths = {p: kept for p, (_, kept) in grouped.kept_widths(  # a producer's, an embedding's features
-            layout, mask, groups, lambda p: (variable(p, "kernel") or variable(p, "embedding")) is not None).items()}
-        for attn, heads in grouped.kept_heads(layout, mask).items():
+        kept = grouped.plan(layout, mask, groups, variable, kinds)
+        widths = {p: after for p, (_, after) in kept.widths.items()}
+        for attn, heads in kept.heads.items():
             head_dim = np.shape(node_at(self.params, f"{attn}/query")["kernel"])[-1]
             widths[attn] = {"num_heads": heads, "qkv_features": heads * head_dim}
-        small = LinenNetwork(self.model, grouped.sliced(flax.core.unfreeze(self.variables), cuts), self.apply_kwargs,
-                             {**self.widths, **widths})
+        small = LinenNetwork(self.model, grouped.sliced(flax.core.unfreeze(self.variables), kept.cuts),
+                             self.apply_kwargs, {**self.widths, **widths})
         reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))
         return grouped.checked(small, reference, x, atol)
 

@@ -159,15 +159,15 @@ class NNXNetwork:
             node = node_at(self.model, path)
             return f"{path}/{name}" if isinstance(getattr(node, name, None), nnx.Variable) else None
 
-        cuts = grouped.slices(layout, mask, groups, variable, kinds)
+        kept = grouped.plan(layout, mask, groups, variable, kinds)
         graphdef, state = nnx.split(nnx.clone(self.model))
-        small = nnx.merge(graphdef, grouped.sliced(state, cuts))
-        widths = grouped.kept_widths(layout, mask, groups, lambda p: variable(p, "kernel") is not None)
-        for name in cuts:  # the size attributes of each module whose arrays changed, and of the modules above it
-            parts = name.split("/")[:-1]
-            for depth in range(len(parts), 0, -1):
-                graph.resize_attrs(node_at(small, "/".join(parts[:depth])), widths, "/".join(parts))
-        for attn, heads in grouped.kept_heads(layout, mask).items():
+        small = nnx.merge(graphdef, grouped.sliced(state, kept.cuts))
+        # the size attributes of each module whose arrays changed and of the modules above it, each once, inner first
+        touched = {"/".join(parts[:depth]) for parts in (name.split("/")[:-1] for name in kept.cuts)
+                   for depth in range(1, len(parts) + 1)}
+        for path in sorted(touched, key=lambda p: -p.count("/")):
+            graph.resize_attrs(node_at(small, path), kept.widths)
+        for attn, heads in kept.heads.items():
             module = node_at(small, attn)
             module.num_heads, module.qkv_features = heads, heads * module.head_dim
         reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))

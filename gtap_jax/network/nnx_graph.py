@@ -130,7 +130,7 @@ def set_sizes(module, arrays: dict) -> None:
         module.num_features = int(arrays["scale"][...].shape[-1])
 
 
-def resize_attrs(module, widths: dict, path: str) -> None:
+def resize_attrs(module, widths: dict) -> None:
     """Keeps an NNX module's size attributes true to its cut arrays: a Linear's or Conv's from its kernel, a norm's
     from its scale, a container's (an attention's ``in_features``) where it equals a width that changed."""
     arrays = {n: v for n, v in vars(module).items() if isinstance(v, nnx.Variable)}
