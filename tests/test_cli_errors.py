@@ -70,6 +70,8 @@ def files(tmp_path_factory):
     write_text_folder(d / "outside", n=80)
     text = (d / "outside" / "train.csv").read_text().replace(",2\n", ",25\n")
     (d / "outside" / "train.csv").write_text(text)
+    (d / "tokens").mkdir()
+    write_text_folder(d / "tokens", n=80)
     (d / "a_file").write_text("not a folder")
     (d / "workdir").mkdir()
     return d
@@ -127,13 +129,18 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (_text("{d}/too_small"), "too few examples"),
     (_text("{d}/wrong_columns"), "needs columns 'text' and 'label'"),
     (_text("{d}/outside"), "labels must lie in [0, 6)"),
+    (["--config.data.name=emotion", "--config.data.source=path", "--config.data.path={d}/tokens",
+      "--config.data.options.vocab_size=50", "--config.data.options.sequence_length=8",
+      "--config.model.name=text_transformer", "--config.model.options.vocab_size=4",
+      "--config.game.layers=('embed:group',)", "--config.baselines=('random',)", "--config.retrain.modes=('none',)"],
+     "model.options.vocab_size=4 embeds token ids below 4, but the data has id"),
 ]
 
 
 # Through the command line, one of each way in: flag parsing, field validation, sizes against the model,
 # layers, an MNIST file, a tweet file. The rest raise the same errors from experiment.run, which the command
 # line prints as its one error line (prune.py): checked in-process, a subprocess start saved per case.
-CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 35, -1)] + [
+CLI_BAD_ARGS = [BAD_ARGS[i] for i in (0, 1, 2, 3, 13, 35, -2)] + [
     (["--config.gtap.methods.shapley=msr"], "--config.gtap.methods* is now --config.gtap.estimators*")]
 
 

@@ -57,6 +57,21 @@ def test_text_from_csv_folder(tmp_path):
     np.testing.assert_array_equal(xtr[:, col], [float(i % 3 == 0) for i in range(45)])
 
 
+def test_text_as_token_ids(tmp_path):
+    write_text_folder(tmp_path, n=60)
+    d = data.load("emotion", source="path", path=str(tmp_path), vocab_size=6, sequence_length=4)
+    assert d.x_train.dtype == np.int32 and d.x_train.shape[1:] == (4,) and d.example.dtype == np.int32
+    assert 0 <= d.x_train.min() and d.x_test.max() < 6
+    # the 4 most frequent training words get ids 2..5, any other word 1, padding 0; texts are cut after 4 words
+    (train, other) = data.tokenize(["the cat sat", "the the cat dog"], ["a cat the bird ran away now"],
+                                   vocab_size=4, length=4)
+    ids = {"cat": 2, "the": 3}  # the two most frequent words, in the vectorizer's (alphabetical) order
+    np.testing.assert_array_equal(train, [[3, 2, 1, 0], [3, 3, 2, 1]])
+    np.testing.assert_array_equal(other, [[ids["cat"], ids["the"], 1, 1]])  # "a" is no word token
+    with pytest.raises(ValueError, match="sequence_length"):
+        data.tokenize(["x y"], vocab_size=2, length=4)
+
+
 def test_tiny_imagenet_folder(tmp_path):
     write_tiny_imagenet(tmp_path, classes=2, per_class=10, val=4)
     d = data.load("tiny_imagenet", path=str(tmp_path))

@@ -125,23 +125,28 @@ def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
 
 
 def one_shot_config(model: str, arg: str | None, *, epochs: int, baselines: tuple[str, ...],
-                    smoke_options: dict) -> ml_collections.ConfigDict:
-    """A built-in Linen model with residual links (``model``) on MNIST, pruned one-shot (no retraining).
+                    smoke_options: dict, options: dict | None = None) -> ml_collections.ConfigDict:
+    """A built-in Linen model with residual links (``model`` with ``options``) on MNIST, pruned one-shot (no
+    retraining); a caller sets other data.
 
     Players: every coupled group and head layer its ``groups()`` names, silenced with zeros (a group's
     feature is absent, not a mean); each pruned network's latency measured beside the dense one's.
-    Every coalition runs the whole network (no chains): on a CPU, fewer images, fewer band samples,
-    a lower cap and two strategies. ``:smoke`` shrinks the model to ``smoke_options``.
+    Every coalition runs the whole network (no chains): on a CPU, fewer examples, fewer band samples,
+    a lower cap and two strategies. beta_d's d is the band's smallest keep fraction within 0.01 of the
+    intact network's value, in practice its largest, 0.95: one-shot pruning keeps most players, and
+    these networks are at or below chance on average at the keep fraction of largest spread (0.5-0.6 for
+    the ResNet), where ``max_std`` would put d. ``:smoke`` shrinks the model to ``smoke_options``.
     """
     c = base_config()
     c.model.name = model
-    c.game.layers = MODELS[model](10).groups()
+    c.model.options = dict(options or {})
+    c.game.layers = MODELS[model](10, **c.model.options).groups()
     c.game.masked_value = "zero"
     c.train.epochs = epochs
     c.game.eval_examples = 256
     c.bands.num_samples = 64
+    c.bands.rule = "min_keep_within"
     c.gtap.strategies = ("top_n", "iterated_pruning")
-    c.gtap.indices = ("shapley", "banzhaf")
     c.gtap.max_evaluations = 2048
     c.baselines = baselines
     c.retrain.modes = ("none",)

@@ -4,8 +4,9 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/resnet_mnist.py --workdir runs/resnet
 
-Runtime on 2 CPU cores: about 4 minutes (measured 3 min 39 s, 2026-12-02; the ResNet trains to 0.947 test
-accuracy in 10 epochs, about 80 coalition values per second on 256 images); ``:smoke`` under a minute.
+Runtime on 2 CPU cores: about 4.5 minutes (272-287 s over 3 seeds, 2026-12-02; the ResNet trains to
+0.939-0.947 test accuracy in 10 epochs, about 80 coalition values per second on 256 images); ``:smoke``
+under a minute. Results over seeds: docs/reproduction.md.
 
 Players are coupled groups (``gtap_jax.network.coupling``): a stage's residual-stream channel is one
 player, silenced in every module that writes it and absent from every module that reads it; a

@@ -4,8 +4,9 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/vit_mnist.py --workdir runs/vit
 
-Runtime on 2 CPU cores: about 4 minutes (measured 3 min 37 s, 2026-12-02; the transformer trains to 0.868
-test accuracy in 20 epochs, about 66 coalition values per second on 256 images); ``:smoke`` under a minute.
+Runtime on 2 CPU cores: about 4.5 minutes (249-268 s over 3 seeds, 2026-12-02; the transformer trains to
+0.865-0.880 test accuracy in 20 epochs, about 66 coalition values per second on 256 images); ``:smoke``
+under a minute. Results over seeds: docs/reproduction.md.
 
 Players: the residual stream's features (one coupled group, ``gtap_jax.network.coupling``: the patch
 embedding, the position embedding, every LayerNorm, each attention's output projection and each

@@ -17,7 +17,7 @@ import numpy as np
 
 from gtap_jax.data.base import DataFormatError, Dataset, DataUnavailableError, check_dataset, stratified_split
 from gtap_jax.data.mnist import load_embedded, load_mnist, load_path, load_tfds
-from gtap_jax.data.text import DEFAULT_VOCAB_SIZE, TEXT_SETS, load_text, vectorize
+from gtap_jax.data.text import DEFAULT_VOCAB_SIZE, TEXT_SETS, load_text, tokenize, vectorize
 from gtap_jax.data.tiny_imagenet import load_tiny_imagenet
 from gtap_jax.registry import Registry
 
@@ -51,7 +51,7 @@ def load(name: str, *, source: str | None = None, path: str | None = None, seed:
             embedded offline subset).
         path: the local file or folder for ``source="path"``.
         seed: fixes the split.
-        **kwargs: passed on (``vocab_size``, ``val_fraction``, ``data_dir``).
+        **kwargs: passed on (``vocab_size``, ``sequence_length``, ``val_fraction``, ``data_dir``).
 
     Raises:
         ValueError: for an unknown name or source.
@@ -106,5 +106,6 @@ __all__ = [
     "load_tiny_imagenet",
     "stratified_split",
     "synthetic",
+    "tokenize",
     "vectorize",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 
@@ -19,7 +20,7 @@ class Dataset(NamedTuple):
     """Train / validation / test splits as numpy arrays.
 
     Images are float32 ``[N, H, W, C]`` in [0, 1]; text is float32 ``[N, V]``
-    binary term-frequency vectors; labels are int32 ``[N]``.
+    binary term-frequency vectors or int32 ``[N, L]`` token ids; labels are int32 ``[N]``.
     """
 
     x_train: np.ndarray
@@ -35,6 +36,11 @@ class Dataset(NamedTuple):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def example(self) -> jax.ShapeDtypeStruct:
+        """One input example's shape and dtype (what a model is initialised, costed and timed on)."""
+        return jax.ShapeDtypeStruct(self.input_shape, self.x_train.dtype)
 
     def describe(self) -> str:
         return (

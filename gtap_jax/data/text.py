@@ -1,4 +1,4 @@
-"""Tweet classification sets as binary term-frequency vectors.
+"""Tweet classification sets as binary term-frequency vectors or as token ids.
 
 * ``twitter_financial_news_topic``: 20 topics (Hugging Face
   ``zeroshot/twitter-financial-news-topic``).
@@ -9,8 +9,12 @@ Sources: ``"hf"`` (the ``datasets`` package, online or from its cache) or
 ``label`` columns) or a folder with ``train.*`` and ``test.*`` (and optionally
 ``validation.*``) files of that form.
 
-The vectorizer is fitted on the training split only: the ``vocab_size`` most
-frequent lower-cased word tokens, each feature 1 if the token occurs in the text.
+Both representations are fitted on the training split only. Vectors (the default): the
+``vocab_size`` most frequent lower-cased word tokens, each feature 1 if the token occurs in
+the text. Token ids (``sequence_length > 0``, for sequence models): int32 ``[N, sequence_length]``,
+the text's first ``sequence_length`` word tokens, each the id of one of the ``vocab_size - 2``
+most frequent words (2 and up), 1 for any other word, 0 for padding; ids lie in
+``[0, vocab_size)``, the size of the model's embedding table.
 """
 
 from __future__ import annotations
@@ -121,16 +125,37 @@ def vectorize(train_texts, *others, vocab_size: int = DEFAULT_VOCAB_SIZE):
     return [m.toarray().astype(np.float32) for m in out], vec.get_feature_names_out()
 
 
+def tokenize(train_texts, *others, vocab_size: int, length: int) -> list[np.ndarray]:
+    """Token ids ``int32 [N, length]`` of each text (module docstring), the vocabulary fitted on ``train_texts``."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    if vocab_size < 3 or length < 1:
+        raise ValueError(f"token ids need vocab_size >= 3 and sequence_length >= 1, got {vocab_size} and {length}")
+    vec = CountVectorizer(max_features=vocab_size - 2, lowercase=True).fit(train_texts)
+    ids = {word: i + 2 for i, word in enumerate(vec.get_feature_names_out())}
+    words = vec.build_analyzer()
+
+    def encode(texts):
+        out = np.zeros((len(texts), length), np.int32)
+        for row, text in zip(out, texts, strict=True):
+            found = [ids.get(w, 1) for w in words(text)[:length]]
+            row[: len(found)] = found
+        return out
+
+    return [encode(t) for t in (train_texts, *others)]
+
+
 def load_text(
     name: str,
     *,
     source: str = "hf",
     path: str | os.PathLike | None = None,
     vocab_size: int = DEFAULT_VOCAB_SIZE,
+    sequence_length: int = 0,
     val_fraction: float = 0.1,
     seed: int = 0,
 ) -> Dataset:
-    """One of the two tweet sets as binary term-frequency vectors."""
+    """One of the two tweet sets as binary term-frequency vectors, or as token ids when ``sequence_length > 0``."""
     hub_name, num_classes = TEXT_SETS[name]
     if source == "path":
         if path is None:
@@ -141,5 +166,8 @@ def load_text(
     else:
         raise ValueError(f"unknown source {source!r} for {name}; expected 'hf' or 'path'")
     (tr_t, tr_y), (va_t, va_y), (te_t, te_y) = splits
-    (xtr, xva, xte), _ = vectorize(tr_t, va_t, te_t, vocab_size=vocab_size)
+    if sequence_length:
+        xtr, xva, xte = tokenize(tr_t, va_t, te_t, vocab_size=vocab_size, length=sequence_length)
+    else:
+        (xtr, xva, xte), _ = vectorize(tr_t, va_t, te_t, vocab_size=vocab_size)
     return Dataset(xtr, tr_y, xva, va_y, xte, te_y, num_classes, name, source)

@@ -56,8 +56,8 @@ def summary_table(rows: list[dict], full_accuracy: float) -> str:
 
 def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "std", title: str = "",
                 axis: str = "params") -> None:
-    """Test accuracy against the pruned network's parameters (``axis="params"``) or FLOPs per
-    example (``axis="flops"``), one panel per retrain mode.
+    """Test accuracy against the pruned network's parameters (``axis="params"``), FLOPs per
+    example (``axis="flops"``) or measured latency (``axis="latency_ms"``), one panel per retrain mode.
 
     Points are a method's sizes (neurons kept), at the mean parameters (FLOPs) of its
     networks of that size; the band is +- 1 population std (``band="std"``, ddof = 0, as the
@@ -93,8 +93,10 @@ def plot_curves(rows, full_accuracy, full_params, path: Path, *, band: str = "st
                 ax.fill_between(xs, [min(a) for a in acc], [max(a) for a in acc], color=cmap(j % 20), alpha=0.15)
         if full_accuracy is not None:
             ax.axhline(full_accuracy, color="k", lw=0.8, ls=":", label="unpruned")
-        ax.set_xscale("log")
-        label = {"params": "parameters", "flops": "FLOPs per example"}[axis] + " of the compacted network"
+        if axis != "latency_ms" and any(np.isfinite(r[axis]) and r[axis] > 0 for r in rows if r["retrain"] == mode):
+            ax.set_xscale("log")  # else no network was compacted: no sizes to draw; latency spans less than 10x
+        label = {"params": "parameters", "flops": "FLOPs per example", "latency_ms": "latency (ms, batch of 256)"}[
+            axis] + " of the compacted network"
         ax.set_xlabel(label + (f" (unpruned: {full_params:,})" if axis == "params" and full_params is not None else ""))
         note = "" if not several else " (band: +- 1 std over seeds)" if band == "std" else " (band: min-max over seeds)"
         ax.set_title(f"{title}retrain: {mode}{note}", **({"fontsize": 9} if title else {}))

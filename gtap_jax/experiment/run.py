@@ -227,7 +227,7 @@ def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, sm
     elif name == "lottery":  # a ticket is retrained from its own initial weights
         net = ctx.fit(key, ctx.init.smaller(ctx.layout, mask), epochs=cfg.retrain.epochs)
     else:
-        net = ctx.fit(key, small.initialized(jax.random.fold_in(key, 0), ctx.ds.input_shape), epochs=cfg.retrain.epochs)
+        net = ctx.fit(key, small.initialized(jax.random.fold_in(key, 0), ctx.ds.example), epochs=cfg.retrain.epochs)
     return {"accuracy": accuracy(net, None, ctx.ds.x_test, ctx.ds.y_test), "train_seconds": time.perf_counter() - t0}
 
 
@@ -240,7 +240,7 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
         found = masks[name][str(size)]
         mask = mask_of(found["kept"], ctx.layout.num_players)
         small = _smaller(ctx, mask)
-        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.input_shape, latency=ctx.config.latency)
+        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.example, latency=ctx.config.latency)
         base, tag = _row_base(ctx, name, found, mask, sizes), f"{name}/{size}"
         if "none" in modes:
             plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small, mask)

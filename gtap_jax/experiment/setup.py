@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from gtap_jax.experiment.validation import ConfigError
 from gtap_jax.models import MODELS
@@ -49,7 +50,13 @@ def load_network(config, ds, key) -> tuple[Network, bool]:
         model = MODELS[config.model.name](num_classes=ds.num_classes, **options)
     except TypeError as e:  # model.options that the factory does not take
         raise ConfigError(f"model.options {options} for model {config.model.name!r}: {e}") from None
-    return adapt(model).initialized(jax.random.fold_in(key, 0), ds.input_shape), True
+    rows = getattr(model, "vocab_size", None)  # an embedding table's rows: token ids must lie below
+    if rows is not None and np.issubdtype(ds.x_train.dtype, np.integer):
+        largest = max(int(x.max()) for x in (ds.x_train, ds.x_val, ds.x_test))
+        if largest >= rows:
+            raise ConfigError(f"model.options.vocab_size={rows} embeds token ids below {rows}, but the data has "
+                              f"id {largest}: give data.options.vocab_size <= {rows}")
+    return adapt(model).initialized(jax.random.fold_in(key, 0), ds.example), True
 
 
 def _user_network(config, example) -> Network:

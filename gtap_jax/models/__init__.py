@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import flax.linen as nn
 
-from gtap_jax.models.residual import ResNet, ViT, resnet, vit
+from gtap_jax.models.residual import ResNet, TextTransformer, ViT, resnet, text_transformer, vit
 from gtap_jax.models.zoo import MLP, AlexNet, LeNet5, alexnet, lenet5, lenet300, text_mlp
 from gtap_jax.network.staged import SiteSpec, StagedModel, apply_site, layout_for
 from gtap_jax.registry import Registry
@@ -42,6 +42,8 @@ MODELS = Registry("model", {
     "alexnet": ModelEntry(alexnet, (64, 64, 3), {"width": 1 / 32}),
     "resnet": ModelEntry(resnet, (28, 28, 1), {"widths": (4, 8), "blocks": 1}),
     "vit": ModelEntry(vit, (28, 28, 1), {"width": 8, "depth": 1, "heads": 2, "hidden": 16}),
+    "text_transformer": ModelEntry(text_transformer, None,
+                                   {"vocab_size": 1000, "width": 8, "depth": 1, "heads": 2, "hidden": 16}),
 })
 INPUT_SHAPES = {name: entry.input_shape for name, entry in MODELS.items() if entry.input_shape}
 
@@ -51,6 +53,7 @@ __all__ = [
     "MODELS",
     "AlexNet",
     "ResNet",
+    "TextTransformer",
     "ViT",
     "LeNet5",
     "ModelEntry",
@@ -63,5 +66,6 @@ __all__ = [
     "lenet300",
     "resnet",
     "text_mlp",
+    "text_transformer",
     "vit",
 ]

@@ -13,15 +13,20 @@
   Dense head. Its players: the stream (``"embed:group"``), each block's heads
   (``"block1/attn:heads"``) and feed-forward units (``"block1/up:group"``).
 
+* :class:`TextTransformer`: the same blocks over token ids (``gtap_jax.data.text``, 0 = padding): a
+  token embedding, learned position embeddings, attention that ignores padding, the final LayerNorm's
+  mean over the text's tokens and a Dense head. Its players are those of :class:`ViT`.
+
 Module names are fixed (``stem``, ``s{stage}b{block}/conv1``, ``bn1``, ``conv2``, ``bn2``, ``proj``,
 ``proj_bn``, ``head``; ``embed``, ``pos``, ``block{i}/ln1``, ``attn``, ``ln2``, ``up``, ``down``,
-``norm``) so that configs can name the groups; structure is decided by attributes, not widths,
+``norm``, ``head``) so that configs can name the groups; structure is decided by attributes, not widths,
 so that a smaller network runs the same code.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from gtap_jax.network.linen import TrainedModule
 
@@ -86,10 +91,10 @@ class EncoderBlock(nn.Module):
     hidden: int
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, mask=None):
         h = nn.LayerNorm(name="ln1")(x)
         x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.heads * self.head_dim,
-                                                name="attn")(h)
+                                                name="attn")(h, mask=mask)
         h = nn.gelu(nn.Dense(self.hidden, name="up")(nn.LayerNorm(name="ln2")(x)))
         return x + nn.Dense(x.shape[-1], name="down")(h)
 
@@ -115,8 +120,40 @@ class ViT(TrainedModule):
 
     def groups(self) -> tuple[str, ...]:
         """The layers of every player: the stream, then each block's heads and feed-forward units."""
-        blocks = [(f"block{i + 1}/attn:heads", f"block{i + 1}/up:group") for i in range(self.depth)]
-        return ("embed:group", *(layer for pair in blocks for layer in pair))
+        return encoder_groups(self.depth)
+
+
+def encoder_groups(depth: int) -> tuple[str, ...]:
+    """The players' layers of an encoder of ``depth`` blocks: the stream, then each block's heads and FFN units."""
+    blocks = [(f"block{i + 1}/attn:heads", f"block{i + 1}/up:group") for i in range(depth)]
+    return ("embed:group", *(layer for pair in blocks for layer in pair))
+
+
+class TextTransformer(TrainedModule):
+    """A small transformer encoder over ``[batch, length]`` token ids below ``vocab_size`` (module docstring)."""
+
+    num_classes: int = 6
+    vocab_size: int = 5000
+    width: int = 32
+    depth: int = 2
+    heads: int = 4
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        tokens = x > 0
+        h = nn.Embed(self.vocab_size, self.width, name="embed")(x)
+        h = h + self.param("pos", nn.initializers.normal(0.02), (1, x.shape[1], h.shape[-1]))  # a width from data
+        mask = nn.make_attention_mask(tokens, tokens)
+        for i in range(self.depth):
+            h = EncoderBlock(self.heads, self.width // self.heads, self.hidden, name=f"block{i + 1}")(h, mask)
+        weight = tokens[..., None].astype(h.dtype)
+        pooled = (nn.LayerNorm(name="norm")(h) * weight).sum(axis=1) / jnp.maximum(weight.sum(axis=1), 1.0)
+        return nn.Dense(self.num_classes, name="head")(pooled)
+
+    def groups(self) -> tuple[str, ...]:
+        """The layers of every player: the stream, then each block's heads and feed-forward units."""
+        return encoder_groups(self.depth)
 
 
 def vit(num_classes: int = 10, patch: int = 7, width: int = 32, depth: int = 2, heads: int = 4,
@@ -125,4 +162,12 @@ def vit(num_classes: int = 10, patch: int = 7, width: int = 32, depth: int = 2, 
     return ViT(num_classes=num_classes, patch=patch, width=width, depth=depth, heads=heads, hidden=hidden)
 
 
-__all__ = ["BasicBlock", "EncoderBlock", "ResNet", "ViT", "resnet", "vit"]
+def text_transformer(num_classes: int = 6, vocab_size: int = 5000, width: int = 32, depth: int = 2, heads: int = 4,
+                     hidden: int = 64) -> TextTransformer:
+    """The small transformer encoder for token ids (``data.options.sequence_length``) below ``vocab_size``."""
+    return TextTransformer(num_classes=num_classes, vocab_size=vocab_size, width=width, depth=depth, heads=heads,
+                           hidden=hidden)
+
+
+__all__ = ["BasicBlock", "EncoderBlock", "ResNet", "TextTransformer", "ViT", "encoder_groups", "resnet",
+           "text_transformer", "vit"]

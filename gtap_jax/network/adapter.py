@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.shapes import PyTree
+from gtap_jax.shapes import InputShape, PyTree, example_batch, zeros
 
 Masks = Mapping[str, Any]  # {layer: bool[features]}
 Fills = Mapping[str, Any] | None  # {layer: float[features]} or None (0)
@@ -118,7 +118,7 @@ class Network(Protocol):
         """Trainable scalars."""
         ...
 
-    def flops(self, input_shape: Sequence[int]) -> float:
+    def flops(self, input_shape: InputShape) -> float:
         """FLOPs of one example's forward pass, by XLA's cost analysis (NaN where the backend gives none)."""
         ...
 
@@ -131,7 +131,7 @@ class Network(Protocol):
         """Writes the weights as an orbax checkpoint."""
         ...
 
-    def initialized(self, key, input_shape: Sequence[int]) -> Network:
+    def initialized(self, key, input_shape: InputShape) -> Network:
         """The same architecture with fresh random weights (trainable networks)."""
         ...
 
@@ -166,12 +166,12 @@ LATENCY_BATCH = 256
 _LATENCY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its measured latency
 
 
-def latency_ms(net: Network, input_shape: Sequence[int], repeats: int = 20) -> float:
+def latency_ms(net: Network, input_shape: InputShape, repeats: int = 20) -> float:
     """The median wall time of ``net.predict`` (jitted) on a batch of ``LATENCY_BATCH`` examples, in milliseconds,
     after one call that compiles it; measured once per network."""
     if net in _LATENCY:
         return _LATENCY[net]
-    x = jnp.zeros((LATENCY_BATCH, *input_shape), jnp.float32)
+    x = zeros(example_batch(input_shape, LATENCY_BATCH))
     jax.block_until_ready(net.predict(x))
     times = []
     for _ in range(repeats):
@@ -183,12 +183,12 @@ def latency_ms(net: Network, input_shape: Sequence[int], repeats: int = 20) -> f
 
 
 def size_report(full: Network, small: Network | None, layout: PlayerLayout, mask,
-                input_shape: Sequence[int] | None, latency: bool = False) -> SizeReport:
+                input_shape: InputShape | None, latency: bool = False) -> SizeReport:
     """Parameters, FLOPs (NaN without ``input_shape``) and players of ``full`` and of ``small`` (None: NaN); with
     ``latency``, their measured latencies too (:func:`latency_ms`)."""
     nan = float("nan")
-    flops = (lambda net: net.flops(input_shape)) if input_shape else (lambda net: nan)
-    timed = (lambda net: latency_ms(net, input_shape)) if latency and input_shape else (lambda net: nan)
+    flops = (lambda net: net.flops(input_shape)) if input_shape is not None else (lambda net: nan)
+    timed = (lambda net: latency_ms(net, input_shape)) if latency and input_shape is not None else (lambda net: nan)
     return SizeReport(
         params_before=full.num_params(),
         params_after=nan if small is None else small.num_params(),
@@ -206,10 +206,10 @@ def count_params(tree: PyTree) -> int:
     return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
 
 
-def xla_flops(fn: Callable, input_shape: Sequence[int]) -> float:
+def xla_flops(fn: Callable, input_shape: InputShape) -> float:
     """XLA's FLOP count of ``fn`` on one example of ``input_shape`` (NaN where the backend gives none)."""
     try:
-        cost = jax.jit(fn).lower(jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)).compile().cost_analysis()
+        cost = jax.jit(fn).lower(example_batch(input_shape)).compile().cost_analysis()
     except Exception:  # a backend without cost analysis
         return float("nan")
     cost = cost[0] if isinstance(cost, list | tuple) else cost

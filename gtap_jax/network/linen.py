@@ -47,6 +47,7 @@ from gtap_jax.network.masking import (
     sizes_of,
     with_active,
 )
+from gtap_jax.shapes import example_batch, zeros
 
 
 class LinenNetwork:
@@ -244,7 +245,7 @@ class LinenNetwork:
         self._trains()
         with self.resized():
             variables = jax.jit(lambda k, x: self.model.init(k, x, train=False))(
-                key, jnp.zeros((1, *input_shape), jnp.float32))
+                key, zeros(example_batch(input_shape)))
         return LinenNetwork(self.model, variables, {**self.apply_kwargs, "train": False}, self.widths)
 
     def fit(self, key, x, y, *, epochs, batch_size=128, learning_rate=1e-3, masks=None, checkpoint_dir=None,

@@ -8,17 +8,17 @@ conv features: every position of a removed channel). Used by
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import as_mask
-from gtap_jax.shapes import PyTree
+from gtap_jax.shapes import InputShape, PyTree, example_batch
 
 
-def flops_per_example(model, params: PyTree, input_shape: Sequence[int]) -> float:
+def flops_per_example(model, params: PyTree, input_shape: InputShape) -> float:
     """FLOPs of one forward pass on one example, as counted by XLA's cost analysis.
 
     They depend only on the architecture and the parameter shapes, so the
@@ -26,10 +26,10 @@ def flops_per_example(model, params: PyTree, input_shape: Sequence[int]) -> floa
     architectures many times).
     """
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), params)
-    key = (model, tuple(input_shape), jax.tree.structure(shapes), tuple(jax.tree.leaves(shapes)))
+    x = example_batch(input_shape)
+    key = (model, x.shape, str(x.dtype), jax.tree.structure(shapes), tuple(jax.tree.leaves(shapes)))
     if key not in _FLOPS:
         fn = jax.jit(lambda p, x: model.apply({"params": p}, x))
-        x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
         cost = fn.lower(shapes, x).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         _FLOPS[key] = float(cost.get("flops", float("nan")))

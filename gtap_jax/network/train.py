@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -15,7 +15,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
-from gtap_jax.shapes import PyTree
+from gtap_jax.shapes import InputShape, PyTree, example_batch, zeros
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,10 @@ class TrainResult(NamedTuple):
     state: PyTree = None  # the other collections training updated (BatchNorm's statistics), or None
 
 
-def init_params(key, model, input_shape: Sequence[int]) -> PyTree:
+def init_params(key, model, input_shape: InputShape) -> PyTree:
     """Random initial parameters for inputs of shape ``input_shape`` (one example)."""
     return _jitted(_INIT, model, lambda: lambda k, x: model.init(k, x)["params"])(
-        key, jnp.zeros((1, *input_shape), jnp.float32))
+        key, zeros(example_batch(input_shape)))
 
 
 # One jitted function per model (and learning rate), shared by every call: retraining many
