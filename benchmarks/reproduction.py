@@ -11,7 +11,14 @@ resumes), with the tweet configs on the local CSVs under ``--text-data`` (``DATA
 adds a ``game.layerwise=True`` run per config and seed (the baselines' per-layer
 allocation for GTAP too). ``report`` reads every ``results.json`` and writes, per config
 and retrain mode, test accuracy mean +- std over seeds for every method and size, with
-the mean parameters and FLOPs of the pruned networks, and plots per config against each.
+the mean parameters and FLOPs (and latency, where measured) of the pruned networks, a
+paired comparison across seeds of every GTAP method with the best baseline, and plots per
+config against each.
+
+The one-shot configs of models with residual links (no retraining, latency measured):
+
+    python benchmarks/reproduction.py run --out runs/one_shot --configs resnet_mnist vit_mnist \
+        transformer_emotion --text-data DATA
 """
 
 from __future__ import annotations
@@ -27,15 +34,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from gtap_jax.experiment.report import plot_curves
 
-CONFIGS = {
+CONFIGS = {  # config -> the tweet folder it reads under --text-data (None: MNIST, embedded)
     "lenet300_mnist": None,
     "lenet5_mnist": None,
     "mlp_emotion": "emotion",
     "mlp_twitter_topic": "twitter_financial_news_topic",
+    "resnet_mnist": None,
+    "vit_mnist": None,
+    "transformer_emotion": "emotion",
 }
+PAPER = ["lenet300_mnist", "lenet5_mnist", "mlp_emotion", "mlp_twitter_topic"]  # the default of ``run``
 
 
 def _command(config: str, seed: int, workdir: Path, text_data: Path | None, layerwise: bool,
@@ -111,18 +123,65 @@ def _best_of_each_family(sub: list[dict], sizes: list[int], mode: str) -> list[s
     return lines + [""]
 
 
+def _paired(sub: list[dict], sizes: list[int], mode: str) -> list[str]:
+    """Per size, each GTAP method against the best baseline there (by mean: the choice favours the baselines),
+    seed by seed: the mean +- std of the accuracy differences, the seeds where GTAP is ahead, and a two-sided
+    paired t-test's p (with 3 seeds it has 2 degrees of freedom: only large, steady gaps reach p < 0.05)."""
+    acc = defaultdict(dict)  # (method, size) -> run seed -> accuracy (the mean over retraining seeds)
+    family = {}
+    for r in sub:
+        acc[(r["method"], r["neurons"])].setdefault(r["run_seed"], []).append(r["accuracy"])
+        family[r["method"]] = r["family"]
+    acc = {k: {seed: float(np.mean(a)) for seed, a in v.items()} for k, v in acc.items()}
+    gtap = [m for m in family if family[m] == "gtap"]
+    lines = [f"retrain = {mode}: paired across seeds, each GTAP method minus the best baseline at that size "
+             "(difference mean +- std, seeds ahead, paired t-test p)", "",
+             "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    best = {}
+    for s in sizes:
+        found = [(np.mean(list(acc[(m, s)].values())), m) for m in family
+                 if family[m] == "baseline" and (m, s) in acc]
+        best[s] = max(found)[1] if found else None
+    lines.append("| best baseline | " + " | ".join(str(best[s]) for s in sizes) + " |")
+    for m in gtap:
+        cells = []
+        for s in sizes:
+            if best[s] is None or (m, s) not in acc:
+                cells.append("")
+                continue
+            seeds = sorted(set(acc[(m, s)]) & set(acc[(best[s], s)]))
+            diff = np.array([acc[(m, s)][k] - acc[(best[s], s)][k] for k in seeds])
+            p = stats.ttest_rel([acc[(m, s)][k] for k in seeds], [acc[(best[s], s)][k] for k in seeds]).pvalue \
+                if len(seeds) > 1 and np.std(diff) > 0 else float("nan")
+            cells.append(f"{diff.mean():+.3f} +- {diff.std():.3f}, {int((diff > 0).sum())}/{len(seeds)}, p={p:.2f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _results(folders: list[Path]):
+    """``(run name, results.json path)`` of each run: ``FOLDER/<name>/results.json`` (a ``run`` folder) or
+    ``FOLDER/<name>.json`` (the copies in docs/reproduction_runs), ``name`` = ``<config>-s<seed>[-layerwise]``."""
+    for folder in folders:
+        for path in sorted(folder.glob("*/results.json")):
+            yield path.parent.name, path
+        for path in sorted(folder.glob("*-s*.json")):
+            yield path.stem, path
+
+
 def report(args) -> None:
     runs = defaultdict(list)  # (config, view) -> [(seed, results)]
-    for path in sorted(args.out.glob("*/results.json")):
-        name = path.parent.name
+    wall = {}  # run name -> seconds
+    for folder in args.out:
+        wall.update(json.loads((folder / "wall_seconds.json").read_text()) if (folder / "wall_seconds.json").exists()
+                    else {})
+    for name, path in _results(args.out):
         config, rest = name.split("-s", 1)
         view = "layerwise" if rest.endswith("-layerwise") else "joint"
         runs[(config, view)].append((int(rest.split("-")[0]), json.loads(path.read_text())))
-    wall = json.loads((args.out / "wall_seconds.json").read_text()) if (args.out / "wall_seconds.json").exists() else {}
     lines = []
     for (config, view), found in sorted(runs.items()):
         seeds = sorted(s for s, _ in found)
-        rows = [r for _, res in found for r in res["rows"]]
+        rows = [{**r, "run_seed": seed} for seed, res in found for r in res["rows"]]
         full = [res["summary"]["trained_test_accuracy"] for _, res in found]
         times = [f"{wall[k]:.0f} s" for k in sorted(wall)
                  if k.startswith(config + "-s") and ("layerwise" in k) == (view == "layerwise")]
@@ -134,8 +193,12 @@ def report(args) -> None:
             sizes = sorted({r["neurons"] for r in sub}, reverse=True)
             methods = list(dict.fromkeys(r["method"] for r in sub))
             lines += _best_of_each_family(sub, sizes, mode)
+            if len(seeds) > 1:
+                lines += _paired(sub, sizes, mode)
+            timed = any(np.isfinite(r.get("latency_ms", np.nan)) for r in sub)
             lines += [f"retrain = {mode}: test accuracy, mean +- std over seeds (and retraining seeds), by neurons"
-                      " kept; mean parameters / MFLOPs of the pruned network below each", "",
+                      " kept; mean parameters / MFLOPs" + (" / latency in ms (batch 256)" if timed else "")
+                      + " of the pruned network below each", "",
                       "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
             for m in methods:
                 cells = []
@@ -145,11 +208,18 @@ def report(args) -> None:
                         cells.append("")
                         continue
                     acc = _mean_std([r["accuracy"] for r in cell])
+                    latency = f" / {np.mean([r['latency_ms'] for r in cell]):.2f}" if timed else ""
                     cells.append(f"{acc}<br>{np.mean([r['params'] for r in cell]):,.0f} / "
-                                 f"{np.mean([r['flops'] for r in cell]) / 1e6:.2f}")
+                                 f"{np.mean([r['flops'] for r in cell]) / 1e6:.2f}{latency}")
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
             lines.append("")
-        for axis, suffix in (("params", ""), ("flops", "_flops")):
+            if timed:
+                dense = np.mean([r["latency_ms_total"] for r in sub])
+                lines += [f"Latency of the unpruned network: {dense:.2f} ms (batch 256, mean over runs).", ""]
+        axes = (("params", ""), ("flops", "_flops"))
+        if any(np.isfinite(r.get("latency_ms", np.nan)) for r in rows):
+            axes += (("latency_ms", "_latency"),)
+        for axis, suffix in axes:
             plot_curves(rows, None, None, args.doc.parent / f"reproduction_{config}_{view}{suffix}.png", band="std",
                         title=f"{config} ({view}), ", axis=axis)
             lines += [f"![{config} {view}, against {axis}](reproduction_{config}_{view}{suffix}.png)", ""]
@@ -165,7 +235,7 @@ def main():
     sub = parser.add_subparsers(dest="what", required=True)
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    r.add_argument("--configs", nargs="+", default=PAPER, choices=list(CONFIGS))
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--layerwise", action="store_true")
@@ -174,7 +244,8 @@ def main():
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for every run, e.g. game.eval_examples=500")
     p = sub.add_parser("report")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, nargs="+", required=True, help="run folders, or folders of results.json"
+                   " copies named <config>-s<seed>[-layerwise].json")
     p.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
     args = parser.parse_args()
     run(args) if args.what == "run" else report(args)
