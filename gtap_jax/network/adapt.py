@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -26,7 +26,7 @@ from gtap_jax.network.nnx import NNXNetwork
 from gtap_jax.network.slicing import slice_sites
 from gtap_jax.network.staged import StagedModel, StagedNetwork
 from gtap_jax.network.train import batched_accuracy
-from gtap_jax.shapes import PyTree
+from gtap_jax.shapes import InputShape, PyTree
 
 
 def adapt(model, variables: Any = None, *, apply_kwargs: Mapping | None = None) -> Network:
@@ -104,13 +104,13 @@ class Compacted(NamedTuple):
 
 
 def compact(model: StagedModel, params: PyTree, masks: Mapping[str, np.ndarray], *,
-            input_shape: Sequence[int] | None = None, fills: Mapping[str, np.ndarray] | None = None) -> Compacted:
+            input_shape: InputShape | None = None, fills: Mapping[str, np.ndarray] | None = None) -> Compacted:
     """Removes the silenced neurons of a built-in model: a smaller network with the same outputs.
 
     Args:
         model, params: a built-in staged model and its ``"params"``.
         masks: ``{site: bool[units]}``; sites not named are kept whole.
-        input_shape: one input example's shape, to report FLOPs (NaN if omitted).
+        input_shape: one input example's shape (or ``jax.ShapeDtypeStruct``), to report FLOPs (NaN if omitted).
         fills: ``{site: float[units]}``, each silenced neuron's constant output (folded into the next biases).
 
     Raises:
