@@ -28,6 +28,15 @@ from gtap_jax.layout import PlayerLayout, as_mask
 from gtap_jax.network.masking import HEADS
 
 PRODUCERS = ("dense", "conv")
+
+
+def kind_of(module, dense: type, conv: type, norm: type) -> str:
+    """A module's :attr:`Call.kind`, given its framework's Dense, Conv and BatchNorm classes."""
+    if isinstance(module, dense):
+        return "dense"
+    if isinstance(module, conv) and getattr(module, "feature_group_count", 1) == 1:
+        return "conv"
+    return "norm" if isinstance(module, norm) else "other"
 INSTEAD = "use the masked weights (gtap_jax.network.masked_weights) instead"
 
 
@@ -191,4 +200,4 @@ def checked_smaller(layout: PlayerLayout, mask, x, fills, *, forward: Callable, 
     return small, error
 
 
-__all__ = ["PRODUCERS", "Call", "ChainPlan", "checked_smaller", "plan_chain", "resized_arrays"]
+__all__ = ["PRODUCERS", "Call", "ChainPlan", "checked_smaller", "kind_of", "plan_chain", "resized_arrays"]

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask
+from gtap_jax.network import chain
 from gtap_jax.network.masking import (
     HEADS,
     called,
@@ -77,11 +78,7 @@ def resizing(widths: Mapping[str, int]):
 
 
 def kind(module) -> str:
-    if isinstance(module, nn.Dense):
-        return "dense"
-    if isinstance(module, nn.Conv) and getattr(module, "feature_group_count", 1) == 1:
-        return "conv"
-    return "norm" if isinstance(module, nn.BatchNorm) else "other"
+    return chain.kind_of(module, nn.Dense, nn.Conv, nn.BatchNorm)
 
 
 def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None) -> dict:

@@ -88,11 +88,7 @@ class Masked(nnx.Module):
 
 
 def kind(module) -> str:
-    if isinstance(module, nnx.Linear):
-        return "dense"
-    if isinstance(module, nnx.Conv) and getattr(module, "feature_group_count", 1) == 1:
-        return "conv"
-    return "norm" if isinstance(module, nnx.BatchNorm) else "other"
+    return chain.kind_of(module, nnx.Linear, nnx.Conv, nnx.BatchNorm)
 
 
 def modules(model: nnx.Module) -> list[str]:
