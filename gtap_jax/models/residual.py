@@ -112,15 +112,22 @@ class ViT(TrainedModule):
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = nn.Conv(self.width, (self.patch, self.patch), (self.patch, self.patch), name="embed")(x)
-        x = x.reshape(x.shape[0], -1, x.shape[-1])  # [batch, tokens, width]
-        x = x + self.param("pos", nn.initializers.normal(0.02), (1, x.shape[1], x.shape[-1]))
-        for i in range(self.depth):
-            x = EncoderBlock(self.heads, self.width // self.heads, self.hidden, name=f"block{i + 1}")(x)
+        x = encoded(self, x.reshape(x.shape[0], -1, x.shape[-1]))  # [batch, tokens, width]
         return nn.Dense(self.num_classes, name="head")(nn.LayerNorm(name="norm")(x).mean(axis=1))
 
     def groups(self) -> tuple[str, ...]:
         """The layers of every player: the stream, then each block's heads and feed-forward units."""
         return encoder_groups(self.depth)
+
+
+def encoded(module, h, mask=None):
+    """``h`` (``[batch, tokens, width]``) plus ``module``'s learned position embeddings (``"pos"``, their width
+    taken from ``h``, so that a smaller stream narrows them), through its ``depth`` encoder blocks; called from
+    ``module``'s compact ``__call__``."""
+    h = h + module.param("pos", nn.initializers.normal(0.02), (1, h.shape[1], h.shape[-1]))
+    for i in range(module.depth):
+        h = EncoderBlock(module.heads, module.width // module.heads, module.hidden, name=f"block{i + 1}")(h, mask)
+    return h
 
 
 def encoder_groups(depth: int) -> tuple[str, ...]:
@@ -143,10 +150,7 @@ class TextTransformer(TrainedModule):
     def __call__(self, x, train: bool = False):
         tokens = x > 0
         h = nn.Embed(self.vocab_size, self.width, name="embed")(x)
-        h = h + self.param("pos", nn.initializers.normal(0.02), (1, x.shape[1], h.shape[-1]))  # a width from data
-        mask = nn.make_attention_mask(tokens, tokens)
-        for i in range(self.depth):
-            h = EncoderBlock(self.heads, self.width // self.heads, self.hidden, name=f"block{i + 1}")(h, mask)
+        h = encoded(self, h, nn.make_attention_mask(tokens, tokens))
         weight = tokens[..., None].astype(h.dtype)
         pooled = (nn.LayerNorm(name="norm")(h) * weight).sum(axis=1) / jnp.maximum(weight.sum(axis=1), 1.0)
         return nn.Dense(self.num_classes, name="head")(pooled)
@@ -169,5 +173,5 @@ def text_transformer(num_classes: int = 6, vocab_size: int = 5000, width: int = 
                            hidden=hidden)
 
 
-__all__ = ["BasicBlock", "EncoderBlock", "ResNet", "TextTransformer", "ViT", "encoder_groups", "resnet",
+__all__ = ["BasicBlock", "EncoderBlock", "ResNet", "TextTransformer", "ViT", "encoded", "encoder_groups", "resnet",
            "text_transformer", "vit"]
