@@ -41,3 +41,16 @@ def test_deterministic_and_resumable(mnist, tmp_path):
     restored = load_params(tmp_path / "params", whole.params)
     for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_of_token_ids_trains_from_fresh_parameters():
+    """Without ``params``, train() initialises the model on an example of the data's own dtype (integer ids)."""
+    from gtap_jax.models import text_transformer
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, (256, 6)).astype(np.int32)
+    y = (x[:, 0] < 15).astype(np.int32)  # the first token decides
+    model = text_transformer(2, vocab_size=30, width=8, depth=1, heads=2, hidden=16)
+    result = train(jax.random.key(0), model, x, y, epochs=20, learning_rate=1e-2, progress=False, state={})
+    assert result.params["embed"]["embedding"].shape == (30, 8)
+    assert accuracy(model, {"params": result.params}, x, y) > 0.9

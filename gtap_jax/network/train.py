@@ -146,7 +146,8 @@ def train(
     if n == 0:
         raise ValueError("no training examples")
     steps = n // batch_size
-    params = init_params(jax.random.fold_in(key, 0), model, x_train.shape[1:]) if params is None else params
+    if params is None:  # one example of x_train, its dtype too (token ids are integers)
+        params = init_params(jax.random.fold_in(key, 0), model, jax.ShapeDtypeStruct(x_train.shape[1:], x_train.dtype))
     opt_state = _jitted(_OPT_INIT, learning_rate, lambda: optax.adam(learning_rate).init)(params)
     history = []
 
