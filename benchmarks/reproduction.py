@@ -47,6 +47,12 @@ CONFIGS = {  # config -> the tweet folder it reads under --text-data (None: MNIS
     "vit_mnist": None,
     "transformer_emotion": "emotion",
 }
+VIEWS = {  # run name suffix -> what its runs are
+    "joint": "joint game",
+    "layerwise": "layer-wise game",
+    "proportional": "joint game, 2026-12-02 config: baselines proportional only, d = 0.95 fixed after a test read;"
+                    " superseded",
+}
 PAPER = ["lenet300_mnist", "lenet5_mnist", "mlp_emotion", "mlp_twitter_topic"]  # the default of ``run``
 
 
@@ -94,6 +100,89 @@ def run(args) -> None:
         list(pool.map(start, jobs))
 
 
+def _target(r: dict):
+    """A row's target: its player count, or its share of the parameters (runs with ``target_unit``)."""
+    return r.get("target", r["neurons"])
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of ``pvalues`` (NaN stays NaN): family-wise error control over every cell.
+
+    The k-th smallest of m p-values becomes ``max over j <= k of min(1, (m - j + 1) p_(j))``.
+    """
+    p = np.asarray(pvalues, np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m, running = len(order), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        out[i] = running
+    return out
+
+
+def _verdicts(runs: dict) -> list[str]:
+    """The verdict table: per config, regime and target, the GTAP variant and the baseline that each run's selection
+    set chose, compared on the test set seed by seed (paired t-test, Holm over every cell of the table)."""
+    cells = []
+    for (config, view), found in sorted(runs.items()):
+        chosen = defaultdict(dict)  # (regime, target) -> seed -> (gtap row, baseline row)
+        for seed, res in found:
+            if "selection" not in res:
+                continue
+            rows = {(r["retrain"], _target(r), r["method"]): r for r in res["rows"] if r.get("seed") in (None, 0)}
+            for c in res["selection"]["choices"]:
+                pair = [rows.get((c["retrain"], c["target"], c[f])) for f in ("gtap", "baseline")]
+                if all(pair):
+                    chosen[(c["retrain"], c["target"])][seed] = pair
+        for (regime, target), by_seed in chosen.items():
+            seeds = sorted(by_seed)
+            g = np.array([by_seed[k][0]["accuracy"] for k in seeds])
+            b = np.array([by_seed[k][1]["accuracy"] for k in seeds])
+            diff = g - b
+            n = len(seeds)
+            p = stats.ttest_rel(g, b).pvalue if n > 1 and np.std(diff) > 0 else float("nan")
+            half = stats.t.ppf(0.975, n - 1) * np.std(diff, ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+            cells.append({"config": config, "view": view, "regime": regime, "target": target, "n": n, "diff": diff,
+                          "half": half, "p": p, "gtap": [by_seed[k][0] for k in seeds],
+                          "baseline": [by_seed[k][1] for k in seeds]})
+    if not cells:
+        return []
+    adjusted = holm([c["p"] for c in cells])
+    lines = ["## Verdicts: selected GTAP against the selected baseline", "",
+             "In each run the selection set (validation images the game never sees) chose the GTAP variant and the"
+             " baseline variant (scores and allocation) of highest accuracy, per regime and target; the test set"
+             " only scores the two. Difference = GTAP minus baseline test accuracy, mean over seeds with a 95% t"
+             " interval; p: two-sided paired t-test; p (Holm): adjusted over every cell of this table. Sizes: mean"
+             " parameters / FLOPs of each pruned network. A verdict needs p (Holm) < 0.05; otherwise the cell is"
+             " level as far as these seeds can tell.", "",
+             "| config | regime | target (share of params) | GTAP chosen (runs) | baseline chosen (runs) | GTAP acc."
+             " / params / MFLOPs | baseline acc. / params / MFLOPs | difference | seeds ahead | p | p (Holm) |"
+             " verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def summary(rows):
+        names = defaultdict(int)
+        for r in rows:
+            names[r["method"]] += 1
+        return ", ".join(f"{m} ({k})" for m, k in sorted(names.items(), key=lambda x: -x[1]))
+
+    def size(rows):
+        return (f"{np.mean([r['accuracy'] for r in rows]):.3f} / {np.mean([r['params'] for r in rows]):,.0f} / "
+                f"{np.mean([r['flops'] for r in rows]) / 1e6:.2f}")
+
+    for c, adj in zip(cells, adjusted, strict=True):
+        if np.isfinite(adj) and adj < 0.05:
+            verdict = "GTAP ahead" if c["diff"].mean() > 0 else "GTAP behind"
+        else:
+            verdict = "level"
+        lines.append(f"| {c['config']} | {c['regime']} | {c['target']} | {summary(c['gtap'])} |"
+                     f" {summary(c['baseline'])} | {size(c['gtap'])} | {size(c['baseline'])} |"
+                     f" {c['diff'].mean():+.3f} +- {c['half']:.3f} | {int((c['diff'] > 0).sum())}/{c['n']} |"
+                     f" {c['p']:.3f} | {adj:.3f} | {verdict} |")
+    return lines + [""]
+
+
 def _mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} +- {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
@@ -102,14 +191,15 @@ def _best_of_each_family(sub: list[dict], sizes: list[int], mode: str) -> list[s
     """Per size: the best GTAP method against the best baseline (by mean), and whether the gap exceeds
     the larger of the two spreads (std over seeds and retraining seeds). The best of nine GTAP methods
     against the best of four baselines favours GTAP by selection alone; the full tables say more."""
-    lines = [f"retrain = {mode}: best GTAP method against best baseline, by neurons kept", "",
-             "| neurons | best GTAP | best baseline | difference | verdict |", "|---|---|---|---|---|"]
+    lines = [f"retrain = {mode}: best GTAP method against best baseline by their test accuracy (descriptive, no"
+             " verdict), by target", "",
+             "| target | best GTAP | best baseline | difference | gap against the spread |", "|---|---|---|---|---|"]
     for s in sizes:
         best = {}
         for family in ("gtap", "baseline"):
             cells = {}
             for r in sub:
-                if r["neurons"] == s and r["family"] == family:
+                if _target(r) == s and r["family"] == family:
                     cells.setdefault(r["method"], []).append(r["accuracy"])
             name = max(cells, key=lambda m: np.mean(cells[m]))
             best[family] = (name, float(np.mean(cells[name])), float(np.std(cells[name])))
@@ -130,12 +220,12 @@ def _paired(sub: list[dict], sizes: list[int], mode: str) -> list[str]:
     acc = defaultdict(dict)  # (method, size) -> run seed -> accuracy (the mean over retraining seeds)
     family = {}
     for r in sub:
-        acc[(r["method"], r["neurons"])].setdefault(r["run_seed"], []).append(r["accuracy"])
+        acc[(r["method"], _target(r))].setdefault(r["run_seed"], []).append(r["accuracy"])
         family[r["method"]] = r["family"]
     acc = {k: {seed: float(np.mean(a)) for seed, a in v.items()} for k, v in acc.items()}
     gtap = [m for m in family if family[m] == "gtap"]
-    lines = [f"retrain = {mode}: paired across seeds, each GTAP method minus the best baseline at that size "
-             "(difference mean +- std, seeds ahead, paired t-test p)", "",
+    lines = [f"retrain = {mode}: paired across seeds, each GTAP method minus the best baseline at that target by its"
+             " test accuracy (difference mean +- std, seeds ahead, paired t-test p, uncorrected: descriptive)", "",
              "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
     best = {}
     for s in sizes:
@@ -160,7 +250,8 @@ def _paired(sub: list[dict], sizes: list[int], mode: str) -> list[str]:
 
 def _results(folders: list[Path]):
     """``(run name, results.json path)`` of each run: ``FOLDER/<name>/results.json`` (a ``run`` folder) or
-    ``FOLDER/<name>.json`` (the copies in docs/reproduction_runs), ``name`` = ``<config>-s<seed>[-layerwise]``."""
+    ``FOLDER/<name>.json`` (the copies in docs/reproduction_runs), ``name`` = ``<config>-s<seed>[-<view>]`` (views:
+    ``VIEWS``)."""
     for folder in folders:
         for path in sorted(folder.glob("*/results.json")):
             yield path.parent.name, path
@@ -176,34 +267,36 @@ def report(args) -> None:
                     else {})
     for name, path in _results(args.out):
         config, rest = name.split("-s", 1)
-        view = "layerwise" if rest.endswith("-layerwise") else "joint"
-        runs[(config, view)].append((int(rest.split("-")[0]), json.loads(path.read_text())))
-    lines = []
+        seed, _, view = rest.partition("-")
+        runs[(config, view or "joint")].append((int(seed), json.loads(path.read_text())))
+    lines = _verdicts(runs)
     for (config, view), found in sorted(runs.items()):
         seeds = sorted(s for s, _ in found)
         rows = [{**r, "run_seed": seed} for seed, res in found for r in res["rows"]]
         full = [res["summary"]["trained_test_accuracy"] for _, res in found]
         times = [f"{wall[k]:.0f} s" for k in sorted(wall)
-                 if k.startswith(config + "-s") and ("layerwise" in k) == (view == "layerwise")]
-        lines += [f"### {config} ({view} game), seeds {seeds}", "",
+                 if k.startswith(config + "-s") and (k.split("-", 2)[2:] or ["joint"])[0] == view]
+        lines += [f"### {config} ({VIEWS.get(view, view)}), seeds {seeds}", "",
                   f"Unpruned test accuracy {_mean_std(full)}"
                   + (f"; wall time per run {', '.join(times)}." if times else "."), ""]
         for mode in dict.fromkeys(r["retrain"] for r in rows):
             sub = [r for r in rows if r["retrain"] == mode]
-            sizes = sorted({r["neurons"] for r in sub}, reverse=True)
+            sizes = sorted({_target(r) for r in sub}, reverse=True)
             methods = list(dict.fromkeys(r["method"] for r in sub))
             lines += _best_of_each_family(sub, sizes, mode)
             if len(seeds) > 1:
                 lines += _paired(sub, sizes, mode)
             timed = any(np.isfinite(r.get("latency_ms", np.nan)) for r in sub)
-            lines += [f"retrain = {mode}: test accuracy, mean +- std over seeds (and retraining seeds), by neurons"
-                      " kept; mean parameters / MFLOPs" + (" / latency in ms (batch 256)" if timed else "")
+            unit = sub[0].get("target_unit", "players")
+            by = "neurons kept" if unit == "players" else f"share of the {unit} (budget)"
+            lines += [f"retrain = {mode}: test accuracy, mean +- std over seeds (and retraining seeds), by {by};"
+                      " mean parameters / MFLOPs" + (" / latency in ms (batch 256)" if timed else "")
                       + " of the pruned network below each", "",
                       "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
             for m in methods:
                 cells = []
                 for s in sizes:
-                    cell = [r for r in sub if r["method"] == m and r["neurons"] == s]
+                    cell = [r for r in sub if r["method"] == m and _target(r) == s]
                     if not cell:
                         cells.append("")
                         continue

@@ -123,6 +123,12 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (["--config.data.source=path", "--config.data.path={d}/truncated.npz"], "BadZipFile"),
     (["--config.data.source=path", "--config.data.path={d}/no_keys.npz"], "x_train"),
     (["--config.data.source=path", "--config.data.path={d}/missing"], "no MNIST at"),
+    (["--config.allocations=('uniform',)"], "unknown allocation 'uniform'"),
+    (["--config.target_unit=bytes"], "target_unit='bytes'"),
+    (["--config.target_unit=params", "--config.targets=(20,)"], "fractions of the network's parameters"),
+    (["--config.gtap.indices=('beta_1.5',)"], "unknown index 'beta_1.5'"),
+    (["--config.game.selection_examples=450", "--config.game.eval_examples=100"], "need 550 validation examples"),
+    (["--config.retrain.selected_only=True"], "needs a selection set"),
     (_text("{d}/empty_csv"), "cannot read emotion"),
     (_text("{d}/string_labels"), "labels must be integer class ids"),
     (_text("{d}/malformed_csv"), "ParserError"),
@@ -237,7 +243,7 @@ def test_damaged_records_are_recomputed_with_a_warning(finished, tmp_path):
     (steps / "masks__top_n__banzhaf.json").write_text((steps / "masks__top_n__banzhaf.json").read_text()[:40])
     (steps / "bands.json").write_text("")
     edited = _stored(wd, "masks/wmp")
-    edited["record"]["80"]["kept"] = edited["record"]["80"]["kept"][::-1][:3]
+    edited["record"]["scores"] = edited["record"]["scores"][::-1]
     (steps / "masks__wmp.json").write_text(json.dumps(edited))
     foreign = _stored(wd, "masks/iterated_pruning/banzhaf")
     foreign["config"] = "0123456789abcdef"
@@ -322,8 +328,10 @@ def test_an_interrupted_estimation_step_resumes_midway_with_the_same_result(tmp_
     assert whole_calls == 8  # two rounds of four slices
     assert calls[0] == 1024 and len(calls) == whole_calls - 6  # resumed mid-round; finished work not redone
     stopped, whole = (_stored(tmp_path / w, "masks/iterated_pruning/banzhaf")["record"] for w in ("stopped", "whole"))
-    assert {s: (r["kept"], r["evaluations"]) for s, r in stopped.items()} == \
-        {s: (r["kept"], r["evaluations"]) for s, r in whole.items()}
+    assert (stopped["priority"], stopped["rounds"]) == (whole["priority"], whole["rounds"])
+    stopped, whole = (json.loads((tmp_path / w / "masks.json").read_text()) for w in ("stopped", "whole"))
+    assert {s: (r["kept"], r["evaluations"]) for s, r in stopped["iterated_pruning/banzhaf"].items()} == \
+        {s: (r["kept"], r["evaluations"]) for s, r in whole["iterated_pruning/banzhaf"].items()}
     assert not (tmp_path / "stopped" / "partial" / "iterated_pruning__banzhaf").exists()  # cleaned up
 
 
@@ -358,6 +366,7 @@ def test_an_interrupted_settling_round_resumes_at_its_last_check_with_the_same_r
     monkeypatch.setattr(progress, "_save_settle", counted)
     experiment.run(config(), tmp_path / "stopped")
     assert saves == whole_saves[2:]  # resumed after the second check
-    stopped, whole = (_stored(tmp_path / w, "masks/top_n/banzhaf")["record"] for w in ("stopped", "whole"))
+    stopped, whole = (json.loads((tmp_path / w / "masks.json").read_text())["top_n/banzhaf"]
+                      for w in ("stopped", "whole"))
     assert {s: (r["kept"], r["evaluations"], r["settled_share"]) for s, r in stopped.items()} == \
         {s: (r["kept"], r["evaluations"], r["settled_share"]) for s, r in whole.items()}

@@ -127,27 +127,69 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     assert (tmp_path / "run" / "compression_curves.png").exists()
     assert "retrain = none" in capsys.readouterr().out
     _check_kept_neurons(tmp_path / "run", layerwise=config.game.layerwise)
+    if config.game.selection_examples:
+        _check_selection(tmp_path / "run")
     if config.latency:  # the residual models: every pruned network compacts, streams and heads included
         assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
         assert all(r["latency_ms"] > 0 and r["latency_ms_total"] > 0 for r in rows)  # measured, beside the dense
 
 
 def _check_kept_neurons(workdir, layerwise):
-    """Every method keeps exactly its target size; baselines (and every method of a layer-wise run) keep
-    each layer's proportional share."""
-    summary = json.loads((workdir / "results.json").read_text())["summary"]
+    """Every method keeps exactly its target size (or meets its budget of parameters); proportional methods (the
+    baselines by default, every method of a layer-wise run) keep each layer's proportional share."""
+    results = json.loads((workdir / "results.json").read_text())
+    summary, rows = results["summary"], results["rows"]
     layout = PlayerLayout(tuple(summary["layers"].items()))
-    rows = json.loads((workdir / "results.json").read_text())["rows"]
-    for step in (workdir / "steps").glob("masks__*.json"):
-        name = step.stem[len("masks__"):].replace("__", "/")
-        for size, found in json.loads(step.read_text())["record"].items():
+    row = {(r["method"], str(r["target"])): r for r in rows}
+    for name, by_target in json.loads((workdir / "masks.json").read_text()).items():
+        for target, found in by_target.items():
             mask = mask_of(found["kept"], layout.num_players)
-            assert mask.sum() == int(size) == len(found["kept"]), (name, size)
-            per_layer = {n: int(m.sum()) for n, m in layout.split(mask).items()}
-            if layerwise or "/" not in name:
-                assert per_layer == allocate(layout, int(size)), (name, size, per_layer)
-            assert all(r["neurons"] == int(size) for r in rows if r["method"] == name and r["neurons"] == int(size))
-    assert {r["neurons"] for r in rows} == set(summary["sizes"])
+            r = row[(name, target)]
+            assert r["neurons"] == mask.sum() == len(found["kept"]), (name, target)
+            if summary["target_unit"] == "players":
+                assert mask.sum() == int(target), (name, target)
+            else:  # a budget: met by every method
+                assert r["params"] <= float(target) * r["params_total"], (name, target, r["params"])
+            if r["allocation"] == "proportional":
+                per_layer = {n: int(m.sum()) for n, m in layout.split(mask).items()}
+                assert per_layer == allocate(layout, int(mask.sum())), (name, target, per_layer)
+    if summary["target_unit"] == "players":
+        assert {r["neurons"] for r in rows} == set(summary["sizes"])
+
+
+def _check_selection(workdir):
+    """The reported variants are the best on the selection set, and would be whatever the test set said."""
+    from gtap_jax.experiment.selection import select
+
+    results = json.loads((workdir / "results.json").read_text())
+    rows, choices = results["rows"], results["selection"]["choices"]
+    keys = ("method", "family", "retrain", "target", "selection_accuracy")
+    assert select([{k: r[k] for k in keys} for r in rows]) == choices
+    for c in choices:
+        for family in ("gtap", "baseline"):
+            cell = [r for r in rows if (r["retrain"], r["target"], r["family"]) == (c["retrain"], c["target"], family)]
+            assert max(r["selection_accuracy"] for r in cell) == next(
+                r["selection_accuracy"] for r in cell if r["method"] == c[family])
+            assert all(r["selected"] == (family if r["method"] == c[family] else "") for r in cell)
+    with pytest.raises(ValueError, match="only the method"):  # a candidate carrying test accuracy is refused
+        select([{k: r[k] for k in (*keys, "accuracy")} for r in rows])
+
+
+def test_selection_set_is_cut_from_validation_apart_from_the_game(tmp_path, monkeypatch):
+    """The game's examples and the selection set are disjoint parts of the validation split, and the
+    selection reads no test accuracy: the same choices whatever the test set says."""
+    run_module = importlib.import_module("gtap_jax.experiment.run")
+    seen = []
+    real = run_module.select
+    monkeypatch.setattr(run_module, "select", lambda candidates: seen.append(candidates) or real(candidates))
+    config = _config("lenet300_mnist", **{"gtap.strategies": ("top_n",), "gtap.indices": ("banzhaf",),
+                                          "baselines": ("wmp", "random"), "retrain.modes": ("none",),
+                                          "game.selection_examples": 150, "allocations": ("proportional", "global")})
+    experiment.run(config, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())["summary"]
+    assert summary["game_examples"] == 200 and summary["selection_examples"] == 150  # of 500 validation images
+    assert seen and all("accuracy" not in c for cands in seen for c in cands)
+    _check_selection(tmp_path / "run")
 
 
 def test_target_sizes():
@@ -188,10 +230,9 @@ def test_a_new_strategy_and_baseline_are_one_function_and_one_registry_line(tmp_
                                           "baselines": ("last",), "targets": (0.5, 20), "retrain.modes": ("none",)})
     rows = experiment.run(config, tmp_path / "run")
     assert {(r["method"], r["neurons"]) for r in rows} == {(m, s) for m in ("first/banzhaf", "last") for s in (200, 20)}
-    masks = {n: json.loads((tmp_path / "run" / "steps" / f"masks__{n}.json").read_text())["record"]
-             for n in ("first__banzhaf", "last")}
+    masks = json.loads((tmp_path / "run" / "masks.json").read_text())
     for size in (200, 20):
-        assert masks["first__banzhaf"][str(size)]["kept"] == list(range(size))
+        assert masks["first/banzhaf"][str(size)]["kept"] == list(range(size))
         np.testing.assert_array_equal(mask_of(masks["last"][str(size)]["kept"], 400), picked[size])
     assert all(r["evaluations"] == 0 for r in rows)
 
@@ -250,8 +291,7 @@ def test_finetune_starts_from_the_pruned_weights(tmp_path, monkeypatch):
     assert len(finetunes) == 2  # one per method (one seed, one size)
     layout = PlayerLayout((("fc1", 300), ("fc2", 100)))
     for method, (model, params, _) in zip(("top_n/banzhaf", "wmp"), finetunes, strict=True):
-        record = json.loads((tmp_path / "run" / "steps" / f"masks__{method.replace('/', '__')}.json").read_text())
-        mask = mask_of(record["record"]["80"]["kept"], 400)
+        mask = mask_of(json.loads((tmp_path / "run" / "masks.json").read_text())[method]["80"]["kept"], 400)
         pruned = compact(lenet300(), trained, {n: np.asarray(m) for n, m in layout.split(mask).items()})
         assert model == pruned.model
         jax.tree.map(np.testing.assert_array_equal, params, pruned.params)
@@ -351,7 +391,7 @@ def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
     assert {r["neurons"] for r in rows} == {total // 2}
     assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
     row = next(r for r in rows if r["method"] == "wmp" and r["neurons"] == total // 2)
-    found = json.loads((tmp_path / "run" / "steps" / "masks__wmp.json").read_text())["record"][str(total // 2)]
+    found = json.loads((tmp_path / "run" / "masks.json").read_text())["wmp"][str(total // 2)]
     mask = mask_of(found["kept"], total)
     _, layout = network_game(model, variables, ds.x_val[:2], ds.y_val[:2], layers=list(layers))
     if api == "linen":

@@ -149,7 +149,7 @@ def test_the_experiments_lottery_levels_train_for_retrain_epochs():
 
     import ml_collections
 
-    from gtap_jax.experiment.methods import baseline_masks
+    from gtap_jax.experiment.methods import Target, scores_record
 
     model = MLP(hidden=(4, 4), num_classes=2)
     init = jax.tree.map(np.asarray, model.init(jax.random.key(0), jnp.zeros((1, 2)))["params"])
@@ -162,6 +162,7 @@ def test_the_experiments_lottery_levels_train_for_retrain_epochs():
     config = ml_collections.ConfigDict({"train": {"epochs": 7}, "retrain": {"epochs": 2}})
     net = adapt(model, init)
     ctx = SimpleNamespace(key=jax.random.key(0), network=net, init=net, layout=layout_for(model),
-                          game_data=(np.zeros((4, 2)), np.zeros(4, int)), sizes=[6, 2], config=config, fit=fit)
-    record = baseline_masks(ctx, "lottery")
-    assert set(record) == {"6", "2"} and epochs_seen == [2, 2]
+                          game_data=(np.zeros((4, 2)), np.zeros(4, int)), sizes=[6, 2], config=config, fit=fit,
+                          targets=[Target("6", players=6), Target("2", players=2)])
+    record = scores_record(ctx, "lottery")
+    assert set(record["masks"]) == {"6", "2"} and epochs_seen == [2, 2]

@@ -43,3 +43,41 @@ def _student_t_cdf(t, df):
     """The t distribution's CDF for 2 degrees of freedom, in closed form."""
     assert df == 2
     return 0.5 + t / (2 * np.sqrt(2 + t * t))
+
+
+def test_holm_against_a_hand_computed_example(reproduction):
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (never below the one before)
+    adjusted = reproduction.holm([0.01, 0.04, 0.03, 0.005, float("nan")])
+    np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adjusted[4])
+    assert reproduction.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+
+
+def _result(seed, gtap_acc, base_acc):
+    rows = [{"method": "top_n/beta_0.9@cost", "family": "gtap", "retrain": "none", "target": 0.8, "seed": None,
+             "accuracy": gtap_acc, "params": 800, "flops": 1e6, "neurons": 5},
+            {"method": "gate@global", "family": "baseline", "retrain": "none", "target": 0.8, "seed": None,
+             "accuracy": base_acc, "params": 790, "flops": 1e6, "neurons": 6},
+            {"method": "loo@global", "family": "baseline", "retrain": "none", "target": 0.8, "seed": None,
+             "accuracy": 0.99, "params": 790, "flops": 1e6, "neurons": 6}]  # best on test, not selected
+    choice = {"retrain": "none", "target": 0.8, "gtap": "top_n/beta_0.9@cost", "baseline": "gate@global"}
+    return seed, {"rows": rows, "selection": {"rule": "", "choices": [choice]}}
+
+
+def test_verdicts_compare_the_selected_variants_with_holm(reproduction):
+    vit = [(0.8, 0.7), (0.82, 0.7), (0.79, 0.72)]
+    runs = {("vit_mnist", "joint"): [_result(s, g, b) for s, (g, b) in enumerate(vit)],
+            ("resnet_mnist", "joint"): [_result(s, g, b) for s, (g, b) in enumerate([(0.5, 0.6), (0.7, 0.65)])]}
+    table = reproduction._verdicts(runs)
+    vit = next(line for line in table if line.startswith("| vit_mnist"))
+    resnet = next(line for line in table if line.startswith("| resnet_mnist"))
+    assert "loo@global" not in vit  # the test set's best baseline is not the one compared
+    diff = np.array([0.1, 0.12, 0.07])
+    p = 2 * (1 - _student_t_cdf(diff.mean() / (diff.std(ddof=1) / np.sqrt(3)), df=2))
+    cells = [c.strip() for c in vit.split("|")]
+    assert cells[8].startswith(f"{diff.mean():+.3f}") and cells[9] == "3/3"
+    assert float(cells[10]) == pytest.approx(p, abs=1e-3)
+    other = float([c.strip() for c in resnet.split("|")][10])
+    # Holm over the two cells of the table
+    holm = min(1.0, 2 * p) if p < other else max(min(1.0, 2 * other), p)
+    assert float(cells[11]) == pytest.approx(holm, abs=1e-3)

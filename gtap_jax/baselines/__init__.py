@@ -2,12 +2,13 @@
 lottery ticket.
 
 All are reached through one registry, ``BASELINES``, of functions
-``baseline(inputs, sizes) -> {size: bool[P]}``; they score and retrain any model
+``baseline(inputs, sizes) -> {size: bool[P]}`` (the score-based ones also take an ``allocation``);
+they score and retrain any model
 through the network adapter (:mod:`gtap_jax.network`).
 """
 
 from gtap_jax.baselines.lottery import lottery_ticket
-from gtap_jax.baselines.registry import BASELINES, BaselineFn, BaselineInputs, by_scores
+from gtap_jax.baselines.registry import BASELINES, BaselineFn, BaselineInputs, ScoreBaseline, by_scores
 from gtap_jax.baselines.scores import (
     gate_scores,
     leave_one_out_scores,
@@ -20,6 +21,7 @@ __all__ = [
     "BASELINES",
     "BaselineFn",
     "BaselineInputs",
+    "ScoreBaseline",
     "by_scores",
     "gate_scores",
     "leave_one_out_scores",

@@ -1,10 +1,11 @@
 """The baselines behind one signature: ``baseline(inputs, sizes) -> {size: bool[P]}``.
 
 Score-based baselines (weight magnitude, weight x gradient, a gate's gradient, leave-one-out, random) keep the
-highest-scoring neurons of each layer in proportion to its size
-(:func:`gtap_jax.layout.keep_per_layer`); the lottery ticket prunes
-iteratively and retrains. Adding a baseline: one function (or one scorer
-wrapped by :func:`by_scores`) and one line in ``BASELINES``.
+highest-scoring neurons under an allocation (:mod:`gtap_jax.strategies.allocation`): by default each layer
+keeps its proportional share (:func:`gtap_jax.layout.keep_per_layer`); ``global`` ranks every player at
+once and ``cost`` by score per unit of parameters or FLOPs, as GTAP may. The lottery ticket prunes
+iteratively (per layer) and retrains. Adding a baseline: one function (or one scorer wrapped by
+:func:`by_scores`) and one line in ``BASELINES``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from gtap_jax.baselines.scores import (
     random_scores,
     taylor_scores,
 )
-from gtap_jax.layout import PlayerLayout, keep_per_layer
+from gtap_jax.layout import PlayerLayout
 from gtap_jax.network import Network
 from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey
+from gtap_jax.strategies.allocation import Cost, comparable, keep
 
 
 class BaselineInputs(NamedTuple):
@@ -52,14 +54,39 @@ class BaselineInputs(NamedTuple):
 BaselineFn = Callable[[BaselineInputs, Sequence[int]], dict[int, np.ndarray]]
 
 
-def by_scores(score_fn: Callable[[BaselineInputs], np.ndarray]) -> BaselineFn:
-    """A baseline keeping, for every size, the highest ``score_fn`` neurons of each layer in proportion."""
+class ScoreBaseline(NamedTuple):
+    """A baseline that scores players; an allocation keeps the strongest.
 
-    def baseline(inputs: BaselineInputs, sizes: Sequence[int]) -> dict[int, np.ndarray]:
-        scores = score_fn(inputs)
-        return {int(s): keep_per_layer(scores, inputs.layout, int(s)) for s in sizes}
+    Attributes:
+        score_fn: ``inputs -> float[P]``.
+        same_units: whether a score means the same in every group (a change of the loss); scores that do
+            not (a weight's magnitude) are divided by their group's L2 norm before a ``global`` or ``cost``
+            ranking (:func:`gtap_jax.strategies.allocation.comparable`).
+    """
 
-    return baseline
+    score_fn: Callable[[BaselineInputs], np.ndarray]
+    same_units: bool = True
+
+    def scores(self, inputs: BaselineInputs, allocation: str = "proportional") -> np.ndarray:
+        """``float[P]``, made comparable across groups where ``allocation`` ranks them together."""
+        return self.for_allocation(self.score_fn(inputs), inputs.layout, allocation)
+
+    def for_allocation(self, scores, layout: PlayerLayout, allocation: str) -> np.ndarray:
+        """Raw ``scores`` as ``allocation`` ranks them: per group as they are, across groups comparable."""
+        scores = np.asarray(scores, np.float64)
+        if allocation != "proportional" and not self.same_units:
+            return comparable(scores, layout)
+        return scores
+
+    def __call__(self, inputs: BaselineInputs, sizes: Sequence[int], *, allocation: str = "proportional",
+                 cost: Cost | None = None) -> dict[int, np.ndarray]:
+        scores = self.scores(inputs, allocation)
+        return {int(s): keep(scores, inputs.layout, allocation, players=int(s), cost=cost) for s in sizes}
+
+
+def by_scores(score_fn: Callable[[BaselineInputs], np.ndarray], *, same_units: bool = True) -> ScoreBaseline:
+    """A baseline keeping, for every size, the highest ``score_fn`` neurons (each layer its share by default)."""
+    return ScoreBaseline(score_fn, same_units)
 
 
 def lottery(inputs: BaselineInputs, sizes: Sequence[int]) -> dict[int, np.ndarray]:
@@ -77,7 +104,7 @@ def lottery(inputs: BaselineInputs, sizes: Sequence[int]) -> dict[int, np.ndarra
 BASELINES = Registry(
     "baseline",
     {
-        "wmp": by_scores(lambda i: magnitude_scores(i.network, None, i.layout)),
+        "wmp": by_scores(lambda i: magnitude_scores(i.network, None, i.layout), same_units=False),
         "wgmp": by_scores(lambda i: taylor_scores(i.network, None, i.x, i.y, i.layout)),
         "gate": by_scores(lambda i: gate_scores(i.network, None, i.x, i.y, i.layout)),
         "loo": by_scores(lambda i: leave_one_out_scores(i.network, None, i.x, i.y, i.layout)),
@@ -86,4 +113,4 @@ BASELINES = Registry(
     },
 )
 
-__all__ = ["BASELINES", "BaselineFn", "BaselineInputs", "by_scores", "lottery"]
+__all__ = ["BASELINES", "BaselineFn", "BaselineInputs", "ScoreBaseline", "by_scores", "lottery"]

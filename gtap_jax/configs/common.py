@@ -42,7 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
     # budget (benchmarks/RESULTS.md, "Settled decisions"), since accuracy moves in steps of 1 / examples.
     c.game.metric = "neg_loss"
     c.game.masked_value = "zero"  # zero | mean: what a silenced neuron outputs
-    c.game.eval_examples = 0  # examples of the validation split the game is played on (0 = all)
+    c.game.eval_examples = 0  # examples of the validation split the game is played on (0 = all but the selection set)
+    # the last validation examples, never in the game: the reported GTAP variant and baseline are chosen on them
+    # (highest accuracy per regime and target), and the test set only reports the choice (0 = no selection)
+    c.game.selection_examples = 0
     c.game.dtype = "float32"  # float32 | bfloat16: precision of each coalition's forward pass (see README)
     c.game.chunk_size = 0  # coalitions per compiled call (0 = as many as fit in memory, at most 4096)
 
@@ -52,6 +55,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.bands.rule = "max_std"  # how d is chosen: max_std (our reading) | min_keep_within
     c.bands.tolerance = 0.01  # for min_keep_within: allowed drop of the mean below v(all)
 
+    _methods(c)
+    return c
+
+
+def _methods(c: ml_collections.ConfigDict) -> None:
+    """The GTAP and baseline methods, the targets and the retraining of a config."""
     c.gtap = ml_collections.ConfigDict()
     c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
@@ -74,15 +83,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.gtap.step = 0.5  # iterated strategies: fraction (or int count) of neurons dropped/added per round
 
     c.baselines = ("wmp", "wgmp", "random", "lottery")  # baselines at the same neuron granularity
+    # how score-based methods (the baselines but the lottery ticket, and GTAP's top_n) choose among groups, each
+    # run under every one given: proportional (each layer its share) | global (one ranking) | cost (score per
+    # parameter or FLOP; gtap_jax.strategies.allocation). () = each method's own: the baselines proportional,
+    # GTAP its game's (global in a joint game); iterated strategies always keep their game's
+    c.allocations = ()
 
     c.targets = (0.5, 0.3, 0.2, 0.1, 0.05)  # keep fractions (floats in (0, 1]; 1.0 = all) or counts (ints)
+    # what a target counts: players | params | flops (then targets are fractions of the whole network's parameters
+    # or FLOPs, and every method keeps the most players whose smaller network fits that budget)
+    c.target_unit = "players"
 
     c.retrain = ml_collections.ConfigDict()
     c.retrain.modes = ("none", "scratch")  # none | scratch (compacted net from random init) | finetune
     c.retrain.seeds = 2  # seeds of every retraining (band over seeds in the plot)
     c.retrain.epochs = 5  # epochs of clean-slate retraining (and of each lottery-ticket level)
     c.retrain.finetune_epochs = 2  # epochs of fine-tuning, when "finetune" is a mode
-    return c
+    # retrain (scratch, finetune) only the GTAP method and the baseline that the selection set picks without
+    # retraining, at each target (needs game.selection_examples)
+    c.retrain.selected_only = False
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -126,16 +145,19 @@ def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
 
 def one_shot_config(model: str, arg: str | None, *, epochs: int, baselines: tuple[str, ...],
                     smoke_options: dict, options: dict | None = None) -> ml_collections.ConfigDict:
-    """A built-in Linen model with residual links (``model`` with ``options``) on MNIST, pruned one-shot (no
-    retraining); a caller sets other data.
+    """A built-in Linen model with residual links (``model`` with ``options``) on MNIST, pruned one-shot and
+    fine-tuned; a caller sets other data.
 
     Players: every coupled group and head layer its ``groups()`` names, silenced with zeros (a group's
-    feature is absent, not a mean); each pruned network's latency measured beside the dense one's.
-    Every coalition runs the whole network (no chains): on a CPU, fewer examples, fewer band samples,
-    a lower cap and two strategies. beta_d's d is the band's smallest keep fraction within 0.01 of the
-    intact network's value, in practice its largest, 0.95: one-shot pruning keeps most players, and
-    these networks are at or below chance on average at the keep fraction of largest spread (0.5-0.6 for
-    the ResNet), where ``max_std`` would put d. ``:smoke`` shrinks the model to ``smoke_options``.
+    feature is absent, not a mean). Every coalition runs the whole network (no chains): on a CPU, fewer
+    examples, fewer band samples, a lower cap and two strategies. Targets are budgets of parameters; every
+    score-based method (GTAP's top_n and the baselines) runs under the proportional, global and cost
+    allocations. The reported GTAP variant (strategy, index, d, allocation) and baseline (scores,
+    allocation) are the ones of highest accuracy on 244 validation images the game never sees, per target
+    and regime; fine-tuning (one epoch from the kept weights) runs for those two only. d of beta_d is among
+    the candidates (0.8, 0.9, 0.95) rather than set by a bands rule: on these networks no keep fraction
+    of the bands comes within ``bands.tolerance`` of the intact network, so ``min_keep_within`` falls back
+    to the top of its grid, which is no rule. ``:smoke`` shrinks the model to ``smoke_options``.
     """
     c = base_config()
     c.model.name = model
@@ -144,21 +166,31 @@ def one_shot_config(model: str, arg: str | None, *, epochs: int, baselines: tupl
     c.game.masked_value = "zero"
     c.train.epochs = epochs
     c.game.eval_examples = 256
+    c.game.selection_examples = 244  # the rest of MNIST's 500 validation images
     c.bands.num_samples = 64
-    c.bands.rule = "min_keep_within"
     c.gtap.strategies = ("top_n", "iterated_pruning")
+    c.gtap.indices = ("banzhaf", "beta_0.8", "beta_0.9", "beta_0.95")  # candidates; the selection set chooses
     c.gtap.max_evaluations = 2048
     c.baselines = baselines
-    c.retrain.modes = ("none",)
+    c.allocations = ("proportional", "global", "cost")
+    c.target_unit = "params"
+    c.targets = (0.9, 0.8, 0.7)  # shares of the parameters: one-shot pruning of nets this small
+    c.retrain.modes = ("none", "finetune")
+    c.retrain.finetune_epochs = 1
+    c.retrain.seeds = 1
+    c.retrain.selected_only = True
     c.latency = True
-    c.targets = (0.9, 0.8, 0.7)  # one-shot pruning of nets this small: 70% of their players is near chance
-    if arg == "smoke":
+    if arg == "smoke":  # one allocation, no fine-tuning: vit_mnist's smoke covers the rest
         smoke(c)
         c.model.options = dict(smoke_options)
         c.game.layers = MODELS[model](10, **smoke_options).groups()
-        c.targets = (0.5,)
+        c.gtap.indices = ("beta_0.9",)
+        c.game.selection_examples = 100
+        c.allocations = ("global",)
+        c.retrain.modes = ("none",)
+        c.retrain.selected_only = False
+        c.targets = (0.6,)
     elif arg:
         raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
     c.lock()
     return c
-

@@ -23,5 +23,12 @@ from gtap_jax.configs import common
 
 def get_config(arg=None):
     # players: 32 stream features, 2 x 4 heads, 2 x 64 feed-forward units (no kernel per head: no wmp)
-    return common.one_shot_config("vit", arg, epochs=20, baselines=("gate", "loo", "random"),
-                                  smoke_options={"width": 8, "depth": 1, "heads": 2, "hidden": 16})
+    c = common.one_shot_config("vit", arg, epochs=20, baselines=("gate", "loo", "random"),
+                               smoke_options={"width": 8, "depth": 1, "heads": 2, "hidden": 16})
+    if arg == "smoke":  # the one-shot smoke run that covers every allocation and the selected pair's fine-tuning
+        c.unlock()
+        c.allocations = ("proportional", "global", "cost")
+        c.retrain.modes = ("none", "finetune")
+        c.retrain.selected_only = True
+        c.lock()
+    return c

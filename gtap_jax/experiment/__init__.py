@@ -5,7 +5,8 @@ and the config hash), ``lock`` (one run per workdir), ``validation`` (every
 config field checked before any work, target sizes, the workdir's config
 record), ``setup`` (the config's network: a built-in model, or your own from
 ``model.factory``), ``context`` (the state a run's steps share), ``methods``
-(kept neurons of every GTAP method and baseline, looked up in their registries),
+(targets, and what every GTAP method and baseline finds, looked up in their registries, with its
+kept neurons under an allocation), ``selection`` (the reported variants, chosen on the selection set),
 ``progress`` (estimation progress saved mid-step, expected times), ``report``
 (CSV, table, plots) and ``run`` (the steps in order).
 """

@@ -34,6 +34,10 @@ class Context:
         d: the chosen d of beta_d.
         values_per_second: coalition values per second measured on the bands (for expected times).
         fills: ``{layer: float[units]}`` silenced neurons' outputs when ``game.masked_value="mean"``, else None.
+        selection_data: ``(x, y)``, validation examples the game never sees, on which the reported variants are
+            chosen (None without ``game.selection_examples``).
+        cost: the network's parameters or FLOPs by kept players per group, where targets or allocations need it.
+        targets: what to prune to: player counts, or budgets of ``cost``.
     """
 
     config: Any
@@ -53,6 +57,9 @@ class Context:
     d: float | None = None
     values_per_second: float | None = None
     fills: dict | None = None
+    selection_data: tuple | None = None
+    cost: Any = None
+    targets: list | None = None
 
     @property
     def progress(self) -> bool:

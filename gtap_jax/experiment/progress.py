@@ -53,8 +53,24 @@ from gtap_jax.strategies import (
 log = logging.getLogger("gtap_jax")
 
 
+def split_index(index: str) -> tuple[str, float | None]:
+    """``("beta", 0.9)`` for an index named with its d (``"beta_0.9"``), else ``(index, None)``."""
+    base, sep, d = index.partition("_")
+    if sep and base in INDICES and INDICES[base].takes_d and INDICES[base].fixed_d is None:
+        try:
+            value = float(d)
+        except ValueError:
+            return index, None
+        if 0 < value < 1:
+            return base, value
+    return index, None
+
+
 def index_d(ctx: Context, index: str) -> float | None:
-    """The d an index is played with in this run: its fixed d, the chosen d, or None."""
+    """The d an index is played with in this run: its fixed d, the d in its name, the chosen d, or None."""
+    index, named = split_index(index)
+    if named is not None:
+        return named
     spec = INDICES[index]
     if not spec.takes_d:
         return None
@@ -116,6 +132,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     """
     cfg = ctx.config.gtap
     d = index_d(ctx, index)
+    index = split_index(index)[0]
     folder = partial_dir(ctx, name)
     calls = itertools.count()
     chosen = cfg.estimators.get(index) or None
@@ -213,6 +230,7 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
     In settled mode (``gtap.evaluations = 0``) this is the most it can spend: every round at its cap.
     """
     cfg, total = ctx.config.gtap, 0
+    index = split_index(index)[0]
     for (_, game, layout), sizes in zip(ctx.games, game_sizes, strict=True):
         spent = []
 
@@ -235,6 +253,7 @@ def _incremental(ctx: Context, index: str) -> bool:
     """Whether the game values the draws of ``index``'s estimator incrementally (chains or stars)."""
     _, game, layout = ctx.games[0]
     cfg = ctx.config.gtap
+    index = split_index(index)[0]
     estimator = cfg.estimators.get(index) or default_estimator(index, layout.num_players,
                                                                cfg.evaluations or cfg.max_evaluations, game)
     return ESTIMATORS[estimator].incremental_on(game)
@@ -263,5 +282,5 @@ def say_expected_time(ctx: Context, step: str, evaluations: int, index: str | No
 
 
 __all__ = [
-    "checkpointed_attribute", "clear_partial", "expected_evaluations", "index_d", "say_expected_time",
+    "checkpointed_attribute", "clear_partial", "expected_evaluations", "index_d", "say_expected_time", "split_index",
 ]

@@ -11,9 +11,10 @@ import numpy as np
 from gtap_jax.uncertainty import Bands
 
 CSV_FIELDS = (
-    "method", "family", "strategy", "index", "d", "neurons", "neurons_total", "keep_fraction", "params",
+    "method", "family", "strategy", "index", "d", "allocation", "target", "target_unit", "selected", "neurons",
+    "neurons_total", "keep_fraction", "params",
     "params_total", "flops", "flops_total", "latency_ms", "latency_ms_total", "retrain", "seed", "accuracy",
-    "evaluations", "settled_share", "seconds", "train_seconds",
+    "selection_accuracy", "evaluations", "settled_share", "seconds", "train_seconds",
 )
 
 
@@ -26,8 +27,14 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def _target(r: dict):
+    """A row's target: its player count, or its share of the network's cost (rows of older runs: neurons)."""
+    return r.get("target", r["neurons"])
+
+
 def summary_table(rows: list[dict], full_accuracy: float) -> str:
-    """Test accuracy per method (rows) and neurons kept (columns), one block per retrain mode.
+    """Test accuracy per method (rows) and target (columns: neurons kept, or a share of the parameters or
+    FLOPs), one block per retrain mode; a ``*`` marks the variants the selection set chose.
 
     Retrained cells are the mean over seeds. ``evals`` is the most coalition
     values a method spent to reach a size; ``settled`` the least share of a
@@ -37,16 +44,23 @@ def summary_table(rows: list[dict], full_accuracy: float) -> str:
     lines = [f"trained network: test accuracy {full_accuracy:.4f}"]
     for mode in dict.fromkeys(r["retrain"] for r in rows):
         sub = [r for r in rows if r["retrain"] == mode]
-        sizes = sorted({r["neurons"] for r in sub}, reverse=True)
+        sizes = sorted({_target(r) for r in sub}, reverse=True)
+        unit = sub[0].get("target_unit", "players")
         methods = list(dict.fromkeys(r["method"] for r in sub))
         width = max(len(m) for m in methods) + 2
-        lines.append(f"\nretrain = {mode}: test accuracy (mean over seeds) by neurons kept")
-        lines.append("method".ljust(width) + "".join(f"{s:>9d}" for s in sizes) + "     evals  settled")
+        by = "neurons kept" if unit == "players" else f"share of the network's {unit} (budget)"
+        lines.append(f"\nretrain = {mode}: test accuracy (mean over seeds) by {by}")
+        lines.append("method".ljust(width) + "".join(f"{s:>9}" for s in sizes) + "     evals  settled")
         for m in methods:
             cells = []
             for s in sizes:
-                acc = [r["accuracy"] for r in sub if r["method"] == m and r["neurons"] == s]
-                cells.append(f"{np.mean(acc):9.4f}" if acc else " " * 9)
+                cell = [r for r in sub if r["method"] == m and _target(r) == s]
+                acc = np.mean([r["accuracy"] for r in cell]) if cell else None
+                if not any(r.get("selected") for r in sub):
+                    cells.append(f"{acc:9.4f}" if cell else " " * 9)
+                else:
+                    mark = "*" if any(r.get("selected") for r in cell) else " "
+                    cells.append(f"{acc:8.4f}{mark}" if cell else " " * 9)
             evals = max((r["evaluations"] for r in sub if r["method"] == m), default=0)
             shares = [r["settled_share"] for r in sub if r["method"] == m and r.get("settled_share") is not None]
             settled = f"{min(shares):9.2f}" if shares else ""

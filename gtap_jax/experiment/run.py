@@ -24,8 +24,18 @@ from gtap_jax.engine import make_plan
 from gtap_jax.experiment import report
 from gtap_jax.experiment.context import Context, stable_id
 from gtap_jax.experiment.lock import workdir_lock
-from gtap_jax.experiment.methods import find_masks, game_sizes, is_gtap, method_names
+from gtap_jax.experiment.methods import (
+    Target,
+    find_record,
+    game_sizes,
+    is_gtap,
+    mask_at,
+    measure_targets,
+    method_names,
+    parse,
+)
 from gtap_jax.experiment.progress import clear_partial, expected_evaluations, index_d, say_expected_time
+from gtap_jax.experiment.selection import SELECTION_RULE, select
 from gtap_jax.experiment.setup import load_network
 from gtap_jax.experiment.steps import Steps, write_json
 from gtap_jax.experiment.validation import (
@@ -66,6 +76,7 @@ def run(config, workdir: str | os.PathLike) -> list[dict]:
         record_config(config, workdir)  # only now: a refused config leaves nothing behind
         train_network(ctx)
         build_games(ctx)
+        measure_targets(ctx)
         measure_bands(ctx)
         masks = find_all_masks(ctx)
         rows = evaluate(ctx, masks)
@@ -94,6 +105,10 @@ def prepare(config, workdir: Path) -> Context:
     sizes = target_sizes(config.targets, layout.num_players, min_size=len(layout.names))
     if ds.num_classes < 2:
         raise ConfigError(f"data {ds.describe()}: a classifier needs at least 2 classes")
+    n_eval, n_select = config.game.eval_examples, config.game.selection_examples
+    if n_select and max(n_eval, 1) + n_select > len(ds.y_val):
+        raise ConfigError(f"game.eval_examples={n_eval} and game.selection_examples={n_select} need"
+                          f" {max(n_eval, 1) + n_select} validation examples, and {ds.describe()} has {len(ds.y_val)}")
     steps = Steps(workdir, config_hash(config))
     return Context(config, workdir, steps, key, ds, net, layout, sizes, init=net if trainable else None)
 
@@ -127,8 +142,11 @@ def train_network(ctx: Context) -> None:
 def build_games(ctx: Context) -> None:
     """The joint game over every player layer, the games played (it, or one per layer) and the plan."""
     game = ctx.config.game
-    n_eval = game.eval_examples or len(ctx.ds.y_val)
+    n_val, n_select = len(ctx.ds.y_val), game.selection_examples
+    n_eval = min(game.eval_examples or n_val, n_val - n_select)
     ctx.game_data = (ctx.ds.x_val[:n_eval], ctx.ds.y_val[:n_eval])
+    # the selection set: the last validation examples, never the game's
+    ctx.selection_data = (ctx.ds.x_val[n_val - n_select:], ctx.ds.y_val[n_val - n_select:]) if n_select else None
 
     def game_of(layers):
         return network_game(ctx.network, None, *ctx.game_data, layers=layers, metric=game.metric,
@@ -167,24 +185,35 @@ def measure_bands(ctx: Context) -> None:
 
 
 def find_all_masks(ctx: Context) -> dict[str, dict]:
-    """Steps ``masks/...``: the kept neurons of every method, each step's expected time said first."""
-    masks = {}
-    for name in tqdm(method_names(ctx.config), desc="methods", disable=not ctx.progress):
-        step = f"masks/{name}"
-        if is_gtap(name) and ctx.steps.get(step) is None:
-            strategy, index = name.split("/")
+    """Steps ``masks/...``: what every method finds (each GTAP step's expected time said first), then its
+    kept neurons at every target under its allocation: ``{name: {target label: record}}``, also written to
+    ``masks.json``."""
+    names = method_names(ctx.config)
+    records = {}
+    for base in tqdm(dict.fromkeys(parse(ctx, n).base for n in names), desc="methods", disable=not ctx.progress):
+        step = f"masks/{base}"
+        if is_gtap(base) and ctx.steps.get(step) is None:
+            strategy, index = base.split("/")
             say_expected_time(ctx, step, expected_evaluations(ctx, strategy, index, game_sizes(ctx)), index)
-        masks[name] = ctx.steps.run(step, functools.partial(find_masks, ctx, name))
-        clear_partial(ctx, name)
+        records[base] = ctx.steps.run(step, functools.partial(find_record, ctx, base))
+        clear_partial(ctx, base)
+    masks = {}
+    for name in names:
+        try:
+            masks[name] = {t.label: mask_at(ctx, name, records[parse(ctx, name).base], t) for t in ctx.targets}
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+    write_json(ctx.workdir / "masks.json", masks)
     return masks
 
 
-def _row_base(ctx: Context, name: str, found: dict, mask: np.ndarray, sizes) -> dict:
-    gtap = is_gtap(name)
-    strategy, index = name.split("/") if gtap else ("", "")
+def _row_base(ctx: Context, name: str, target: Target, found: dict, mask: np.ndarray, sizes) -> dict:
+    m = parse(ctx, name)
     return {
-        "method": name, "family": "gtap" if gtap else "baseline", "strategy": strategy, "index": index,
-        "d": index_d(ctx, index) if gtap else None,
+        "method": name, "family": m.family, "strategy": m.strategy, "index": m.index,
+        "d": index_d(ctx, m.index) if m.family == "gtap" else None, "allocation": m.allocation,
+        "target": target.players if target.budget is None else float(target.label),
+        "target_unit": ctx.config.target_unit,
         "neurons": int(mask.sum()), "neurons_total": ctx.layout.num_players,
         "keep_fraction": float(mask.sum() / ctx.layout.num_players),
         "evaluations": int(found["evaluations"]), "seconds": float(found["seconds"]),
@@ -206,21 +235,31 @@ def _smaller(ctx: Context, mask: np.ndarray, fills=None) -> Network | None:
         return None
 
 
+def _accuracies(ctx: Context, net: Network, **masked) -> dict:
+    """Test accuracy, and selection accuracy where the run has a selection set."""
+    out = {"accuracy": accuracy(net, None, ctx.ds.x_test, ctx.ds.y_test, **masked)}
+    if ctx.selection_data is not None:
+        out["selection_accuracy"] = accuracy(net, None, *ctx.selection_data, **masked)
+    return out
+
+
 def _accuracy_without_retraining(ctx: Context, name: str, tag: str, small, mask) -> dict:
     pruned = small if ctx.fills is None else _smaller(ctx, mask, ctx.fills)
-    test = ctx.ds.x_test, ctx.ds.y_test
     if pruned is None:
         masks = {p: np.asarray(k) for p, k in ctx.layout.split(mask).items()}
-        return {"accuracy": accuracy(ctx.network, None, *test, masks=masks, fills=ctx.fills)}
+        return _accuracies(ctx, ctx.network, masks=masks, fills=ctx.fills)
     if is_gtap(name):
         pruned.save(ctx.workdir / "compact" / tag.replace("/", "__"))
-    return {"accuracy": accuracy(pruned, None, *test)}
+    return _accuracies(ctx, pruned)
 
 
 def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, small: Network, mask) -> dict:
     cfg = ctx.config
     key = jax.random.fold_in(jax.random.key(cfg.seed + 1000 * (seed + 1)), stable_id(name))
     t0 = time.perf_counter()
+    if small is None and name != "lottery":  # retraining needs the smaller network
+        log.warning("%s: no smaller network to retrain (%s); its accuracy is NaN", name, mode)
+        return {"accuracy": float("nan"), "train_seconds": 0.0}
     if mode == "finetune":
         start = (None if ctx.fills is None else _smaller(ctx, mask, ctx.fills)) or small
         net = ctx.fit(key, start, epochs=cfg.retrain.finetune_epochs)
@@ -228,29 +267,50 @@ def _accuracy_after_retraining(ctx: Context, name: str, mode: str, seed: int, sm
         net = ctx.fit(key, ctx.init.smaller(ctx.layout, mask), epochs=cfg.retrain.epochs)
     else:
         net = ctx.fit(key, small.initialized(jax.random.fold_in(key, 0), ctx.ds.example), epochs=cfg.retrain.epochs)
-    return {"accuracy": accuracy(net, None, ctx.ds.x_test, ctx.ds.y_test), "train_seconds": time.perf_counter() - t0}
+    return {**_accuracies(ctx, net), "train_seconds": time.perf_counter() - t0}
 
 
 def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
-    """Steps ``eval/...``: test accuracy of every pruned network, per retrain mode and seed."""
-    modes = ctx.config.retrain.modes
-    rows = []
-    jobs = [(name, size) for name in masks for size in ctx.sizes]
-    for name, size in tqdm(jobs, desc="evaluating", disable=not ctx.progress):
-        found = masks[name][str(size)]
+    """Steps ``eval/...``: accuracy of every pruned network, per retrain mode and seed; then the selection.
+
+    With ``retrain.selected_only``, the regimes that retrain run only for the GTAP method and the baseline that
+    the selection set picked without retraining, at each target.
+    """
+    modes, cfg = ctx.config.retrain.modes, ctx.config
+    rows, pruned = [], {}
+    jobs = [(name, t) for name in masks for t in ctx.targets]
+    for name, target in tqdm(jobs, desc="evaluating", disable=not ctx.progress):
+        found = masks[name][target.label]
         mask = mask_of(found["kept"], ctx.layout.num_players)
         small = _smaller(ctx, mask)
-        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.example, latency=ctx.config.latency)
-        base, tag = _row_base(ctx, name, found, mask, sizes), f"{name}/{size}"
+        sizes = size_report(ctx.network, small, ctx.layout, mask, ctx.ds.example, latency=cfg.latency)
+        base, tag = _row_base(ctx, name, target, found, mask, sizes), f"{name}/{target.label}"
+        pruned[name, target.label] = (base, tag, small, mask)
         if "none" in modes:
             plain = functools.partial(_accuracy_without_retraining, ctx, name, tag, small, mask)
             rows.append({**base, "retrain": "none", "seed": None, **ctx.steps.run(f"eval/{tag}/none", plain)})
+    chosen = None
+    if cfg.retrain.selected_only and ctx.selection_data is not None:
+        chosen = {(s["target"], s[f]) for s in selected(ctx, rows) for f in ("gtap", "baseline") if s[f]}
+    for name, target in jobs:
+        base, tag, small, mask = pruned[name, target.label]
+        if chosen is not None and (base["target"], name) not in chosen:
+            continue
         for mode in (m for m in modes if m != "none"):  # validation: only networks gtap_jax trains get here
-            for seed in range(ctx.config.retrain.seeds):
+            for seed in range(cfg.retrain.seeds):
                 retrain = functools.partial(_accuracy_after_retraining, ctx, name, mode, seed, small, mask)
                 rec = ctx.steps.run(f"eval/{tag}/{mode}/{seed}", retrain)
                 rows.append({**base, "retrain": mode, "seed": seed, **rec})
     return rows
+
+
+def selected(ctx: Context, rows: list[dict]) -> list[dict]:
+    """The selection (:func:`gtap_jax.experiment.selection.select`) over ``rows``, handed their selection accuracy
+    and nothing of the test set; [] without a selection set."""
+    if ctx.selection_data is None:
+        return []
+    keys = ("method", "family", "retrain", "target", "selection_accuracy")
+    return select([{k: r[k] for k in keys} for r in rows if r.get("selection_accuracy") is not None])
 
 
 def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
@@ -259,8 +319,18 @@ def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
         "model": ctx.config.model.name, "data": ctx.ds.describe(), "players": ctx.layout.num_players,
         "layers": dict(ctx.layout.layers), "layerwise": bool(ctx.config.game.layerwise), "d": ctx.d,
         "trained_test_accuracy": ctx.trained["test_accuracy"], "sizes": ctx.sizes, "seconds_this_run": seconds,
+        "target_unit": ctx.config.target_unit, "targets": [t.label for t in ctx.targets],
+        "game_examples": len(ctx.game_data[1]),
+        "selection_examples": 0 if ctx.selection_data is None else len(ctx.selection_data[1]),
     }
-    write_json(ctx.workdir / "results.json", {"summary": summary, "rows": rows})
+    selection = selected(ctx, rows)
+    chosen = {(s["retrain"], s["target"], s[f]): f for s in selection for f in ("gtap", "baseline") if s[f]}
+    for r in rows:
+        r["selected"] = chosen.get((r["retrain"], r["target"], r["method"]), "") if selection else ""
+    record = {"summary": summary, "rows": rows}
+    if selection:
+        record["selection"] = {"rule": SELECTION_RULE, "choices": selection}
+    write_json(ctx.workdir / "results.json", record)
     report.write_csv(ctx.workdir / "results.csv", rows)
     full = ctx.trained["test_accuracy"]
     if rows:
@@ -269,5 +339,6 @@ def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
 
 
 __all__ = [
-    "build_games", "evaluate", "find_all_masks", "measure_bands", "prepare", "run", "train_network", "write_results",
+    "build_games", "evaluate", "find_all_masks", "measure_bands", "prepare", "run", "selected",
+    "train_network", "write_results",
 ]

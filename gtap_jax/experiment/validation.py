@@ -9,16 +9,19 @@ from pathlib import Path
 
 from gtap_jax import data as data_lib
 from gtap_jax.baselines import BASELINES
+from gtap_jax.experiment.progress import split_index
 from gtap_jax.experiment.steps import write_json
 from gtap_jax.indices import INDICES, estimators_for
 from gtap_jax.models import MODELS
 from gtap_jax.network import DTYPES, MASKED_VALUES, METRICS
 from gtap_jax.strategies import STRATEGIES
+from gtap_jax.strategies.allocation import ALLOCATIONS
 from gtap_jax.uncertainty import D_RULES
 
 log = logging.getLogger("gtap_jax")
 
 RETRAIN_MODES = ("none", "scratch", "finetune")
+TARGET_UNITS = ("players", "params", "flops")
 # Fields that may change between runs sharing a workdir: they do not affect results.
 RUN_ONLY_FIELDS = ("progress", "latency")
 # Fields that were renamed: a config or override that still uses the old name is told the new one.
@@ -129,6 +132,15 @@ def _sequence_of(item_check, what: str):
     return check
 
 
+def _indices(v):
+    """Index names, ``beta`` also with its d (``beta_0.9``)."""
+    names = sorted(INDICES) + ["beta_<d>"]
+    if not isinstance(v, tuple | list) or not all(isinstance(n, str) for n in v):
+        return f"a tuple of index names, some of {names}"
+    unknown = [n for n in v if n not in INDICES and split_index(n)[1] is None]
+    return f"some of {names} (unknown index {unknown[0]!r})" if unknown else None
+
+
 def _d(v):
     return None if _is_number(v) and (v == 0 or 0 < v < 1) else "a number in (0, 1), or 0 to choose it from the bands"
 
@@ -151,6 +163,7 @@ FIELDS = {
     "game.metric": _choice(METRICS),
     "game.masked_value": _choice(MASKED_VALUES),
     "game.eval_examples": _integer(0),
+    "game.selection_examples": _integer(0),
     "game.dtype": _choice(DTYPES),
     "game.chunk_size": _integer(0),
     "bands.keep_fractions": _sequence_of(_number(0, 1, lo_open=True), "keep fractions in (0, 1]"),
@@ -158,7 +171,7 @@ FIELDS = {
     "bands.rule": _choice(D_RULES),
     "bands.tolerance": _number(0),
     "gtap.strategies": _names(STRATEGIES, "strategy"),
-    "gtap.indices": _names(INDICES, "index"),
+    "gtap.indices": _indices,
     "gtap.d": _d,
     "gtap.evaluations": _integer(0),
     "gtap.delta": _number(0, 1, lo_open=True, hi_open=True),
@@ -168,11 +181,14 @@ FIELDS = {
     "gtap.checkpoint_every": _integer(0),
     "gtap.step": _step,
     "baselines": _names(BASELINES, "baseline"),
+    "allocations": _names(ALLOCATIONS, "allocation"),
     "targets": _sequence_of(_target, "keep fractions (floats in (0, 1]) or neuron counts (ints)"),
+    "target_unit": _choice(TARGET_UNITS),
     "retrain.modes": _names(RETRAIN_MODES, "retrain mode", allow_empty=False),
     "retrain.seeds": _integer(1),
     "retrain.epochs": _integer(1),
     "retrain.finetune_epochs": _integer(1),
+    "retrain.selected_only": _boolean,
 }
 
 
@@ -217,6 +233,11 @@ def validate(config) -> None:
             raise ConfigError(f"gtap.estimators.{i}={estimator!r}; expected one of {estimators_for(i)}")
     if not (config.gtap.strategies and config.gtap.indices) and not config.baselines:
         raise ConfigError("no method to run: give gtap.strategies and gtap.indices, or baselines")
+    if config.target_unit != "players" and not all(isinstance(t, float) for t in config.targets):
+        raise ConfigError(f"targets={tuple(config.targets)!r} with target_unit={config.target_unit!r}: expected"
+                          " fractions of the network's parameters or FLOPs (floats in (0, 1])")
+    if config.retrain.selected_only and not config.game.selection_examples:
+        raise ConfigError("retrain.selected_only=True needs a selection set: set game.selection_examples")
 
 
 def _validate_user_model(config) -> None:

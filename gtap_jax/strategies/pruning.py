@@ -61,6 +61,25 @@ class StrategyResult(NamedTuple):
                 return min(shares)
         raise KeyError(f"no round ended with {size} players")
 
+    def priority(self) -> np.ndarray:
+        """``float[P]`` whose order (highest first) puts every round's kept set first: players kept in more
+        rounds rank higher, ties by the scores of the last round that scored them.
+
+        So an allocation can reuse the strategy's choices: at a round's size its mask is the top of
+        this order; between two rounds' sizes, the larger round's set less its weakest by that round's
+        scores.
+        """
+        num_players = self.mask.size
+        depth = np.zeros(num_players)
+        tie = np.full(num_players, -np.inf)
+        for rnd in self.history:
+            depth += rnd.mask
+            if rnd.players.size:
+                tie[rnd.players] = rnd.scores.values
+        rank = np.empty(num_players)
+        rank[np.lexsort((-np.arange(num_players), tie))] = np.arange(num_players)  # ties: earlier player higher
+        return depth + 0.5 * rank / num_players
+
     def mask_of_size(self, size: int) -> tuple[np.ndarray, int]:
         """The first mask of ``size`` players in the history, and the evaluations spent to reach it.
 
