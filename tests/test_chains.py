@@ -173,3 +173,37 @@ def test_flax_models_value_chains_and_stars_as_the_batched_pass():
             np.testing.assert_allclose(np.asarray(fn.chain_values(masks, star=is_star)),
                                        np.asarray(g.evaluate_coalitions(fn, masks)), rtol=1e-5, atol=1e-5,
                                        err_msg=name)
+
+
+def test_a_built_in_model_with_numpy_params_values_chains_and_stars():
+    """Params as numpy arrays (after jax.device_get or a pickle) give the same estimates as device arrays."""
+    entry = MODELS["lenet300"]
+    model = entry(CLASSES, **entry.small)
+    params = init_params(jax.random.key(0), model, (50,))
+    ds = synthetic(0, (50,), CLASSES, n_train=8, n_test=64)
+    for estimator, index in (("permutation", "shapley"), ("paired", "banzhaf")):
+        values = []
+        for p in (params, jax.device_get(params)):
+            fn, layout = g.network_game(model, p, ds.x_test, ds.y_test, layers=["fc1", "fc2"], metric="neg_loss")
+            att = g.estimate(jax.random.key(2), fn, layout.num_players, index, evaluations=3 * (layout.num_players + 1),
+                             estimator=estimator)
+            values.append(np.asarray(att.values))
+        np.testing.assert_allclose(values[0], values[1], rtol=1e-6, atol=1e-7)
+
+
+def test_accuracy_games_value_exact_logit_ties_as_the_batched_pass():
+    """Flax's zero biases make a coalition without players output logits (0, ..., 0) exactly; a rank-1 update
+    leaves them +-1e-8 apart. Near-ties count as the lowest class in both passes, so stars and chains give the
+    batched pass's accuracy exactly."""
+    x = jax.random.normal(jax.random.key(0), (24, 5))
+    y = np.arange(24) % CLASSES
+    mlp = _LinenMLP()
+    fn, layout = g.network_game(mlp, mlp.init(jax.random.key(2), x), x, y, layers=["Dense_0", "Dense_1"],
+                                metric="accuracy")
+    p = layout.num_players
+    for i in range(40):
+        star = np.asarray(make_estimator(p, "banzhaf", estimator="paired").draw(jax.random.key(5), i))
+        chain = np.asarray(make_estimator(p, "shapley", estimator="permutation").draw(jax.random.key(5), i))
+        for masks, is_star in ((star, True), (chain, False)):
+            np.testing.assert_array_equal(np.asarray(fn.chain_values(masks, star=is_star)),
+                                          np.asarray(g.evaluate_coalitions(fn, masks)), err_msg=f"draw {i}")

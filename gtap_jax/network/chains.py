@@ -56,7 +56,7 @@ def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: st
     spec = next(s for s in model.site_specs() if s.name == first)
     if spec.consumer_spatial is not None or spec.consumer not in names:
         return None
-    kernel, bias = params[spec.consumer]["kernel"], params[spec.consumer]["bias"]
+    kernel, bias = jnp.asarray(params[spec.consumer]["kernel"]), jnp.asarray(params[spec.consumer]["bias"])
     stage = names.index(spec.consumer)
     variables = {"params": params}
     h = jax.jit(lambda v, x: model.apply(v, x, stop=names.index(first) + 1))(variables, jnp.asarray(x))
