@@ -4,18 +4,19 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/vit_mnist.py --workdir runs/vit
 
-Runtime on 2 CPU cores: about 4.5 minutes (249-268 s over 3 seeds, 2026-12-02; the transformer trains to
-0.865-0.880 test accuracy in 20 epochs, about 66 coalition values per second on 256 images); ``:smoke``
-under a minute. Results over seeds: docs/reproduction.md.
+Runtime on 2 CPU cores: 19-23 minutes (1,120-1,386 s over 3 seeds, 2026-12-05, beside other processes on
+the same cores; without latency); the transformer trains to 0.865-0.880 test accuracy in 20 epochs, about
+66 coalition values per second on 256 images alone. ``:smoke`` about two minutes. Results over seeds:
+docs/reproduction.md.
 
 Players: the residual stream's features (one coupled group, ``gtap_jax.network.coupling``: the patch
 embedding, the position embedding, every LayerNorm, each attention's output projection and each
 feed-forward output write or read it), each block's heads and each block's feed-forward units. A
 dropped stream feature is absent everywhere (the LayerNorms normalise over the kept ones), a dropped
 head leaves its query, key and value slices and its rows of the output projection. Every pruned
-network is compacted and must compute what the masked one does. Without retraining:
-``retrain.modes = ("none",)``. Weight magnitude has no kernel per head: the baselines are a gate's
-gradient, leave-one-out and random.
+network is compacted and must compute what the masked one does. Targets, allocations, the selection
+set and fine-tuning: ``common.one_shot_config``. Weight magnitude has no kernel per head: the baselines
+are a gate's gradient, leave-one-out and random.
 """
 
 from gtap_jax.configs import common
