@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gtap_jax.layout import PlayerLayout, allocate, strongest_first
+from gtap_jax.layout import PlayerLayout, keep_per_layer, strongest_first
 from gtap_jax.registry import Registry
 
 
@@ -153,14 +153,9 @@ def _best_of_each_group(layout: PlayerLayout, order: np.ndarray) -> np.ndarray:
 
 
 def proportional(scores, layout: PlayerLayout, r: int, cost: Cost | None = None) -> np.ndarray:
-    """Each group keeps ``allocate(layout, r)`` players: its highest scores."""
+    """Each group keeps ``allocate(layout, r)`` players: its highest scores (:func:`gtap_jax.layout.keep_per_layer`)."""
     del cost
-    scores = np.asarray(scores, np.float64)
-    keep = np.zeros(layout.num_players, bool)
-    for name, count in allocate(layout, r).items():
-        a, _ = layout.offsets()[name]
-        keep[a + strongest_first(scores[a : a + dict(layout.layers)[name]])[:count]] = True
-    return keep
+    return keep_per_layer(scores, layout, r)
 
 
 def ranked(scores, layout: PlayerLayout, r: int, cost: Cost | None = None) -> np.ndarray:
