@@ -3,7 +3,7 @@ encoder of its nlp_seq example, imported from a checkout of flax's examples (not
 
 For each: the coupled groups found in one traced pass; the game over the groups (and, for the Transformer,
 the heads) on random inputs; and for 5 random coalitions the smaller network, which must reproduce the masked
-one (``smaller_checked`` raises otherwise): its largest difference and the parameters before and after.
+one (``compact`` raises otherwise): its largest difference and the parameters before and after.
 
     git clone https://github.com/google/flax && python benchmarks/external_models.py --examples flax/examples
 """
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.network import adapt
+from gtap_jax.network import adapt, compact
 
 
 def _module(path: Path, name: str):
@@ -36,8 +36,8 @@ def _smaller(net, layout, x, keep: float):
     worst, small = 0.0, None
     for seed in range(5):
         mask = np.asarray(jax.random.bernoulli(jax.random.key(seed), keep, (layout.num_players,)))
-        small, error = net.smaller_checked(layout, mask, x=x)
-        worst = max(worst, error)
+        done = compact(net, None, layout, mask, x=x)
+        small, worst = done.network, max(worst, done.max_error)
     return worst, small
 
 

@@ -3,9 +3,9 @@
 The core (``engine``, ``games``, ``indices``, ``strategies``, ``uncertainty``,
 ``layout``) sees only value functions ``bool[P] -> scalar`` and imports no
 neural-network library. The network side (``network``: the model adapters,
-``network_game``, ``compact``, ``compact_flax``; ``baselines``, ``models``,
-``data``, ``experiment``) is imported on first use, as an attribute
-(``gtap_jax.network``) or by name (``gtap_jax.network_game``).
+``network_game``, ``compact`` for any model, ``compact_flax`` deprecated;
+``baselines``, ``models``, ``data``, ``experiment``) is imported on first use,
+as an attribute (``gtap_jax.network``) or by name (``gtap_jax.network_game``).
 """
 
 import importlib
@@ -27,7 +27,7 @@ _LAZY_MODULES = {
     "models": "gtap_jax.models",
     "network": "gtap_jax.network",
     # where these modules now live
-    "compaction": "gtap_jax.network.slicing",
+    "compaction": "gtap_jax.network.staged.slicing",
     "distributed": "gtap_jax.engine.distributed",
     "memory": "gtap_jax.engine.memory",
     "train": "gtap_jax.network.train",

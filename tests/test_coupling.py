@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import gtap_jax as g
-from gtap_jax.network import adapt, metric_value
+from gtap_jax.network import adapt, compact, metric_value
 
 
 def _silenced(h, name, masks):
@@ -146,7 +146,8 @@ def test_a_smaller_network_drops_each_group_everywhere(resnet):
     net = adapt(model, variables)
     layout = net.layout(["stem:group", "b2/Conv_1:group", "b1/Conv_0:group"], x)
     mask = np.array(jax.random.bernoulli(jax.random.key(5), 0.6, (layout.num_players,)))
-    small, error = net.smaller_checked(layout, mask, x=x)  # it reproduces the masked network, or raises
+    done = compact(net, None, layout, mask, x=x)  # it reproduces the masked network, or raises
+    small, error = done.network, done.max_error
     keep = layout.split(mask)
     params = small.variables["params"]
     assert params["stem"]["kernel"].shape[-1] == keep["stem:group"].sum()  # a member's outputs
@@ -160,7 +161,8 @@ def test_a_smaller_network_drops_each_group_everywhere(resnet):
     layout = t.layout(["embed:group", "blocks/0/up:group", "blocks/1/up:group", "blocks/1/attn:heads"], tokens)
     mask = np.array(jax.random.bernoulli(jax.random.key(6), 0.6, (layout.num_players,)))
     mask[-2:] = [True, False]  # one of block 1's two heads
-    small, error = t.smaller_checked(layout, mask, x=tokens)
+    done = compact(t, None, layout, mask, x=tokens)
+    small, error = done.network, done.max_error
     width = int(layout.split(mask)["embed:group"].sum())
     assert small.model.pos[...].shape == (1, 5, width)  # a variable that carries the stream
     assert small.model.blocks[1].attn.query.kernel[...].shape == (width, 1, 4)  # one head of 4 left
@@ -184,12 +186,14 @@ def test_a_smaller_linen_attention_drops_heads_and_stream_channels():
     layout = net.layout(["attn:heads", "Dense_0:group"], tokens)
     mask = np.ones(layout.num_players, bool)
     mask[[1, 2, 6]] = False  # heads 1 and 2, stream channel 2
-    small, error = net.smaller_checked(layout, mask, x=tokens)
+    done = compact(net, None, layout, mask, x=tokens)
+    small, error = done.network, done.max_error
     assert small.variables["params"]["attn"]["query"]["kernel"].shape == (7, 2, 2)
     assert small.variables["params"]["attn"]["out"]["kernel"].shape == (2, 2, 7)
     assert error < 1e-4
     mask[:4] = False  # no head left: one silent head stands for the attention (its output projection's bias stays)
-    small, error = net.smaller_checked(layout, mask, x=tokens)
+    done = compact(net, None, layout, mask, x=tokens)
+    small, error = done.network, done.max_error
     assert small.variables["params"]["attn"]["query"]["kernel"].shape == (7, 1, 2) and error < 1e-4
 
 

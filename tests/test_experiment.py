@@ -159,7 +159,7 @@ def _check_kept_neurons(workdir, layerwise):
 
 def _check_selection(workdir):
     """The reported variants are the best on the selection set, and would be whatever the test set said."""
-    from gtap_jax.experiment.selection import select
+    from gtap_jax.experiment.report import select
 
     results = json.loads((workdir / "results.json").read_text())
     rows, choices = results["rows"], results["selection"]["choices"]
@@ -270,7 +270,8 @@ def test_finetune_starts_from_the_pruned_weights(tmp_path, monkeypatch):
     """retrain mode finetune trains the compacted network from its pruned weights, for finetune_epochs."""
     from gtap_jax import compact
     from gtap_jax.models import lenet300
-    from gtap_jax.network import StagedNetwork, load_params
+    from gtap_jax.network import load_params
+    from gtap_jax.network.staged import StagedNetwork
 
     started = []
     real = StagedNetwork.fit
@@ -292,7 +293,7 @@ def test_finetune_starts_from_the_pruned_weights(tmp_path, monkeypatch):
     layout = PlayerLayout((("fc1", 300), ("fc2", 100)))
     for method, (model, params, _) in zip(("top_n/banzhaf", "wmp"), finetunes, strict=True):
         mask = mask_of(json.loads((tmp_path / "run" / "masks.json").read_text())[method]["80"]["kept"], 400)
-        pruned = compact(lenet300(), trained, {n: np.asarray(m) for n, m in layout.split(mask).items()})
+        pruned = compact(lenet300(), trained, layout, mask)
         assert model == pruned.model
         jax.tree.map(np.testing.assert_array_equal, params, pruned.params)
     none = {r["method"]: r["accuracy"] for r in rows if r["retrain"] == "none"}
@@ -359,7 +360,9 @@ def test_a_users_flax_model_runs_from_the_config(tmp_path, monkeypatch, api):
 
     from gtap_jax import data
     from gtap_jax.experiment.setup import save_checkpoint
-    from gtap_jax.network import masked_model, masked_variables, network_game
+    from gtap_jax.network import network_game
+    from gtap_jax.network.linen import masked_variables
+    from gtap_jax.network.nnx import masked_model
 
     (tmp_path / "my_models.py").write_text(USER_MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))

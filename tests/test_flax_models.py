@@ -9,7 +9,9 @@ from flax import nnx
 
 import gtap_jax as g
 from gtap_jax.baselines import lottery_ticket, magnitude_scores, taylor_scores
-from gtap_jax.network import compact_flax, masked_model, masked_variables, metric_value
+from gtap_jax.network import compact, metric_value
+from gtap_jax.network.linen import masked_variables
+from gtap_jax.network.nnx import masked_model
 
 
 class Block(nn.Module):
@@ -230,15 +232,17 @@ def test_compacted_linen_cnn_is_smaller_and_computes_the_masked_network(linen, f
         "block1/BatchNorm_0": full["block1"]["BatchNorm_0"]["__call__"][0].mean((0, 1, 2)),
         "Dense_0": full["Dense_0"]["__call__"][0].mean(0)}
     for m in _masks(layout, 50, n=2):
-        small = compact_flax(model, variables, x, layout, m, masked_value=fill)
+        small = compact(model, variables, layout, m, x=x, masked_value=fill)
         k_conv, k_dense = int(m[:4].sum()), int(m[4:].sum())
         p = small.variables["params"]
         assert p["block1"]["Conv_0"]["kernel"].shape == (3, 3, 1, k_conv)
         assert small.variables["batch_stats"]["block1"]["BatchNorm_0"]["mean"].shape == (k_conv,)
         assert p["Dense_0"]["kernel"].shape == (6 * 6 * k_conv, k_dense)
         assert p["Dense_1"]["kernel"].shape == (k_dense, 3)
-        assert small.features == {"block1/Conv_0": k_conv, "Dense_0": k_dense}
-        assert small.params == sum(a.size for a in jax.tree.leaves(p))
+        assert small.network.widths == {"block1/Conv_0": k_conv, "Dense_0": k_dense}
+        assert small.kept == {"block1/BatchNorm_0": k_conv, "Dense_0": k_dense}
+        assert small.report.params_after == sum(a.size for a in jax.tree.leaves(p)) < small.report.params_before
+        assert small.max_error < 1e-5
         np.testing.assert_allclose(small(x), model.apply(variables, x, masks=layout.split(m), fills=fills),
                                    rtol=1e-5, atol=1e-5)
 
@@ -249,7 +253,7 @@ def test_compacted_nnx_mlp_is_a_smaller_module_of_the_same_class(mlp):
     h1 = net.fc1(x)
     fills = {"fc1": h1.mean(axis=0), "blocks/1": net.blocks[1](nnx.relu(net.blocks[0](nnx.relu(h1)))).mean(axis=0)}
     m = _masks(layout, 60, n=1)[0]
-    small = compact_flax(net, None, x, layout, m, masked_value="mean")
+    small = compact(net, None, layout, m, x=x, masked_value="mean")
     assert type(small.model) is NNXMLP and small.variables is None
     k1, k2 = int(m[:7].sum()), int(m[7:].sum())
     assert small.model.fc1.kernel[...].shape == (5, k1) and small.model.blocks[0].kernel[...].shape == (k1, 6)
@@ -271,17 +275,17 @@ def test_compaction_refuses_what_is_not_a_chain(linen):
     _, layout = g.network_game(Residual(), variables, x, y, layers=["Dense_0"])
     mask = np.arange(6) % 2 == 0
     with pytest.raises(ValueError, match="not a chain"):
-        compact_flax(Residual(), variables, x, layout, mask)
+        compact(Residual(), variables, layout, mask, x=x)
     _, last = g.network_game(Residual(), variables, x, y, layers=["Dense_1"])  # built before the inner Dense
     with pytest.raises(ValueError, match="feeds the model's output"):
-        compact_flax(Residual(), variables, x, last, np.arange(3) < 2)
+        compact(Residual(), variables, last, np.arange(3) < 2, x=x)
     model, variables, x, y = linen  # a conv channel masked before its BatchNorm feeds Dense_0 a constant: folded
     _, conv = g.network_game(model, variables, x, y, layers=["block1/Conv_0"])
-    small = compact_flax(model, variables, x, conv, np.array([1, 0, 1, 0], bool))
-    assert small.features == {"block1/Conv_0": 2} and small.max_error < 1e-4
+    small = compact(model, variables, conv, np.array([1, 0, 1, 0], bool), x=x)
+    assert small.network.widths == {"block1/Conv_0": 2} and small.max_error < 1e-4
     _, bn = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0"])
     none = np.zeros(4, bool)  # every channel dropped: one dead channel stays (Flax has no zero-unit layers)
-    small = compact_flax(model, variables, x, bn, none)
+    small = compact(model, variables, bn, none, x=x)
     assert small.variables["params"]["block1"]["Conv_0"]["kernel"].shape[-1] == 1
     np.testing.assert_allclose(small(x), model.apply(variables, x, masks=bn.split(none)), rtol=1e-5, atol=1e-5)
 
@@ -435,8 +439,8 @@ def test_a_layer_named_twice_and_a_float_mask_are_refused(linen, mlp):
     _, layout = g.network_game(model, variables, x, y, layers=["block1/BatchNorm_0", "Dense_0"])
     for bad in (np.full(12, 0.3), np.full(12, 1.0)):
         with pytest.raises(ValueError, match="must be boolean"):
-            compact_flax(model, variables, x, layout, bad)
+            compact(model, variables, layout, bad, x=x)
         with pytest.raises(ValueError, match="must be boolean"):
             masked_variables(variables, layout, bad)
-    np.testing.assert_allclose(compact_flax(model, variables, x, layout, np.ones(12, int))(x),
+    np.testing.assert_allclose(compact(model, variables, layout, np.ones(12, int), x=x)(x),
                                model.apply(variables, x), rtol=1e-5, atol=1e-5)  # 0/1 integers are a mask

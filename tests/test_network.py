@@ -74,15 +74,20 @@ def test_compact_equals_masked_network(net):
     masks = {n: rng.random(s) < 0.5 for n, s in model.site_sizes().items()}
     for n in masks:
         masks[n][0] = True  # no layer empty
-    small = compact(model, params, masks, input_shape=ds.input_shape)
+    layout = layout_for(model)
     x = jnp.asarray(ds.x_test)
+    small = compact(model, params, layout, layout.join(masks), x=x, input_shape=ds.input_shape)
     want = model.apply({"params": params}, x, masks={n: jnp.asarray(m) for n, m in masks.items()})
     got = small.model.apply({"params": small.params}, x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    assert small.model.site_sizes() == {n: int(m.sum()) for n, m in masks.items()}
+    assert small.max_error < 1e-4 * max(1.0, float(jnp.abs(want).max()))
+    assert small.model.site_sizes() == {n: int(m.sum()) for n, m in masks.items()} == small.kept
     r = small.report
     assert r.params_after < r.params_before and r.flops_after < r.flops_before
     assert r.neurons_after == sum(int(m.sum()) for m in masks.values())
+    with pytest.warns(DeprecationWarning, match="compact\\(model, params, layout, mask\\)"):  # the old call
+        old = compact(model, params, masks, input_shape=ds.input_shape)
+    assert old.model == small.model and old.report[:6] == small.report[:6]  # latencies: NaN, not measured
 
 
 def test_compact_folds_mean_fills_into_biases(net):
@@ -96,13 +101,16 @@ def test_compact_folds_mean_fills_into_biases(net):
     fills = mean_fills(adapt(model, params), ds.x_test, layout)
     x = jnp.asarray(ds.x_test)
     want = model.apply({"params": params}, x, masks={n: jnp.asarray(m) for n, m in masks.items()}, fills=fills)
+    mask = layout.join(masks)
     if any(s.consumer_padded for s in model.site_specs()):  # AlexNet: conv -> SAME conv cannot fold
         with pytest.raises(ValueError, match="SAME-padded"):
-            compact(model, params, masks, fills=fills)
+            compact(model, params, layout, mask, fills=fills)
         return
-    small = compact(model, params, masks, fills=fills)
+    small = compact(model, params, layout, mask, fills=fills)
     np.testing.assert_allclose(small.model.apply({"params": small.params}, x), want, rtol=1e-4, atol=1e-4)
-    zero = compact(model, params, masks)
+    np.testing.assert_allclose(compact(model, params, layout, mask, x=x, masked_value="mean")(x), want, rtol=1e-4,
+                               atol=1e-4)  # the same fills, computed by compact as the game's "mean"
+    zero = compact(model, params, layout, mask)
     assert not np.allclose(zero.model.apply({"params": zero.params}, x), want, atol=1e-3)  # the fold matters
 
 
@@ -111,7 +119,8 @@ def test_compact_emptied_layer_is_constant(net):
     masks = {n: np.ones(s, bool) for n, s in model.site_sizes().items()}
     last = list(masks)[-1]
     masks[last][:] = False
-    small = compact(model, params, masks, input_shape=ds.input_shape)
+    layout = layout_for(model)
+    small = compact(model, params, layout, layout.join(masks), input_shape=ds.input_shape)
     x = jnp.asarray(ds.x_test[:50])
     want = model.apply({"params": params}, x, masks={n: jnp.asarray(m) for n, m in masks.items()})
     got = small.model.apply({"params": small.params}, x)
@@ -136,12 +145,17 @@ def test_masked_weights_compute_the_masked_network(net):
 def test_compact_errors():
     model = lenet300()
     params = init_params(jax.random.key(0), model, (28, 28, 1))
-    with pytest.raises(ValueError, match="unknown layer"):
+    layout = layout_for(model)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="unknown layer"):
         compact(model, params, {"fc9": np.ones(3, bool)})
-    with pytest.raises(ValueError, match="bool\\[300\\]"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="bool\\[300\\]"):
         compact(model, params, {"fc1": np.ones(3, bool)})
+    with pytest.raises(ValueError, match="bool\\[400\\]"):
+        compact(model, params, layout, np.ones(3, bool))
     with pytest.raises(ValueError, match="must be boolean"):  # 0.3 is not "kept"
-        compact(model, params, {"fc1": np.full(300, 0.3)})
+        compact(model, params, layout, np.full(400, 0.3))
+    with pytest.raises(ValueError, match="not both"):
+        compact(model, params, layout, np.ones(400, bool), fills={}, masked_value="mean", x=np.zeros((2, 28, 28, 1)))
     with pytest.raises(ValueError, match="must be boolean"):
         adapt(model, params).smaller(layout_for(model), np.full(400, 0.3))
 

@@ -32,5 +32,5 @@ def test_your_model_prunes_a_linen_cnn_and_an_nnx_mlp(tmp_path, monkeypatch):
     lines = [line for line in text.splitlines() if "parameters" in line and "kept" in line]
     assert len(lines) == 4  # Banzhaf and weight magnitude, for each model
     for line in lines:  # the per-layer counts kept, a smaller network, better than chance (0.1)
-        assert "{'Conv_0': 4, 'Conv_1': 8, 'Dense_0': 16}" in line or "{'linear1': 32, 'linear2': 16}" in line
+        assert "{'BatchNorm_0': 4, 'BatchNorm_1': 8, 'Dense_0': 16}" in line or "{'linear1': 32, 'linear2': 16}" in line
         assert 0.1 < float(line.split("test accuracy")[1].split()[0]) <= 1.0

@@ -23,8 +23,8 @@ LAYERS = [
     {"experiment"},
     {"prune", "configs"},
 ]
-# the only files that ask a model's kind
-ADAPTERS = {"network/linen.py", "network/linen_graph.py", "network/nnx.py", "network/nnx_graph.py", "network/adapt.py"}
+# the only folders whose files ask a model's kind: one folder per framework adapter
+ADAPTER_FOLDERS = ("network/linen/", "network/nnx/", "network/staged/")
 CONFIG_READERS = {"experiment/setup.py", "experiment/validation.py"}  # the only readers of model.factory
 
 
@@ -98,6 +98,41 @@ def test_sizes():
                 long_functions.append(f"{path.name}:{node.name}")
     assert not long_modules and not long_functions, (long_modules, long_functions)
     assert not list(ROOT.rglob("flax_*.py")), "a paired flax_ file"
+    crowded = {folder.relative_to(ROOT).as_posix(): n for folder in ROOT.rglob("*") if folder.is_dir()
+               and folder.name not in ("configs", "__pycache__")
+               and (n := len([p for p in folder.glob("*.py") if p.name != "__init__.py"])) > 8}
+    assert not crowded, crowded
+
+
+def test_no_two_module_names_a_reader_can_confuse():
+    """Within the package no two module names differ by one letter or only by a plural (chain / chains)."""
+    names = sorted({p.stem for p in ROOT.rglob("*.py") if p.stem != "__init__"})
+    confusable = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                  if _one_edit_apart(a, b) and not {a, b} <= {"base", "bases"}]
+    assert not confusable, confusable
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+def test_what_any_flax_module_shares_imports_no_framework():
+    """``network/modules/`` serves the Linen and the NNX adapter alike: it imports neither ``flax.linen`` nor
+    ``flax.nnx``, nor an adapter's folder."""
+    found = []
+    for path in (ROOT / "network" / "modules").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}: {n}" for n in names
+                      if n.startswith(("flax.linen", "flax.nnx", "gtap_jax.network.linen", "gtap_jax.network.nnx",
+                                       "gtap_jax.network.staged"))]
+    assert not found, found
 
 
 def _flax_isinstance(tree) -> bool:
@@ -116,12 +151,12 @@ def _reads_model_factory(tree) -> bool:
 
 
 def test_one_place_per_decision():
-    """Linen / NNX types are asked only by the adapters; ``model.factory`` is read only by config loading."""
+    """Linen / NNX types are asked only in the adapters' folders; ``model.factory`` is read only by config loading."""
     flax_checks, factory_reads = [], []
     for path in ROOT.rglob("*.py"):
         rel = path.relative_to(ROOT).as_posix()
         tree = ast.parse(path.read_text())
-        if rel not in ADAPTERS and _flax_isinstance(tree):
+        if not rel.startswith(ADAPTER_FOLDERS) and _flax_isinstance(tree):
             flax_checks.append(rel)
         if rel not in CONFIG_READERS and _reads_model_factory(tree):
             factory_reads.append(rel)

@@ -9,7 +9,7 @@ Runtime on 2 CPU cores: the config of 2026-12-02 (6 GTAP methods, proportional b
 values per second on 256 images. The current one runs 8 GTAP methods and every allocation (more
 evaluations; see docs/reproduction.md); ``:smoke`` about a minute.
 
-Players are coupled groups (``gtap_jax.network.coupling``): a stage's residual-stream channel is one
+Players are coupled groups (``gtap_jax.network.modules.coupling``): a stage's residual-stream channel is one
 player, silenced in every module that writes it and absent from every module that reads it; a
 block's inner channel is another. Every pruned network is compacted (channels removed from the
 stem, the blocks, the projection and the head) and must compute what the masked one does. Targets,

@@ -16,9 +16,9 @@ selection set and fine-tuning: ``common.one_shot_config``.
 Runtime on 2 CPU cores with the local CSVs: the config of 2026-12-02 (6 GTAP methods, proportional
 baselines) took 449-490 s over 3 seeds (the encoder trains to 0.861-0.874 test accuracy in 5 epochs,
 about 50 coalition values per second on 256 tweets); the current one runs 8 GTAP methods and every
-allocation (docs/reproduction.md gives its wall times). Results over seeds: docs/reproduction.md. ``:smoke`` runs a 1-block model on a 1,000-word
-vocabulary in under a minute on 2 CPU cores; it needs the data too (nothing falls back to synthetic
-inputs).
+allocation (docs/reproduction.md gives its wall times). Results over seeds: docs/reproduction.md.
+``:smoke`` runs a 1-block model on a 1,000-word vocabulary in under a minute on 2 CPU cores; it needs
+the data too (nothing falls back to synthetic inputs).
 """
 
 from gtap_jax.configs import common

@@ -9,7 +9,7 @@ the same cores; without latency); the transformer trains to 0.865-0.880 test acc
 66 coalition values per second on 256 images alone. ``:smoke`` about two minutes. Results over seeds:
 docs/reproduction.md.
 
-Players: the residual stream's features (one coupled group, ``gtap_jax.network.coupling``: the patch
+Players: the residual stream's features (one coupled group, ``gtap_jax.network.modules.coupling``: the patch
 embedding, the position embedding, every LayerNorm, each attention's output projection and each
 feed-forward output write or read it), each block's heads and each block's feed-forward units. A
 dropped stream feature is absent everywhere (the LayerNorms normalise over the kept ones), a dropped

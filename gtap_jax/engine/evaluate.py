@@ -45,7 +45,7 @@ def _coalition_spec(mesh: Mesh) -> PS:
 class ChainValueFn(Protocol):
     """A value function that also values chains of coalitions, each one player away from the one before
     (``star``: each one player away from the first), faster than one by one (a network game's incremental
-    evaluation: :mod:`gtap_jax.network.chains`)."""
+    evaluation: :mod:`gtap_jax.network.modules.incremental`)."""
 
     def __call__(self, mask: Bool[Array, " P"]) -> Float[Array, ""]: ...
 
@@ -54,7 +54,7 @@ class ChainValueFn(Protocol):
 
 class ChainGame:
     """A :class:`ChainValueFn` from a value function of one coalition and ``chain_values(masks, star)``
-    (a network game's, :mod:`gtap_jax.network.chains`, or a sub-game's of it)."""
+    (a network game's, :mod:`gtap_jax.network.modules.incremental`, or a sub-game's of it)."""
 
     def __init__(self, value: ValueFn, chain_values: Callable[..., Float[Array, " K"]]):
         self._value, self._chain_values = value, chain_values

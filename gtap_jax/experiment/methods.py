@@ -29,6 +29,7 @@ from gtap_jax.experiment.context import Context, method_key
 from gtap_jax.experiment.progress import checkpointed_attribute
 from gtap_jax.experiment.validation import ConfigError
 from gtap_jax.layout import allocate
+from gtap_jax.network import Shrinkable
 from gtap_jax.strategies import STRATEGIES
 from gtap_jax.strategies.allocation import Cost, fit_cost, keep, players_within
 
@@ -200,6 +201,10 @@ def measure_targets(ctx: Context) -> None:
     cfg = ctx.config
     unit = cfg.target_unit if cfg.target_unit != "players" else "params"
     if cfg.target_unit != "players" or "cost" in cfg.allocations:
+        if not isinstance(ctx.network, Shrinkable):
+            raise ConfigError(f"target_unit={cfg.target_unit!r} / allocations={tuple(cfg.allocations)!r} measure"
+                              f" smaller networks, and a {type(ctx.network).__name__} cannot be made smaller")
+
         def cost_step():
             smaller = {}
 

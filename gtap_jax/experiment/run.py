@@ -23,7 +23,6 @@ from gtap_jax import data as data_lib
 from gtap_jax.engine import make_plan
 from gtap_jax.experiment import report
 from gtap_jax.experiment.context import Context, stable_id
-from gtap_jax.experiment.lock import workdir_lock
 from gtap_jax.experiment.methods import (
     Target,
     find_record,
@@ -35,9 +34,9 @@ from gtap_jax.experiment.methods import (
     parse,
 )
 from gtap_jax.experiment.progress import clear_partial, expected_evaluations, index_d, say_expected_time
-from gtap_jax.experiment.selection import SELECTION_RULE, select
+from gtap_jax.experiment.report import SELECTION_RULE, select
 from gtap_jax.experiment.setup import load_network
-from gtap_jax.experiment.steps import Steps, write_json
+from gtap_jax.experiment.steps import Steps, workdir_lock, write_json
 from gtap_jax.experiment.validation import (
     ConfigError,
     check_workdir,
@@ -47,7 +46,7 @@ from gtap_jax.experiment.validation import (
     validate,
 )
 from gtap_jax.layout import mask_of
-from gtap_jax.network import Network, accuracy, mean_fills, network_game, size_report
+from gtap_jax.network import Network, Shrinkable, accuracy, mean_fills, network_game, size_report
 from gtap_jax.uncertainty import Bands, choose_d, uncertainty_bands
 
 log = logging.getLogger("gtap_jax")
@@ -227,6 +226,8 @@ def _row_base(ctx: Context, name: str, target: Target, found: dict, mask: np.nda
 def _smaller(ctx: Context, mask: np.ndarray, fills=None) -> Network | None:
     """The network without the players outside ``mask`` (their fills folded in), or None where the adapter
     cannot remove them (then the masked network is the pruned one)."""
+    if not isinstance(ctx.network, Shrinkable):
+        return None
     try:
         return ctx.network.smaller(ctx.layout, mask, x=ctx.game_data[0], fills=fills)
     except ValueError as e:
@@ -305,7 +306,7 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
 
 
 def selected(ctx: Context, rows: list[dict]) -> list[dict]:
-    """The selection (:func:`gtap_jax.experiment.selection.select`) over ``rows``, handed their selection accuracy
+    """The selection (:func:`gtap_jax.experiment.report.select`) over ``rows``, handed their selection accuracy
     and nothing of the test set; [] without a selection set."""
     if ctx.selection_data is None:
         return []

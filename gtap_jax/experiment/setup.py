@@ -5,7 +5,7 @@ This is the one place that reads ``model.factory``. A config with ``model.factor
 ``function(**model.options)`` returns, with the trained weights restored from
 ``model.checkpoint`` (an orbax checkpoint of the Linen variables, every collection, or
 of the NNX model's state: :func:`save_checkpoint` writes one). ``game.layers`` are
-module paths (:mod:`gtap_jax.network.masking`) and ``model.apply_kwargs`` the keyword
+module paths (:mod:`gtap_jax.network.modules.masking`) and ``model.apply_kwargs`` the keyword
 arguments of every call (e.g. ``{"train": False}``).
 
 gtap_jax does not train such a model, so it is evaluated as trained (retrain mode

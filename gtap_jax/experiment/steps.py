@@ -1,16 +1,24 @@
-"""The step store: each finished step of a run is one JSON file, written atomically.
+"""The workdir: each finished step of a run is one JSON file, written atomically, and one run holds it at a time.
 
 A record carries the hash of the config that made it and a checksum of its
 content; a record that is damaged (truncated, emptied, edited) or that another
 config wrote is recomputed, with a warning naming it.
+
+The lock (:func:`workdir_lock`, on ``workdir/.lock``) is the operating system's
+(``flock``), so it is released when the process holding it dies however it dies:
+a stale lock file from a dead run is simply taken over. The file names the
+process holding it, for the refusal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,4 +106,38 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-__all__ = ["Steps", "write_json"]
+class WorkdirBusyError(RuntimeError):
+    """Another live run holds the workdir; the message names its process."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path):
+    """Holds ``workdir/.lock`` for the duration of the ``with`` block.
+
+    Raises:
+        WorkdirBusyError: if another process holds it.
+    """
+    path = workdir / ".lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "a process that has not written its name yet"
+            raise WorkdirBusyError(
+                f"workdir {workdir} is in use by another run ({holder}); wait for it to finish or use another"
+                " --workdir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+__all__ = ["Steps", "WorkdirBusyError", "workdir_lock", "write_json"]

@@ -3,7 +3,7 @@
 * :class:`ResNet`: a small ResNet for 28x28 inputs: a 3x3 stem conv (stride 2) with BatchNorm, then stages of
   basic blocks (two 3x3 convs with BatchNorm, the identity added), the first block of each later
   stage halving the resolution with a 1x1 projection shortcut; global average pooling and a Dense
-  head. Its players are coupled groups (``gtap_jax.network.coupling``): each stage's residual
+  head. Its players are coupled groups (``gtap_jax.network.modules.coupling``): each stage's residual
   stream (``"stem:group"``, ``"s2b1/conv2:group"``, ...) and each block's inner channels
   (``"s1b1/conv1:group"``).
 
@@ -99,65 +99,57 @@ class EncoderBlock(nn.Module):
         return x + nn.Dense(x.shape[-1], name="down")(h)
 
 
-class ViT(TrainedModule):
-    """A small vision transformer (module docstring) on ``patch`` x ``patch`` patches of width ``width``."""
+class Encoder(TrainedModule):
+    """What the two transformers share: ``depth`` pre-norm encoder blocks of width ``width`` with ``heads`` heads
+    and ``hidden`` feed-forward units, over learned position embeddings, and the players' layers."""
 
     num_classes: int = 10
-    patch: int = 7
     width: int = 32
     depth: int = 2
     heads: int = 4
     hidden: int = 64
+
+    def encoded(self, h, mask=None):
+        """``h`` (``[batch, tokens, width]``) plus learned position embeddings (``"pos"``, their width taken from
+        ``h``, so that a smaller stream narrows them), through the encoder blocks; called from a compact
+        ``__call__``."""
+        h = h + self.param("pos", nn.initializers.normal(0.02), (1, h.shape[1], h.shape[-1]))
+        for i in range(self.depth):
+            h = EncoderBlock(self.heads, self.width // self.heads, self.hidden, name=f"block{i + 1}")(h, mask)
+        return h
+
+    def groups(self) -> tuple[str, ...]:
+        """The layers of every player: the stream, then each block's heads and feed-forward units."""
+        blocks = [(f"block{i + 1}/attn:heads", f"block{i + 1}/up:group") for i in range(self.depth)]
+        return ("embed:group", *(layer for pair in blocks for layer in pair))
+
+
+class ViT(Encoder):
+    """A small vision transformer (module docstring) on ``patch`` x ``patch`` patches of width ``width``."""
+
+    patch: int = 7
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = nn.Conv(self.width, (self.patch, self.patch), (self.patch, self.patch), name="embed")(x)
-        x = encoded(self, x.reshape(x.shape[0], -1, x.shape[-1]))  # [batch, tokens, width]
+        x = self.encoded(x.reshape(x.shape[0], -1, x.shape[-1]))  # [batch, tokens, width]
         return nn.Dense(self.num_classes, name="head")(nn.LayerNorm(name="norm")(x).mean(axis=1))
 
-    def groups(self) -> tuple[str, ...]:
-        """The layers of every player: the stream, then each block's heads and feed-forward units."""
-        return encoder_groups(self.depth)
 
-
-def encoded(module, h, mask=None):
-    """``h`` (``[batch, tokens, width]``) plus ``module``'s learned position embeddings (``"pos"``, their width
-    taken from ``h``, so that a smaller stream narrows them), through its ``depth`` encoder blocks; called from
-    ``module``'s compact ``__call__``."""
-    h = h + module.param("pos", nn.initializers.normal(0.02), (1, h.shape[1], h.shape[-1]))
-    for i in range(module.depth):
-        h = EncoderBlock(module.heads, module.width // module.heads, module.hidden, name=f"block{i + 1}")(h, mask)
-    return h
-
-
-def encoder_groups(depth: int) -> tuple[str, ...]:
-    """The players' layers of an encoder of ``depth`` blocks: the stream, then each block's heads and FFN units."""
-    blocks = [(f"block{i + 1}/attn:heads", f"block{i + 1}/up:group") for i in range(depth)]
-    return ("embed:group", *(layer for pair in blocks for layer in pair))
-
-
-class TextTransformer(TrainedModule):
+class TextTransformer(Encoder):
     """A small transformer encoder over ``[batch, length]`` token ids below ``vocab_size`` (module docstring)."""
 
     num_classes: int = 6
     vocab_size: int = 5000
-    width: int = 32
-    depth: int = 2
-    heads: int = 4
-    hidden: int = 64
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         tokens = x > 0
         h = nn.Embed(self.vocab_size, self.width, name="embed")(x)
-        h = encoded(self, h, nn.make_attention_mask(tokens, tokens))
+        h = self.encoded(h, nn.make_attention_mask(tokens, tokens))
         weight = tokens[..., None].astype(h.dtype)
         pooled = (nn.LayerNorm(name="norm")(h) * weight).sum(axis=1) / jnp.maximum(weight.sum(axis=1), 1.0)
         return nn.Dense(self.num_classes, name="head")(pooled)
-
-    def groups(self) -> tuple[str, ...]:
-        """The layers of every player: the stream, then each block's heads and feed-forward units."""
-        return encoder_groups(self.depth)
 
 
 def vit(num_classes: int = 10, patch: int = 7, width: int = 32, depth: int = 2, heads: int = 4,
@@ -173,5 +165,5 @@ def text_transformer(num_classes: int = 6, vocab_size: int = 5000, width: int = 
                            hidden=hidden)
 
 
-__all__ = ["BasicBlock", "EncoderBlock", "ResNet", "TextTransformer", "ViT", "encoded", "encoder_groups", "resnet",
-           "text_transformer", "vit"]
+__all__ = ["BasicBlock", "Encoder", "EncoderBlock", "ResNet", "TextTransformer", "ViT", "resnet", "text_transformer",
+           "vit"]

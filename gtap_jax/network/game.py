@@ -10,8 +10,8 @@ from jaxtyping import ArrayLike
 
 from gtap_jax.engine import ChainGame
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.network.adapt import adapt, mean_fills
-from gtap_jax.network.adapter import cast_floats
+from gtap_jax.network.any_model import adapt, mean_fills
+from gtap_jax.network.contract import cast_floats
 from gtap_jax.shapes import PyTree, ValueFn
 
 METRICS = ("accuracy", "neg_loss")

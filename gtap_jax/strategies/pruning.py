@@ -177,15 +177,8 @@ def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) 
     return StrategyResult(mask.copy(), tuple(history))
 
 
-def iterated_pruning(
-    key: PRNGKey,
-    value_fn: ValueFn,
-    num_players: int,
-    sizes: int | Sequence[int],
-    attribute: AttributeFn,
-    *,
-    step: int | float = 0.5,
-) -> StrategyResult:
+def iterated_pruning(key: PRNGKey, value_fn: ValueFn, num_players: int, sizes: int | Sequence[int],
+                     attribute: AttributeFn, *, step: int | float = 0.5) -> StrategyResult:
     """Repeatedly re-estimates on the survivors and drops the weakest, down to every size.
 
     Round t plays the sub-game of the surviving neurons (pruned ones silenced)
@@ -201,15 +194,8 @@ def iterated_pruning(
     return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=False)
 
 
-def iterated_building(
-    key: PRNGKey,
-    value_fn: ValueFn,
-    num_players: int,
-    sizes: int | Sequence[int],
-    attribute: AttributeFn,
-    *,
-    step: int | float = 0.5,
-) -> StrategyResult:
+def iterated_building(key: PRNGKey, value_fn: ValueFn, num_players: int, sizes: int | Sequence[int],
+                      attribute: AttributeFn, *, step: int | float = 0.5) -> StrategyResult:
     """Starts empty and repeatedly adds the strongest neurons, up to every size.
 
     Round t plays the sub-game of the not-yet-kept neurons with every kept

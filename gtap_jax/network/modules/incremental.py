@@ -13,7 +13,7 @@ coalitions.
 
 The built-in models know their stages (:func:`staged_chain_fn`); for a Linen or NNX model the Dense
 consumer is found in one recorded pass and its output replaced through
-:data:`~gtap_jax.network.masking.OVERRIDE` (:func:`intercepted_chain_fn`). Both share the update
+:data:`~gtap_jax.network.modules.masking.OVERRIDE` (:func:`intercepted_chain_fn`). Both share the update
 itself (:func:`rank1_chains`), over any leading axes (tokens too).
 
 Rank-1 updates accumulate float32 rounding along a chain of thousands of steps: each chain restarts
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.network.masking import HEADS, with_override
+from gtap_jax.network.modules.masking import HEADS, with_override
 
 # Steps between whole recomputations of the kept pre-activation along a chain.
 RESTART = 256
@@ -85,14 +85,14 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
 
     The consumer is the first Dense called after the first player layer, taking its features. Its input with
     every player of that layer kept and with every one dropped is recorded, its output replaced by the
-    rank-1-updated ``z`` (:data:`~gtap_jax.network.masking.OVERRIDE`); everything that fed only the consumer is
+    rank-1-updated ``z`` (:data:`~gtap_jax.network.modules.masking.OVERRIDE`); everything that fed only the consumer is
     dead code then, and XLA drops it. Before it is offered, the evaluator must reproduce the masked pass on a
     few coalitions (a LayerNorm, a residual link or a second use in between fails that, and the game is
     evaluated whole).
 
     Args:
-        layout, x, reduce, dtype: as :meth:`gtap_jax.network.adapter.Network.chain_fn`.
-        calls: the leaf module calls of one pass, in order (:class:`gtap_jax.network.chain.Call`).
+        layout, x, reduce, dtype: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
+        calls: the leaf module calls of one pass, in order (:class:`gtap_jax.network.modules.shrink_chain.Call`).
         params_at: ``path -> {name: array}``, the parameters of the module at ``path`` (None if none).
         forward: ``consumer -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with the
             module at ``consumer`` open to the override.

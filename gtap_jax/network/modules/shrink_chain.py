@@ -1,7 +1,7 @@
 """A smaller network for any Flax model that is a chain of Dense / Conv / BatchNorm / elementwise layers.
 
 The Linen and NNX adapters record the leaf module calls of one masked pass
-(:class:`Call`, with the kind of each module); :func:`plan_chain` reads from
+(:class:`Call`, with the kind of each module); :func:`chain_cuts` reads from
 them what to remove: each named layer's producer (the Dense or Conv itself, or
 the one before a named BatchNorm) loses the dropped output features, every
 BatchNorm between it and the next Dense / Conv (its consumer) loses those
@@ -12,7 +12,7 @@ BatchNorm's shift, the bias through a relu) is observed on the evaluation
 inputs; when it is the same for every example and position it is added to the
 consumer's bias, otherwise the layer is not part of a chain (a residual
 connection, attention, a LayerNorm over the features) and that is an error.
-:func:`checked_smaller` then runs the adapter's smaller network and requires
+:func:`smaller_network` then runs the adapter's smaller network and requires
 its outputs to equal the masked model's.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask
-from gtap_jax.network.masking import HEADS
+from gtap_jax.network.modules.masking import HEADS
 
 PRODUCERS = ("dense", "conv")
 
@@ -61,8 +61,8 @@ class Call:
     padding: Any = "VALID"
 
 
-class ChainPlan(NamedTuple):
-    """What :func:`plan_chain` found, per module path.
+class ChainCuts(NamedTuple):
+    """What :func:`chain_cuts` found, per module path.
 
     Attributes:
         out_keep: output features (and a BatchNorm's channels) that stay.
@@ -100,13 +100,13 @@ def _producer_of(calls: list[Call], layer: str, order: list[str]) -> int:
     return i
 
 
-def plan_chain(calls: list[Call], layout: PlayerLayout, keep: dict, atol: float) -> ChainPlan:
+def chain_cuts(calls: list[Call], layout: PlayerLayout, keep: dict, atol: float) -> ChainCuts:
     """Which features of which module stay, and the constants the dropped ones fed on (module docstring).
 
     Raises:
         ValueError: naming the module that breaks the chain.
     """
-    plan = ChainPlan({}, {}, {})
+    plan = ChainCuts({}, {}, {})
     order = [c.path for c in calls]
     for layer in layout.names:
         i = _producer_of(calls, layer, order)
@@ -129,7 +129,7 @@ def plan_chain(calls: list[Call], layout: PlayerLayout, keep: dict, atol: float)
     return plan
 
 
-def _plan_consumer(plan: ChainPlan, consumer: Call, layer: str, producer: str, k, kept, atol: float) -> None:
+def _plan_consumer(plan: ChainCuts, consumer: Call, layer: str, producer: str, k, kept, atol: float) -> None:
     inputs = np.asarray(consumer.inputs)
     width, channels = inputs.shape[-1], k.size
     if width % channels or (width != channels and consumer.kind != "dense"):
@@ -150,7 +150,7 @@ def _plan_consumer(plan: ChainPlan, consumer: Call, layer: str, producer: str, k
     plan.bias_add[consumer.path] = (~rows, const, ~rows[plan.in_keep[consumer.path]])
 
 
-def resized_arrays(params: dict, stats: dict | None, path: str, plan: ChainPlan) -> dict:
+def resized_arrays(params: dict, stats: dict | None, path: str, plan: ChainCuts) -> dict:
     """New arrays (by name) of one module's parameters and statistics."""
     new = {}
     if path in plan.bias_add:
@@ -170,7 +170,7 @@ def resized_arrays(params: dict, stats: dict | None, path: str, plan: ChainPlan)
     return new
 
 
-def checked_smaller(layout: PlayerLayout, mask, x, fills, *, forward: Callable, record: Callable, rebuild: Callable,
+def smaller_network(layout: PlayerLayout, mask, x, fills, *, forward: Callable, record: Callable, rebuild: Callable,
                     atol: float = 1e-4):
     """``(smaller network, largest difference from the masked one on x)`` for an adapter.
 
@@ -186,7 +186,7 @@ def checked_smaller(layout: PlayerLayout, mask, x, fills, *, forward: Callable, 
     masks = {p: np.asarray(k) for p, k in keep.items()}
     reference = np.asarray(forward(masks, fills))
     calls = record(masks, fills)
-    small = rebuild(plan_chain(calls, layout, keep, atol), calls)
+    small = rebuild(chain_cuts(calls, layout, keep, atol), calls)
     try:
         out = np.asarray(small.predict(x))
     except Exception as e:  # a shape error: something outside the chain still expects the old width
@@ -200,4 +200,4 @@ def checked_smaller(layout: PlayerLayout, mask, x, fills, *, forward: Callable, 
     return small, error
 
 
-__all__ = ["PRODUCERS", "Call", "ChainPlan", "checked_smaller", "kind_of", "plan_chain", "resized_arrays"]
+__all__ = ["PRODUCERS", "Call", "ChainCuts", "smaller_network", "kind_of", "chain_cuts", "resized_arrays"]

@@ -10,8 +10,9 @@ import contextvars
 import jax.numpy as jnp
 from flax import nnx
 
-from gtap_jax.network import chain, coupling
-from gtap_jax.network.masking import HEADS, called, grouped_norm, mask_input, mask_output, node_at
+from gtap_jax.network.modules import coupling
+from gtap_jax.network.modules import shrink_chain as chain
+from gtap_jax.network.modules.masking import HEADS, called, grouped_norm, mask_input, mask_output, node_at
 
 # a list while recording the leaf module calls of one pass; "mark" while tracing one for coupling.py
 RECORDING: contextvars.ContextVar = contextvars.ContextVar("gtap_recording", default=None)

@@ -20,7 +20,7 @@ carries a group's features is one of the group's *consumers*. The model's variab
 traced pass as arguments, each with an identity of its own: a variable that meets a group in an
 elementwise operation (a bias, a norm's scale, a position embedding added to the stream) carries
 the group's features on its last axis. A smaller model drops a group's features from all three:
-its members' outputs, its consumers' inputs, its variables (:mod:`gtap_jax.network.grouped`).
+its members' outputs, its consumers' inputs, its variables (:mod:`gtap_jax.network.modules.shrink_groups`).
 """
 
 from __future__ import annotations

@@ -1,144 +1,45 @@
-"""The staged adapter: the built-in models, as named stages with mask sites.
+"""The staged adapter: the built-in models (:class:`~gtap_jax.network.staged.model.StagedModel`) as a network.
 
-Every built-in model is a Linen module made of stages run in order
-(:class:`StagedModel`). A stage that ends in a *mask site* produces the
-post-activation output of a prunable layer; the site's keep mask (dense: per
-unit, conv: per output channel) silences the neurons outside the coalition
-there: ``jnp.where(keep, h, fill)`` with fill 0 (or a per-neuron constant), no
-dropout rescaling. What it offers beyond the other adapters: running stages
-``[start, stop)`` lets a game compute the mask-independent prefix once (prefix
-caching), every layer compacts exactly (:mod:`gtap_jax.network.slicing`), and
-gtap_jax trains it (:mod:`gtap_jax.network.train`).
-
-``model.apply({"params": params}, x, masks)`` is pure, so the engine can vmap over masks.
+What it offers beyond the other adapters: running stages ``[start, stop)`` lets a game compute the
+mask-independent prefix once (prefix caching), every layer compacts exactly
+(:mod:`gtap_jax.network.staged.slicing`), and gtap_jax trains it (:mod:`gtap_jax.network.train`): it is
+``Shrinkable`` and ``Trainable``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.layout import PlayerLayout, layout_of, masks_dict
-from gtap_jax.network import chains, slicing, train
-from gtap_jax.network.adapter import cast_floats, count_params
+from gtap_jax.layout import PlayerLayout, masks_dict
+from gtap_jax.network import train
+from gtap_jax.network.contract import cast_floats, count_params
+from gtap_jax.network.modules import incremental
+from gtap_jax.network.staged import slicing
+from gtap_jax.network.staged.model import StagedModel, apply_site, layout_for
 from gtap_jax.shapes import PyTree
 
 
-class SiteSpec(NamedTuple):
-    """How a mask site maps onto parameters, for compaction.
-
-    Attributes:
-        name: the site (= the prunable layer's name).
-        producer: param collection of the layer whose outputs are the site's neurons.
-        consumer: param collection of the next layer, whose inputs they are.
-        consumer_spatial: for a dense consumer of flattened conv features, the
-            (H, W) of the feature map; None when no flattening lies between.
-        consumer_padded: True for a conv consumer with SAME padding: a constant
-            input channel then reaches its border outputs only in part, so a
-            silenced neuron's constant fill cannot be folded into its bias.
-    """
-
-    name: str
-    producer: str
-    consumer: str
-    consumer_spatial: tuple[int, int] | None = None
-    consumer_padded: bool = False
-
-
-def apply_site(h, keep, fill=None):
-    """Silences the neurons of the last axis of ``h`` outside ``keep`` (a float ``keep`` gates them: ``fill + keep
-    (h - fill)``, differentiable; gate-gradient scores)."""
-    shape = (1,) * (h.ndim - 1) + (-1,)
-    keep = jnp.reshape(keep, shape)
-    fill = 0.0 if fill is None else jnp.reshape(fill, shape)
-    if keep.dtype != jnp.bool_:
-        return fill + keep.astype(h.dtype) * (h - fill)
-    return jnp.where(keep, h, fill)
-
-
-class StagedModel(nn.Module):
-    """Base class: subclasses define ``stages()``, ``site_sizes()``, ``site_specs()``, ``with_sizes()``.
-
-    ``stages()`` is called inside the compact ``__call__`` and creates each
-    layer with an explicit name, so parameters are ``params[layer_name]``.
-    """
-
-    def stages(self) -> list[tuple[str, Callable]]:
-        """``[(name, fn)]`` in order; a stage named in ``site_sizes()`` ends in a mask site."""
-        raise NotImplementedError
-
-    def site_sizes(self) -> dict[str, int]:
-        """Neurons at each mask site, in network order."""
-        raise NotImplementedError
-
-    def site_specs(self) -> list[SiteSpec]:
-        """Producer and consumer parameters of each site, in network order."""
-        raise NotImplementedError
-
-    def with_sizes(self, sizes: Mapping[str, int]) -> StagedModel:
-        """The same architecture with some sites narrowed (used by compaction)."""
-        raise NotImplementedError
-
-    def stage_names(self) -> list[str]:
-        """Names of the stages in order (without parameters: a site's stage is its layer)."""
-        raise NotImplementedError
-
-    @nn.compact
-    def __call__(self, h, masks=None, fills=None, start: int = 0, stop: int | None = None, capture: bool = False):
-        """Runs stages ``[start, stop)``, applying the masks of the sites among them.
-
-        Args:
-            h: the input (or the output of stage ``start - 1``).
-            masks: ``{site: bool[units]}``; sites not named are intact.
-            fills: ``{site: float[units]}`` values of silenced neurons (default 0).
-            start, stop: the stage range (static).
-            capture: also return ``{site: post-activation output}`` (unmasked sites
-                as computed, masked ones after masking).
-
-        Returns:
-            The output of stage ``stop - 1`` (logits for a full pass), and the
-            captured site outputs if ``capture``.
-        """
-        sites = self.site_sizes()
-        captured = {}
-        for name, fn in self.stages()[start:stop]:
-            h = fn(h)
-            if masks is not None and name in masks:
-                h = apply_site(h, masks[name], None if fills is None else fills.get(name))
-            if capture and name in sites:
-                captured[name] = h
-        return (h, captured) if capture else h
-
-
-def layout_for(model: StagedModel, layers: Sequence[str] | None = None) -> PlayerLayout:
-    """The player layout of a staged model's ``layers`` (default: every site), in network order.
-
-    Raises:
-        ValueError: for an empty list, an unknown or repeated layer.
-    """
-    return layout_of(model.site_sizes(), layers)
-
-
 class StagedNetwork:
-    """A :class:`StagedModel` and its ``"params"`` as a :class:`~gtap_jax.network.adapter.Network`.
+    """A :class:`StagedModel` and its ``"params"`` as a :class:`~gtap_jax.network.contract.Network`.
 
     ``train_masked``'s ``train_fn`` is ``(network, masks) -> network``: it trains this network
     (e.g. with :meth:`fit`) with the players outside ``masks`` (``{site: bool[units]}``) silenced.
     """
-
-    trainable = True
 
     def __init__(self, model: StagedModel, params: PyTree | None = None):
         self.model, self._params = model, params
 
     @property
     def params(self) -> PyTree:
+        return self._params
+
+    @property
+    def variables(self) -> PyTree:
+        """What :func:`~gtap_jax.network.adapt` takes with a built-in model: its ``"params"``."""
         return self._params
 
     def layout(self, layers=None, example=None) -> PlayerLayout:
@@ -178,7 +79,7 @@ class StagedNetwork:
         the value (``star``: each coalition one player away from the first), or None where the structure
         does not hold (then every coalition is evaluated whole).
         """
-        return chains.staged_chain_fn(self.model, self._params, layout, x, reduce, dtype=dtype)
+        return incremental.staged_chain_fn(self.model, self._params, layout, x, reduce, dtype=dtype)
 
     def layer_outputs(self, x, layout):
         _, acts = jax.jit(lambda p, x: self.model.apply({"params": p}, x, capture=True))(self._params, jnp.asarray(x))
@@ -195,7 +96,8 @@ class StagedNetwork:
     def predict(self, x, masks=None, fills=None):
         return train.predict(self.model, self._params, x, masks, fills)
 
-    def smaller(self, layout, mask, *, x=None, fills=None) -> StagedNetwork:
+    def smaller(self, layout, mask, *, x=None, fills=None, atol=1e-4) -> StagedNetwork:
+        """Exact slicing of every site (``x`` and ``atol`` unused: nothing is checked on inputs)."""
         masks = masks_dict(layout, mask)
         model, params = slicing.slice_sites(self.model, self._params, masks, fills=fills)
         return StagedNetwork(model, params)
@@ -237,4 +139,4 @@ class StagedNetwork:
         return StagedNetwork(self.model, result.params)
 
 
-__all__ = ["SiteSpec", "StagedModel", "StagedNetwork", "apply_site", "layout_for"]
+__all__ = ["StagedNetwork"]

@@ -1,10 +1,10 @@
-"""A smaller network without the dropped features of coupled groups (:mod:`gtap_jax.network.coupling`) and the
+"""A smaller network without the dropped features of coupled groups (:mod:`gtap_jax.network.modules.coupling`) and the
 dropped heads of attention modules.
 
 Each group's dropped features leave its members' outputs (a Dense's or Conv's kernel columns and
 bias, a norm's scale, bias and statistics), its consumers' inputs (a Dense's kernel rows, a Conv's
 input channels) and every variable that carries them (a position embedding added to the stream).
-The masked game silences exactly these (:func:`gtap_jax.network.masking.expand`: members' outputs
+The masked game silences exactly these (:func:`gtap_jax.network.modules.masking.expand`: members' outputs
 and consumers' inputs 0, a norm among the members over the kept features only), so the smaller
 network computes what the masked one does; :func:`checked` requires it on the evaluation inputs. A dropped
 head leaves its query, key and value projections (kernel and bias slices) and its rows of the output
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask
-from gtap_jax.network.coupling import key_path
-from gtap_jax.network.masking import GROUP, HEADS, Grouping
+from gtap_jax.network.modules.coupling import key_path
+from gtap_jax.network.modules.masking import GROUP, HEADS, Grouping
 
 INSTEAD = "evaluate the masked game, or keep the model as it is"
 
@@ -34,7 +34,7 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
 
     Args:
         variable: ``(module path, name) -> key path`` of that variable (``"kernel"``, ``"bias"``), or None.
-        kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.chain.Call`).
+        kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.modules.shrink_chain.Call`).
 
     Raises:
         ValueError: for a layer that is neither a group nor heads, a group that keeps nothing, or a consumer with no
@@ -111,7 +111,7 @@ def kept_widths(layout: PlayerLayout, mask, grouped: Grouping | None,
             for layer, group in (grouped.groups if grouped else {}).items() for m in group.members if has_kernel(m)}
 
 
-class Plan(NamedTuple):
+class GroupCuts(NamedTuple):
     """What a smaller network keeps: ``cuts`` (:func:`slices`), ``widths`` (``{member with a kernel or an embedding:
     (features before, kept)}``) and ``heads`` (``{attention module path: heads kept}``)."""
 
@@ -120,13 +120,14 @@ class Plan(NamedTuple):
     heads: dict
 
 
-def plan(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable, kinds: dict[str, str]) -> Plan:
-    """The :class:`Plan` of a smaller network; ``variable`` and ``kinds`` as :func:`slices` takes them."""
+def group_cuts(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
+               kinds: dict[str, str]) -> GroupCuts:
+    """The :class:`GroupCuts` of a smaller network; ``variable`` and ``kinds`` as :func:`slices` takes them."""
 
     def produces(path):  # a member whose own features shrink: a Dense's or Conv's outputs, an embedding's
         return (variable(path, "kernel") or variable(path, "embedding")) is not None
 
-    return Plan(slices(layout, mask, grouped, variable, kinds), kept_widths(layout, mask, grouped, produces),
+    return GroupCuts(slices(layout, mask, grouped, variable, kinds), kept_widths(layout, mask, grouped, produces),
                 kept_heads(layout, mask))
 
 
@@ -147,4 +148,4 @@ def checked(small, reference, x, atol: float = 1e-4):
     return small, error
 
 
-__all__ = ["Plan", "checked", "kept_heads", "kept_widths", "plan", "sliced", "slices"]
+__all__ = ["GroupCuts", "checked", "kept_heads", "kept_widths", "group_cuts", "sliced", "slices"]

@@ -29,19 +29,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.layout import PlayerLayout, as_mask, layout_of
-from gtap_jax.network import chain, chains, coupling, grouped, train
-from gtap_jax.network import linen_graph as graph
-from gtap_jax.network.adapter import cast_floats, count_params, xla_flops
-from gtap_jax.network.linen_graph import masked_apply, masked_variables
-from gtap_jax.network.masking import (
+from gtap_jax.layout import PlayerLayout, layout_of
+from gtap_jax.network import train
+from gtap_jax.network.contract import cast_floats, xla_flops
+from gtap_jax.network.linen import interceptors as graph
+from gtap_jax.network.modules import coupling, shrink_chain, shrink_groups
+from gtap_jax.network.modules.base import ModuleNetwork
+from gtap_jax.network.modules.masking import (
     GROUP,
-    HEADS,
-    Grouping,
     check_names,
     expand,
-    grouping,
-    kernel_of,
     node_at,
     not_for_groups,
     sizes_of,
@@ -50,8 +47,9 @@ from gtap_jax.network.masking import (
 from gtap_jax.shapes import example_batch, zeros
 
 
-class LinenNetwork:
-    """A Linen module and its variables (every collection) as a :class:`~gtap_jax.network.adapter.Network`."""
+class LinenNetwork(ModuleNetwork):
+    """A Linen module and its variables (every collection) as a :class:`~gtap_jax.network.contract.Network`
+    that can be made smaller (``Shrinkable``)."""
 
     def __init__(self, model: nn.Module, variables: Mapping, apply_kwargs: Mapping | None = None,
                  widths: Mapping[str, int] | None = None):
@@ -60,10 +58,9 @@ class LinenNetwork:
         self._jitted = None
         self._groups: dict = {}  # layers -> their Grouping, found by layout()
 
-    @property
-    def trainable(self) -> bool:
-        """Whether gtap_jax trains it: a built-in Linen model (:class:`TrainedModule`)."""
-        return isinstance(self.model, TrainedModule)
+    def _like(self, variables, widths=None) -> LinenNetwork:
+        """This network with other variables (and producer widths), of the same adapter class."""
+        return type(self)(self.model, variables, self.apply_kwargs, self.widths if widths is None else widths)
 
     @contextlib.contextmanager
     def resized(self):
@@ -88,34 +85,21 @@ class LinenNetwork:
         self._grouping(layers, example)  # a group of a module that is not a leaf, or overlapping layers, fail here
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
 
-    def _grouping(self, layers, x) -> Grouping | None:
-        """The coupled groups that ``layers`` name (traced once on ``x``), or None."""
-        if not any(layer.endswith(GROUP) for layer in layers):
-            return None
-        if tuple(layers) not in self._groups:
-            self._groups[tuple(layers)] = grouping(layers, self.coupled(x))
-        return self._groups[tuple(layers)]
+    def _runner(self, layers, x, *, dtype="float32", also=()):
+        variables = cast_floats(self.variables, dtype)
+        return lambda x: self._apply(variables, x)
 
-    def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
-        variables, x = cast_floats(self.variables, dtype), cast_floats(jnp.asarray(x), dtype)
-        grouped = self._grouping(layout.names, x)
-        return lambda masks, fills: with_active((expand(masks, grouped), fills), self._apply, variables, x)
+    def _param_dict(self, tree=None):
+        return self.params if tree is None else tree
 
-    def chain_fn(self, layout, x, reduce, *, dtype="float32"):
-        grouped = self._grouping(layout.names, x)
-
-        def forward(consumer):
-            return lambda x, masks, fills: with_active((expand(masks, grouped), fills), self._apply, self.variables,
-                                                       x)
-
-        return chains.intercepted_chain_fn(
-            layout, jnp.asarray(x), reduce, calls=self._leaf_calls(jnp.asarray(x)[:2], {}, None), dtype=dtype,
-            params_at=lambda path: node_at(self.params, path), forward=forward)
+    def _variable(self, path, name):
+        node = node_at(self.params, path)
+        return f"params/{path}/{name}" if node is not None and name in node else None
 
     def coupled(self, example) -> list[coupling.Group]:
-        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.coupling`)."""
+        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
         x = jnp.asarray(example)[:2]
-        leaves = {c.path for c in self._leaf_calls(x, {}, None)}
+        leaves = {c.path for c in self._leaf_calls((), x, {}, None)}
 
         def marking(next_fun, args, kwargs, context):
             path = graph.path_of(context.module)
@@ -131,15 +115,6 @@ class LinenNetwork:
         names = [coupling.key_path(k) for k, _ in jax.tree_util.tree_flatten_with_path(self.variables)[0]]
         return coupling.coupled_groups(jax.make_jaxpr(run)(self.variables, x), names)
 
-    def layer_outputs(self, x, layout):
-        outputs: dict = {}
-        with_active(outputs, self._apply, self.variables, jnp.asarray(x))
-        return {p: outputs[p] for p in layout.names}
-
-    def player_kernels(self, layout, tree=None):
-        tree = self.params if tree is None else tree
-        return [kernel_of(tree, path, size, self._groups.get(tuple(layout.names))) for path, size in layout.layers]
-
     def apply_params(self, params, x):
         return self._apply({**self.variables, "params": params}, x)
 
@@ -150,38 +125,15 @@ class LinenNetwork:
             self._jitted = jax.jit(lambda v, x, m, f: with_active(None if m is None else (m, f), self._apply, v, x))
         return self._jitted(self.variables, jnp.asarray(x), masks, fills)
 
-    def smaller(self, layout, mask, *, x=None, fills=None) -> LinenNetwork:
-        return self.smaller_checked(layout, mask, x=x, fills=fills)[0]
-
-    def smaller_checked(self, layout, mask, *, x, fills=None, atol: float = 1e-4):
-        """``(smaller network, largest difference from the masked one on x)`` (:func:`chain.checked_smaller`)."""
-        x = jnp.asarray(x)
-        if any(layer.endswith((GROUP, HEADS)) for layer in layout.names):
-            return self._grouped_smaller(layout, mask, x, atol)
-        return chain.checked_smaller(layout, mask, x, fills, forward=self.masked_logits(layout, x),
-                                     record=lambda m, f: self._leaf_calls(x, m, f), rebuild=self._rebuilt, atol=atol)
-
-    def _grouped_smaller(self, layout, mask, x, atol):
-        """The smaller network of coupled groups and heads (:mod:`gtap_jax.network.grouped`), checked on ``x``."""
-        groups = self._grouping(layout.names, x)
-        kinds = {c.path: c.kind for c in self._leaf_calls(x[:2], {}, None)}
-
-        def variable(path, name):
-            node = node_at(self.params, path)
-            return f"params/{path}/{name}" if node is not None and name in node else None
-
-        kept = grouped.plan(layout, mask, groups, variable, kinds)
-        widths = {p: after for p, (_, after) in kept.widths.items()}
-        for attn, heads in kept.heads.items():
+    def _sliced(self, cuts):
+        widths = {p: after for p, (_, after) in cuts.widths.items()}
+        for attn, heads in cuts.heads.items():
             head_dim = np.shape(node_at(self.params, f"{attn}/query")["kernel"])[-1]
             widths[attn] = {"num_heads": heads, "qkv_features": heads * head_dim}
-        small = LinenNetwork(self.model, grouped.sliced(flax.core.unfreeze(self.variables), kept.cuts),
-                             self.apply_kwargs, {**self.widths, **widths})
-        reference = np.asarray(self.masked_logits(layout, x)(layout.split(as_mask(mask, layout.num_players)), None))
-        return grouped.checked(small, reference, x, atol)
+        variables = shrink_groups.sliced(flax.core.unfreeze(self.variables), cuts.cuts)
+        return self._like(variables, {**self.widths, **widths})
 
-    def _leaf_calls(self, x, masks, fills) -> list[chain.Call]:
-        """Leaf module calls (no module called inside) of one masked pass, in order, with their inputs."""
+    def _leaf_calls(self, layers, x, masks, fills):
         calls, stack = [], []
 
         def record(next_fun, args, kwargs, context):
@@ -198,70 +150,45 @@ class LinenNetwork:
                 stack.pop()
                 if entry[1]:
                     module = context.module
-                    calls.append(chain.Call(path, graph.kind(module), type(module).__name__, args[0] if args else None,
-                                            node_at(self.params, path) is not None,
-                                            getattr(module, "padding", "VALID")))
+                    calls.append(shrink_chain.Call(path, graph.kind(module), type(module).__name__,
+                                                   args[0] if args else None, node_at(self.params, path) is not None,
+                                                   getattr(module, "padding", "VALID")))
 
         with nn.intercept_methods(record):
             with_active((masks, fills), self._apply, self.variables, x)
         return calls
 
-    def _rebuilt(self, plan: chain.ChainPlan, calls) -> LinenNetwork:
+    def _rebuilt(self, cuts, calls):
         new = flax.core.unfreeze(self.variables)
-        for path in plan.touched:
+        for path in cuts.touched:
             params = node_at(new["params"], path)
             stats = node_at(new.get("batch_stats", {}), path)
-            for name, value in chain.resized_arrays(params, stats, path, plan).items():
+            for name, value in shrink_chain.resized_arrays(params, stats, path, cuts).items():
                 (params if name in params else stats)[name] = jnp.asarray(value)
-        return LinenNetwork(self.model, new, self.apply_kwargs, {**self.widths, **plan.features(calls)})
+        return self._like(new, {**self.widths, **cuts.features(calls)})
 
     def masked_weights(self, layout, mask, fills=None) -> LinenNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
         not_for_groups(layout.names, "masked weights")
-        return LinenNetwork(self.model, graph.masked_variables(self.variables, layout, mask, fills), self.apply_kwargs,
-                            self.widths)
-
-    def num_params(self) -> int:
-        return count_params(self.params)
+        return self._like(graph.masked_variables(self.variables, layout, mask, fills))
 
     def flops(self, input_shape) -> float:
         return xla_flops(lambda x: self._apply(self.variables, x), input_shape)
 
     def train_masked(self, layout, mask, train_fn) -> LinenNetwork:
-        return LinenNetwork(self.model, train_fn(graph.masked_apply(self.model, layout, mask), self.variables),
-                            self.apply_kwargs, self.widths)
+        return self._like(train_fn(graph.masked_apply(self.model, layout, mask), self.variables))
 
     def save(self, directory: str | os.PathLike) -> None:
         train.save_params(directory, self.variables)
 
     def restored(self, directory: str | os.PathLike) -> LinenNetwork:
-        return LinenNetwork(self.model, train.load_params(directory, self.variables), self.apply_kwargs, self.widths)
+        return self._like(train.load_params(directory, self.variables))
 
-    def _trains(self) -> None:
-        if not self.trainable:
-            raise NotImplementedError("gtap_jax trains only its built-in models; train this Linen model yourself")
 
-    def initialized(self, key, input_shape) -> LinenNetwork:
-        self._trains()
-        with self.resized():
-            variables = jax.jit(lambda k, x: self.model.init(k, x, train=False))(
-                key, zeros(example_batch(input_shape)))
-        return LinenNetwork(self.model, variables, {**self.apply_kwargs, "train": False}, self.widths)
-
-    def fit(self, key, x, y, *, epochs, batch_size=128, learning_rate=1e-3, masks=None, checkpoint_dir=None,
-            progress=False) -> LinenNetwork:
-        """Trained with Adam (BatchNorm's statistics updated as it trains); unmasked only: a smaller network is
-        trained as it is, and the lottery ticket's masked training is the staged models' (a ``NotImplementedError``)."""
-        self._trains()
-        if masks is not None:
-            raise NotImplementedError("the built-in Linen models train without masks: retrain the smaller network"
-                                      " (retrain modes scratch / finetune), the lottery ticket is for staged models")
-        state = {k: v for k, v in self.variables.items() if k != "params"}
-        with self.resized():
-            result = train.train(key, self.model, np.asarray(x), np.asarray(y), epochs=epochs, batch_size=batch_size,
-                                 learning_rate=learning_rate, params=self.params, state=state,
-                                 checkpoint_dir=checkpoint_dir, progress=progress)
-        return LinenNetwork(self.model, {"params": result.params, **result.state}, self.apply_kwargs, self.widths)
+def variables_like(model: nn.Module, example, apply_kwargs=None):
+    """Abstract variables of ``model`` on ``example`` (shapes and dtypes, for restoring a checkpoint into)."""
+    kwargs = dict(apply_kwargs or {})
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.asarray(example), **kwargs))
 
 
 class TrainedModule(nn.Module):
@@ -269,4 +196,28 @@ class TrainedModule(nn.Module):
     ``train=True`` updates the collections other than ``params`` (BatchNorm's ``batch_stats``)."""
 
 
-__all__ = ["LinenNetwork", "TrainedModule", "masked_apply", "masked_variables"]
+class TrainedLinenNetwork(LinenNetwork):
+    """A built-in Linen model (:class:`TrainedModule`), which gtap_jax trains (``Trainable``)."""
+
+    def initialized(self, key, input_shape) -> TrainedLinenNetwork:
+        with self.resized():
+            variables = jax.jit(lambda k, x: self.model.init(k, x, train=False))(
+                key, zeros(example_batch(input_shape)))
+        return type(self)(self.model, variables, {**self.apply_kwargs, "train": False}, self.widths)
+
+    def fit(self, key, x, y, *, epochs, batch_size=128, learning_rate=1e-3, masks=None, checkpoint_dir=None,
+            progress=False) -> TrainedLinenNetwork:
+        """Trained with Adam (BatchNorm's statistics updated as it trains); unmasked only: a smaller network is
+        trained as it is, and the lottery ticket's masked training is the staged models' (a ``ValueError``)."""
+        if masks is not None:
+            raise ValueError("the built-in Linen models train without masks: retrain the smaller network"
+                                      " (retrain modes scratch / finetune), the lottery ticket is for staged models")
+        state = {k: v for k, v in self.variables.items() if k != "params"}
+        with self.resized():
+            result = train.train(key, self.model, np.asarray(x), np.asarray(y), epochs=epochs, batch_size=batch_size,
+                                 learning_rate=learning_rate, params=self.params, state=state,
+                                 checkpoint_dir=checkpoint_dir, progress=progress)
+        return self._like({"params": result.params, **result.state})
+
+
+__all__ = ["LinenNetwork", "TrainedLinenNetwork", "TrainedModule", "variables_like"]

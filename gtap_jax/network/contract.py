@@ -1,11 +1,14 @@
-"""The model adapter: what the game, the baselines, compaction and the experiment ask of a trained network.
+"""The model contract: what the game, the baselines, compaction and the experiment ask of a trained network.
 
-Three adapters implement :class:`Network`: the built-in staged models
-(:mod:`gtap_jax.network.staged`: prefix caching, exact compaction of every
-layer), any Linen module with its variables (:mod:`gtap_jax.network.linen`:
-masks by method interception) and any NNX module (:mod:`gtap_jax.network.nnx`:
-masks by graph surgery on a clone). :func:`gtap_jax.network.adapt` picks one;
-nothing outside the adapters asks which kind of model it holds.
+It is split by what a caller needs: :class:`Network` (the game and the baselines: masked passes,
+layer outputs, kernels, sizes, checkpoints), :class:`Shrinkable` (a physically smaller network,
+masked weights) and :class:`Trainable` (gtap_jax's own training). An adapter implements what it
+can and declares no member it cannot serve. The adapters are registered by model type in
+:data:`gtap_jax.network.any_model.ADAPTERS`: the built-in staged models (:mod:`gtap_jax.network.staged`:
+prefix caching, exact compaction of every layer, training), any Linen module with its variables
+(:mod:`gtap_jax.network.linen`: masks by method interception) and any NNX module
+(:mod:`gtap_jax.network.nnx`: masks by graph surgery on a clone). Nothing outside the adapters asks
+which kind of model it holds.
 
 A network's players are the features of named layers (:class:`~gtap_jax.layout.PlayerLayout`);
 ``masks`` below is ``{layer: bool[features]}`` and ``fills`` ``{layer: float[...]}`` (the
@@ -33,14 +36,17 @@ Fills = Mapping[str, Any] | None  # {layer: float[features]} or None (0)
 
 @runtime_checkable
 class Network(Protocol):
-    """A trained network, as the rest of gtap_jax sees it.
+    """A trained network, as the game and the baselines see it.
 
     Attributes:
-        trainable: whether :meth:`initialized` and :meth:`fit` work (gtap_jax trains the
-            built-in models; other models bring their own training, see :meth:`train_masked`).
+        model: the model as the user gave it to :func:`~gtap_jax.network.adapt` (a smaller
+            network's: its own model, or the user's module where the adapter narrows it at run time).
+        variables: what was given with it (``adapt(net.model, net.variables)`` is this network again; a smaller
+            Linen network's narrower producers run under its ``resized()``).
     """
 
-    trainable: bool
+    model: Any
+    variables: Any
 
     def layout(self, layers: Sequence[str] | None, example) -> PlayerLayout:
         """The players of ``layers`` (None: every prunable layer, where the adapter knows them).
@@ -63,7 +69,7 @@ class Network(Protocol):
 
     def chain_fn(self, layout: PlayerLayout, x, reduce: Callable, *, dtype: str = "float32") -> Callable | None:
         """``chain(masks[K, P], fills, star=False) -> values[K]`` for coalitions each one player away from the
-        one before (``star``: from the first), valued incrementally (:mod:`gtap_jax.network.chains`), with
+        one before (``star``: from the first), valued incrementally (:mod:`gtap_jax.network.modules.incremental`), with
         ``reduce(logits)`` the value; or None where the adapter offers no such shortcut (every coalition is
         then evaluated whole)."""
         ...
@@ -95,11 +101,38 @@ class Network(Protocol):
         """Logits on a batch ``x``, optionally with players silenced (jitted, compiled once per shape)."""
         ...
 
-    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills: Fills = None) -> Network:
+    def num_params(self) -> int:
+        """Trainable scalars."""
+        ...
+
+    def flops(self, input_shape: InputShape) -> float:
+        """FLOPs of one example's forward pass, by XLA's cost analysis (NaN where the backend gives none)."""
+        ...
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Writes the weights as an orbax checkpoint."""
+        ...
+
+    def restored(self, directory: str | os.PathLike) -> Network:
+        """The weights saved by :meth:`save` in ``directory``, in this architecture."""
+        ...
+
+    def train_masked(self, layout: PlayerLayout, mask, train_fn: Callable) -> Network:
+        """This network trained by ``train_fn`` with the players outside ``mask`` silenced (the lottery ticket's
+        hook). Each adapter documents the ``train_fn`` it calls."""
+        ...
+
+
+@runtime_checkable
+class Shrinkable(Network, Protocol):
+    """A network that can be made physically smaller (:func:`gtap_jax.network.compact`)."""
+
+    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills: Fills = None, atol: float = 1e-4) -> Network:
         """The physically smaller network without the players outside ``mask`` (``bool[P]``).
 
         Its outputs equal the masked network's; ``fills`` are folded into the next layers' biases.
-        ``x`` is the evaluation inputs, for adapters that check the result or read constants on them.
+        ``x`` is the evaluation inputs, for adapters that check the result or read constants on them
+        (``atol``: the check's tolerance, relative to the output scale).
 
         Raises:
             ValueError: when the adapter cannot remove them (the masked network is then the pruned one).
@@ -114,35 +147,36 @@ class Network(Protocol):
         """
         ...
 
-    def num_params(self) -> int:
-        """Trainable scalars."""
-        ...
 
-    def flops(self, input_shape: InputShape) -> float:
-        """FLOPs of one example's forward pass, by XLA's cost analysis (NaN where the backend gives none)."""
-        ...
-
-    def train_masked(self, layout: PlayerLayout, mask, train_fn: Callable) -> Network:
-        """This network trained by ``train_fn`` with the players outside ``mask`` silenced (the lottery ticket's
-        hook). Each adapter documents the ``train_fn`` it calls."""
-        ...
-
-    def save(self, directory: str | os.PathLike) -> None:
-        """Writes the weights as an orbax checkpoint."""
-        ...
+@runtime_checkable
+class Trainable(Network, Protocol):
+    """A network that gtap_jax trains (the built-in models): from scratch, fine-tuned, or under masks (the lottery
+    ticket)."""
 
     def initialized(self, key, input_shape: InputShape) -> Network:
-        """The same architecture with fresh random weights (trainable networks)."""
+        """The same architecture with fresh random weights."""
         ...
 
     def fit(self, key, x, y, *, epochs: int, batch_size: int = 128, learning_rate: float = 1e-3, masks=None,
             checkpoint_dir=None, progress: bool = False) -> Network:
-        """Trained with Adam on softmax cross-entropy from these weights (trainable networks)."""
+        """Trained with Adam on softmax cross-entropy from these weights."""
         ...
 
-    def restored(self, directory: str | os.PathLike) -> Network:
-        """The weights saved by :meth:`save` in ``directory``, in this architecture."""
-        ...
+
+class Adapter(NamedTuple):
+    """An entry of :data:`~gtap_jax.network.any_model.ADAPTERS`: the models it takes and how it makes their network.
+
+    Attributes:
+        model_type: the class of the models it takes (the most specific registered class of a model wins).
+        network: ``(model, variables, apply_kwargs) -> Network``.
+        variables_like: ``(model, example, apply_kwargs) -> variables`` shaped like trained ones, for
+            :func:`~gtap_jax.network.restore` where the model needs them (None: ``network(model, None, ...)``
+            restores itself).
+    """
+
+    model_type: type
+    network: Callable[[Any, Any, Mapping | None], Network]
+    variables_like: Callable[[Any, Any, Mapping | None], Any] | None = None
 
 
 class SizeReport(NamedTuple):
@@ -222,4 +256,7 @@ def cast_floats(tree, dtype: str):
     return jax.tree.map(lambda a: a.astype(compute) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
-__all__ = ["Fills", "Masks", "Network", "SizeReport", "cast_floats", "count_params", "size_report", "xla_flops"]
+__all__ = [
+    "Adapter", "Fills", "Masks", "Network", "Shrinkable", "SizeReport", "Trainable", "cast_floats", "count_params",
+    "size_report", "xla_flops",
+]

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask
-from gtap_jax.network import chain
-from gtap_jax.network.masking import (
+from gtap_jax.network.modules import shrink_chain as chain
+from gtap_jax.network.modules.masking import (
     HEADS,
     called,
     grouped_norm,

@@ -18,7 +18,7 @@ enters the output projection ``attn/out``, is set to 0 (or to its mean), so the 
 contributes nothing (or a constant) to the attention's output.
 
 Coupled groups: a layer ``"stem:group"`` makes the features of ``stem``'s group
-(:mod:`gtap_jax.network.coupling`: the modules a residual add ties together) the players. A
+(:mod:`gtap_jax.network.modules.coupling`: the modules a residual add ties together) the players. A
 dropped feature is absent: :func:`expand` gives the group's mask to every member's output and
 every consumer's input (0 there), and a LayerNorm or RMSNorm among the members normalises over
 the kept features only (:func:`grouped_norm`), as a smaller network without them computes.
@@ -39,7 +39,7 @@ import numpy as np
 ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=None)
 
 # {module path: list} records the module's first input there; {module path: array} replaces its output by
-# the array (the Linen interceptor and the NNX wrappers read it at each module they mask; chains.py)
+# the array (the Linen interceptor and the NNX wrappers read it at each module they mask; incremental.py)
 OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("gtap_override", default=None)
 
 HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
@@ -58,7 +58,7 @@ class Grouping(NamedTuple):
 
 
 def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
-    """The coupled groups (:class:`gtap_jax.network.coupling.Group`) that ``layers`` name (``"stem:group"``).
+    """The coupled groups (:class:`gtap_jax.network.modules.coupling.Group`) that ``layers`` name (``"stem:group"``).
 
     Raises:
         ValueError: for a group of a module that is not a leaf module, or groups that overlap another layer.
@@ -84,7 +84,7 @@ def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
 
 def expand(masks: Mapping, grouped: Grouping | None) -> dict:
     """``masks`` by layer, each coupled group's mask given to its members' outputs and its consumers' inputs: a
-    dropped feature is absent, as from a smaller model (:mod:`gtap_jax.network.grouped`)."""
+    dropped feature is absent, as from a smaller model (:mod:`gtap_jax.network.modules.shrink_groups`)."""
     if not grouped or not grouped.groups:
         return dict(masks)
     out = {k: v for k, v in masks.items() if not k.endswith(GROUP)}

@@ -1,0 +1,121 @@
+"""What the Linen and NNX adapters share, written once: :class:`ModuleNetwork`.
+
+Both mask named modules of a Flax model through :data:`~gtap_jax.network.modules.masking.ACTIVE`,
+find coupled groups in one traced pass, record the leaf module calls of one masked pass, and make a
+smaller network by one of two planners (:mod:`~gtap_jax.network.modules.shrink_chain` for chains,
+:mod:`~gtap_jax.network.modules.shrink_groups` for coupled groups and heads). What differs, each
+adapter gives through a few hooks: how a masked pass runs, which leaf calls it makes, where a
+parameter lives, and how a smaller model is rebuilt from the planner's cuts.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from gtap_jax.layout import PlayerLayout, as_mask
+from gtap_jax.network.contract import cast_floats, count_params
+from gtap_jax.network.modules import incremental, shrink_chain, shrink_groups
+from gtap_jax.network.modules.masking import GROUP, HEADS, Grouping, expand, grouping, kernel_of, node_at, with_active
+
+
+class ModuleNetwork(abc.ABC):
+    """The part of :class:`~gtap_jax.network.contract.Network` and ``Shrinkable`` common to Flax modules.
+
+    A subclass sets ``model``, ``apply_kwargs``, ``widths`` (``{producer path: output features}`` of a
+    smaller network) and ``_groups = {}``, and gives the hooks below.
+    """
+
+    _groups: dict  # layers -> their Grouping, traced once
+
+    # --- hooks -------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _runner(self, layers: Sequence[str], x, *, dtype: str = "float32", also: Sequence[str] = ()) -> Callable:
+        """``run(x) -> logits``: one pass that masks ``layers`` (read from ``ACTIVE``); ``also``: further modules
+        whose calls must be seen (a consumer whose output is overridden)."""
+
+    @abc.abstractmethod
+    def _leaf_calls(self, layers: Sequence[str], x, masks, fills) -> list[shrink_chain.Call]:
+        """Leaf module calls (no module called inside) of one masked pass, in order, with their inputs."""
+
+    @abc.abstractmethod
+    def _param_dict(self, tree=None):
+        """The parameters (or a tree shaped like them) as nested dicts keyed by module path."""
+
+    @abc.abstractmethod
+    def _variable(self, path: str, name: str) -> str | None:
+        """The key path of the variable ``name`` of the module at ``path`` (None where it has none)."""
+
+    @abc.abstractmethod
+    def _sliced(self, cuts: shrink_groups.GroupCuts):
+        """The smaller network of coupled groups and heads, unchecked."""
+
+    @abc.abstractmethod
+    def _rebuilt(self, cuts: shrink_chain.ChainCuts, calls):
+        """The smaller network of a chain, unchecked."""
+
+    @abc.abstractmethod
+    def coupled(self, example) -> list:
+        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
+
+    # --- the template ------------------------------------------------------------------------------------------
+    def _grouping(self, layers: Sequence[str], x) -> Grouping | None:
+        """The coupled groups that ``layers`` name (traced once on ``x``), or None."""
+        if not any(layer.endswith(GROUP) for layer in layers):
+            return None
+        if tuple(layers) not in self._groups:
+            self._groups[tuple(layers)] = grouping(layers, self.coupled(x))
+        return self._groups[tuple(layers)]
+
+    def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
+        x = jnp.asarray(x)
+        grouped, run = self._grouping(layout.names, x), self._runner(layout.names, x, dtype=dtype)
+        x = cast_floats(x, dtype)
+        return lambda masks, fills: with_active((expand(masks, grouped), fills), run, x)
+
+    def chain_fn(self, layout, x, reduce, *, dtype="float32"):
+        x = jnp.asarray(x)
+        grouped = self._grouping(layout.names, x)
+
+        def forward(consumer):
+            run = self._runner(layout.names, x, also=(consumer,))
+            return lambda x, masks, fills: with_active((expand(masks, grouped), fills), run, x)
+
+        return incremental.intercepted_chain_fn(
+            layout, x, reduce, calls=self._leaf_calls(layout.names, x[:2], {}, None), dtype=dtype,
+            params_at=lambda path: node_at(self._param_dict(), path), forward=forward)
+
+    def layer_outputs(self, x, layout):
+        outputs: dict = {}
+        x = jnp.asarray(x)
+        with_active(outputs, self._runner(layout.names, x), x)
+        return {p: outputs[p] for p in layout.names}
+
+    def player_kernels(self, layout, tree=None):
+        tree = self._param_dict(tree)
+        return [kernel_of(tree, path, size, self._groups.get(tuple(layout.names))) for path, size in layout.layers]
+
+    def num_params(self) -> int:
+        return count_params(self.params)
+
+    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills=None, atol: float = 1e-4):
+        """The smaller network, checked to reproduce the masked one on ``x`` (required: the constants folded
+        into biases are read there)."""
+        if x is None:
+            raise ValueError("a smaller Flax model is built and checked on the evaluation inputs: pass x=")
+        x = jnp.asarray(x)
+        if any(layer.endswith((GROUP, HEADS)) for layer in layout.names):
+            cuts = shrink_groups.group_cuts(layout, mask, self._grouping(layout.names, x), self._variable,
+                                            {c.path: c.kind for c in self._leaf_calls(layout.names, x[:2], {}, None)})
+            masks = layout.split(as_mask(mask, layout.num_players))
+            reference = np.asarray(self.masked_logits(layout, x)(masks, None))
+            return shrink_groups.checked(self._sliced(cuts), reference, x, atol)[0]
+        return shrink_chain.smaller_network(
+            layout, mask, x, fills, forward=self.masked_logits(layout, x),
+            record=lambda m, f: self._leaf_calls(layout.names, x, m, f), rebuild=self._rebuilt, atol=atol)[0]
+
+
+__all__ = ["ModuleNetwork"]
