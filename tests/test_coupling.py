@@ -227,11 +227,12 @@ def test_gate_and_leave_one_out_scores_equal_hand_computed_ones():
     net = Transformer(nnx.Rngs(0))
     tokens, y = jax.random.normal(jax.random.key(3), (10, 5, 4)), jnp.arange(10) % 3
 
+    @jax.jit
     def losses(keep=None, up_gate=None):
         return optax.softmax_cross_entropy_with_integer_labels(net(tokens, keep=keep, up_gate=up_gate), y)
 
     layout = adapt(net, None).layout(["blocks/0/up"], tokens)
-    by_hand = np.abs(np.asarray(jax.jacrev(lambda gate: losses(up_gate=gate))(jnp.ones(32)))).mean(0)
+    by_hand = np.abs(np.asarray(jax.jit(jax.jacrev(lambda gate: losses(up_gate=gate)))(jnp.ones(32)))).mean(0)
     np.testing.assert_allclose(gate_scores(net, None, tokens, y, layout, chunk=4), by_hand, rtol=1e-4, atol=1e-7)
     layout = adapt(net, None).layout(["embed:group"], tokens)
     full = float(losses(jnp.ones(8)).mean())

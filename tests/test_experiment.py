@@ -105,21 +105,36 @@ def _config(name, **fields):
     return c
 
 
+# Each smoke run keeps what it alone covers and leaves what another run covers: scratch retraining and the
+# lottery ticket of dense layers (the CLI run of lenet300), the iterated strategies (the same, and resnet's and
+# transformer's for groups and heads), latency, every allocation and fine-tuning (vit's), budgets of parameters
+# (resnet's and vit's); mlp_twitter_topic differs from mlp_emotion only in its data
+# (test_twitter_topic_smoke_config_validates_on_its_data).
+SMOKE_FIELDS = {
+    "lenet5_mnist": {"gtap.strategies": ("top_n",), "baselines": ("wmp", "lottery")},  # a conv model retrained
+    "mlp_emotion": {"retrain.modes": ("none",)},
+    "alexnet_tiny_imagenet": {"retrain.modes": ("none",)},
+    "resnet_mnist": {"latency": False},
+    "transformer_emotion": {"latency": False, "target_unit": "players"},  # budgets: resnet's and vit's
+    "vit_mnist": {"allocations": ("global", "cost"), "gtap.strategies": ("top_n",)},  # proportional: every other
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "mlp_twitter_topic", "alexnet_tiny_imagenet",
-                                  "resnet_mnist", "vit_mnist", "transformer_emotion"])
+@pytest.mark.parametrize("name", ["lenet5_mnist", "mlp_emotion", "alexnet_tiny_imagenet", "resnet_mnist",
+                                  "vit_mnist", "transformer_emotion"])
 def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     folder = tmp_path / "data"
     folder.mkdir()
-    fields = {}
+    fields = dict(SMOKE_FIELDS[name])
     if name.startswith("mlp") or name == "transformer_emotion":
         real = SHARED_DATA / ("twitter_financial_news_topic" if name == "mlp_twitter_topic" else "emotion")
         if not real.exists():  # the real tweets where a copy is found (see SHARED_DATA)
             write_text_folder(folder, n=400)
-        fields = {"data.source": "path", "data.path": str(real if real.exists() else folder)}
+        fields |= {"data.source": "path", "data.path": str(real if real.exists() else folder)}
     elif name.startswith("alexnet"):
         write_tiny_imagenet(folder, classes=3, per_class=20, val=12)
-        fields = {"data.path": str(folder)}
+        fields |= {"data.path": str(folder)}
     config = _config(name, **fields)
     rows = experiment.run(config, tmp_path / "run")
     assert rows and all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
@@ -132,6 +147,29 @@ def test_smoke_configs_run_end_to_end(tmp_path, name, capsys):
     if config.latency:  # the residual models: every pruned network compacts, streams and heads included
         assert all(r["params"] < r["params_total"] and r["flops"] < r["flops_total"] for r in rows)
         assert all(r["latency_ms"] > 0 and r["latency_ms_total"] > 0 for r in rows)  # measured, beside the dense
+
+
+def test_twitter_topic_smoke_config_validates_on_its_data(tmp_path):
+    """mlp_twitter_topic's smoke run is mlp_emotion's on another data set: its config validates, its data loads
+    (the real topic tweets where a copy is found) and its model plays the game on them."""
+    from gtap_jax import data, network_game
+    from gtap_jax.models import MODELS
+    from gtap_jax.network import init_params
+
+    real = SHARED_DATA / "twitter_financial_news_topic"
+    if not real.exists():
+        write_text_folder(tmp_path, n=400)
+    folder = real if real.exists() else tmp_path
+    config = _config("mlp_twitter_topic", **{"data.source": "path", "data.path": str(folder)})
+    experiment.validate(config)
+    ds = data.load(config.data.name, source=config.data.source, path=config.data.path, seed=config.seed,
+                   **dict(config.data.options))
+    assert ds.num_classes == (20 if real.exists() else 3) and ds.x_train.shape[1] == config.data.options["vocab_size"]
+    model = MODELS[config.model.name](ds.num_classes, **dict(config.model.options))
+    params = init_params(jax.random.key(0), model, ds.input_shape)
+    value, layout = network_game(model, params, ds.x_val[:64], ds.y_val[:64], layers=list(config.game.layers))
+    assert layout.layers == (("fc1", 256), ("fc2", 256), ("fc3", 256))
+    assert np.isfinite(float(value(np.ones(layout.num_players, bool))))
 
 
 def _check_kept_neurons(workdir, layerwise):

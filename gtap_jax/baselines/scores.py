@@ -95,7 +95,7 @@ def gate_scores(model, params: PyTree, x, y, layout: PlayerLayout, *, apply_kwar
             return optax.softmax_cross_entropy_with_integer_labels(forward(layout.split(g), None), yb)
 
         jacobian = jax.jacfwd if layout.num_players <= len(yb) else jax.jacrev  # the fewer passes
-        total += np.abs(np.asarray(jacobian(losses)(gates), np.float64)).sum(0)  # [examples, P]
+        total += np.abs(np.asarray(jax.jit(jacobian(losses))(gates), np.float64)).sum(0)  # [examples, P]
     return total / max(len(y), 1)
 
 
