@@ -28,6 +28,47 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, steps and results (resumes there)")
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+# the config fields a user sets most, shown by --help with their defaults
+COMMON_FIELDS = ("seed", "data.name", "data.source", "data.path", "model.name", "model.factory", "model.checkpoint",
+                 "game.layers", "game.metric", "game.masked_value", "game.eval_examples", "gtap.strategies",
+                 "gtap.indices", "gtap.evaluations", "baselines", "allocations", "targets", "target_unit",
+                 "retrain.modes", "retrain.seeds", "progress")
+
+
+def _help() -> str:
+    """The usage, the flags, the shipped configs and the common fields with their defaults."""
+    from gtap_jax.configs import common
+
+    configs = sorted(p.stem for p in Path(common.__file__).parent.glob("*.py") if p.stem not in ("__init__", "common"))
+    base = common.base_config()
+
+    def value(path):
+        node = base
+        for part in path.split("."):
+            node = node[part]
+        return tuple(node) if isinstance(node, list) else node
+
+    fields = "\n".join(f"  --config.{path}={value(path)!r}" for path in COMMON_FIELDS)
+    return f"""usage: python -m gtap_jax.prune --config FILE.py[:variant] --workdir DIR [--config.FIELD=VALUE ...]
+
+Prunes a network with cooperative game theory and compares it with the baselines; a stopped run
+resumes in its workdir.
+
+flags:
+  --config FILE.py[:variant]  the experiment config (:smoke for a run of about a minute on 2 CPU cores)
+  --workdir DIR               checkpoints, finished steps and results (results.csv, results.json, plots)
+  --config.FIELD=VALUE        sets one field of the config (repeatable)
+  -h, --help                  this text
+
+configs (gtap_jax/configs/): {", ".join(configs)}
+
+fields set most (defaults of the base config; each config file sets its own):
+{fields}
+
+Every field: docs/guide.md, and gtap_jax/configs/common.py with a comment per field."""
+
+
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -83,6 +124,9 @@ def _main(argv) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: parses the flags (one-line errors) and runs the experiment."""
     argv = sys.argv if argv is None else argv
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        print(_help())
+        sys.exit(0)
     _check_config_file(argv)
     try:
         rest = flags.FLAGS(argv)

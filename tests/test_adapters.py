@@ -244,3 +244,24 @@ def test_old_import_paths_work_one_release_with_a_warning_naming_the_new_place()
     with pytest.warns(DeprecationWarning, match="compact_flax is deprecated"):
         small = network.compact_flax(found.model, found.variables, X, layout, np.ones(11, bool))
     assert small.params == (4 + 1) * 6 + (6 + 1) * 5 + (5 + 1) * 3 and small.max_error < 1e-6
+
+
+def test_a_model_that_does_not_return_logits_gets_one_clear_error():
+    """The model contract: inputs -> one array of logits [batch, classes]; a tuple, a dict or another shape is
+    named, with what to do."""
+
+    class Returns(nn.Module):
+        kind: str
+
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(3, name="fc1")(x)
+            return {"tuple": (h, x), "dict": {"logits": h}, "tokens": h[:, None, :], "batch": h[:1]}[self.kind]
+
+    for kind, message in (("tuple", "returned a tuple; gtap_jax needs one array of logits"),
+                          ("dict", r"returned a dict with keys \['logits'\]"),
+                          ("tokens", r"returned shape \(2, 1, 3\) for a batch of 2"),
+                          ("batch", r"returned shape \(1, 3\) for a batch of 2")):
+        model = Returns(kind)
+        with pytest.raises(ValueError, match=message):
+            network_game(model, model.init(jax.random.key(0), X), X, Y, layers=["fc1"])

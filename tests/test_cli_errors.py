@@ -370,3 +370,21 @@ def test_an_interrupted_settling_round_resumes_at_its_last_check_with_the_same_r
                       for w in ("stopped", "whole"))
     assert {s: (r["kept"], r["evaluations"], r["settled_share"]) for s, r in stopped.items()} == \
         {s: (r["kept"], r["evaluations"], r["settled_share"]) for s, r in whole.items()}
+
+
+def test_help_prints_the_flags_and_the_common_fields(capsys):
+    """``--help`` / ``-h`` (and the console script's) print the usage, the shipped configs and the fields set most
+    with their defaults, and exit 0; absl alone would refuse them as unknown flags."""
+    from gtap_jax import prune
+
+    for flag in ("--help", "-h"):
+        with pytest.raises(SystemExit) as done:
+            prune.main(["gtap-prune", flag])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: python -m gtap_jax.prune --config FILE.py[:variant] --workdir DIR")
+        assert "lenet300_mnist" in text and "--config.gtap.indices=('shapley', 'banzhaf', 'beta')" in text
+    script = shutil.which("gtap-prune")
+    out = subprocess.run([script, "--help"] if script else [sys.executable, "-m", "gtap_jax.prune", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--workdir DIR" in out.stdout and not out.stderr.strip()

@@ -216,6 +216,51 @@ def test_what_groups_refuse(resnet):
         net.masked_weights(layout, np.ones(8, bool))
 
 
+def test_a_member_named_alone_warns_and_a_concatenated_group_is_refused(resnet):
+    """Naming one member of a coupled group silences its own output only: a warning names the group. A group whose
+    features are concatenated with others along the feature axis cannot be followed past it: an error."""
+    import warnings
+
+    model, variables, x, _ = resnet
+    net = adapt(model, variables)
+    member = r"'stem' is one member of the coupled group \['b1/BatchNorm_1', .*'stem:group'"
+    with pytest.warns(UserWarning, match=member):
+        net.layout(["stem", "b1/Conv_0"], x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.layout(["stem:group", "b1/Conv_0"], x)  # the group itself, and a member of a group of one
+
+    class Concatenated(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(4, name="a")(x)
+            h = h + nn.Dense(4, name="b")(h)  # a and b: one group
+            return nn.Dense(3, name="out")(jnp.concatenate([h, nn.Dense(2, name="c")(x)], axis=-1))
+
+    model, xs = Concatenated(), jnp.ones((2, 5))
+    net = adapt(model, model.init(jax.random.key(0), xs))
+    with pytest.raises(ValueError, match=r"'a:group': the features of its group \['a', 'b'\] are concatenated"):
+        net.layout(["a:group"], xs)
+    assert net.layout(["c"], xs).num_players == 2  # a plain layer stays a plain layer
+
+
+def test_weight_baselines_of_a_group_through_the_documented_call(resnet):
+    """magnitude_scores on ``"stem:group"`` from the model and its variables: the L2 norm over every member's kernel
+    column of the feature (stem and b1/Conv_1 produce the stream), once x traces the group; without x, an error
+    that says so."""
+    from gtap_jax.baselines import magnitude_scores, taylor_scores
+
+    model, variables, x, y = resnet
+    layout = adapt(model, variables).layout(["stem:group"], x)
+    with pytest.raises(ValueError, match="call layout\\(layers, x\\) on this network first"):
+        magnitude_scores(model, variables, layout)
+    p = variables["params"]
+    by_hand = np.sqrt(sum(np.sum(np.asarray(k).reshape(-1, 8) ** 2, 0) for k in (p["stem"]["kernel"],
+                                                                               p["b1"]["Conv_1"]["kernel"])))
+    np.testing.assert_allclose(magnitude_scores(model, variables, layout, x=x), by_hand, rtol=1e-6)
+    assert np.all(taylor_scores(model, variables, x, y, layout) > 0)
+
+
 def test_gate_and_leave_one_out_scores_equal_hand_computed_ones():
     """The baselines a reviewer expects for heads and channels: a gate's gradient on a feed-forward layer (a gate
     multiplying its module's outputs, where the game silences them, as Michel et al.'s on heads), leave-one-out on

@@ -272,7 +272,8 @@ def test_compaction_refuses_what_is_not_a_chain(linen):
 
     x, y = jax.random.normal(jax.random.key(0), (8, 4)), jnp.arange(8) % 3
     variables = Residual().init(jax.random.key(1), x)
-    _, layout = g.network_game(Residual(), variables, x, y, layers=["Dense_0"])
+    with pytest.warns(UserWarning, match=r"'Dense_0' is one member of the coupled group \['Dense_0', 'Dense_2'\]"):
+        _, layout = g.network_game(Residual(), variables, x, y, layers=["Dense_0"])
     mask = np.arange(6) % 2 == 0
     with pytest.raises(ValueError, match="not a chain"):
         compact(Residual(), variables, layout, mask, x=x)

@@ -31,12 +31,22 @@ def _per_unit(kernel: np.ndarray, fn) -> np.ndarray:
     return fn(k.reshape(-1, k.shape[-1]))
 
 
-def magnitude_scores(model, params: PyTree, layout: PlayerLayout, *, apply_kwargs: Mapping | None = None) -> np.ndarray:
+def _traced(net, layout: PlayerLayout, x):
+    """``net`` with the layers of ``layout`` traced on ``x`` where they name coupled groups (their kernels are the
+    members' kernels, found on a traced pass)."""
+    if x is not None and any(name.endswith(":group") for name in layout.names):
+        net.layout(list(layout.names), np.asarray(x)[:2])
+    return net
+
+
+def magnitude_scores(model, params: PyTree, layout: PlayerLayout, *, x=None,
+                     apply_kwargs: Mapping | None = None) -> np.ndarray:
     """Weight magnitude (WMP): L2 norm of each neuron's incoming weights, ``float[P]``.
 
-    Dense unit: its kernel column; conv channel: its whole filter.
+    Dense unit: its kernel column; conv channel: its whole filter; a coupled group's feature
+    (``"stem:group"``): the column of every member that produces it (``x``, a few inputs, traces the group).
     """
-    kernels = adapt(model, params, apply_kwargs=apply_kwargs).player_kernels(layout)
+    kernels = _traced(adapt(model, params, apply_kwargs=apply_kwargs), layout, x).player_kernels(layout)
     return np.concatenate([_per_unit(k, lambda k: np.sqrt(np.sum(k**2, 0))) for k in kernels])
 
 
@@ -51,7 +61,7 @@ def taylor_scores(model, params: PyTree, x, y, layout: PlayerLayout, *, apply_kw
     References:
         Molchanov et al., Importance Estimation for Neural Network Pruning, CVPR 2019.
     """
-    net = adapt(model, params, apply_kwargs=apply_kwargs)
+    net = _traced(adapt(model, params, apply_kwargs=apply_kwargs), layout, x)
 
     @jax.jit
     def grad_sum(p, xb, yb):

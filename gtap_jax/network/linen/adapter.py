@@ -37,6 +37,7 @@ from gtap_jax.network.modules import coupling, shrink_chain, shrink_groups
 from gtap_jax.network.modules.base import ModuleNetwork
 from gtap_jax.network.modules.masking import (
     GROUP,
+    check_logits,
     check_names,
     expand,
     node_at,
@@ -80,9 +81,11 @@ class LinenNetwork(ModuleNetwork):
         if layers is None:
             raise ValueError("name the player layers of a Flax model: layers=[module path, ...]")
         outputs: dict = {}
-        with_active(outputs, self._apply, self.variables, jnp.asarray(example)[:2])
+        x = jnp.asarray(example)[:2]  # shapes are learnt on two examples
+        check_logits(with_active(outputs, self._apply, self.variables, x), len(x))
         check_names(list(layers), sorted(outputs) + [p + GROUP for p in sorted(outputs)])
         self._grouping(layers, example)  # a group of a module that is not a leaf, or overlapping layers, fail here
+        self._warn_if_grouped(layers, example)
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
 
     def _runner(self, layers, x, *, dtype="float32", also=()):

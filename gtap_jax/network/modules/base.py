@@ -19,7 +19,17 @@ import numpy as np
 from gtap_jax.layout import PlayerLayout, as_mask
 from gtap_jax.network.contract import cast_floats, count_params
 from gtap_jax.network.modules import incremental, shrink_chain, shrink_groups
-from gtap_jax.network.modules.masking import GROUP, HEADS, Grouping, expand, grouping, kernel_of, node_at, with_active
+from gtap_jax.network.modules.masking import (
+    GROUP,
+    HEADS,
+    Grouping,
+    expand,
+    grouping,
+    kernel_of,
+    node_at,
+    warn_if_grouped,
+    with_active,
+)
 
 
 class ModuleNetwork(abc.ABC):
@@ -62,13 +72,32 @@ class ModuleNetwork(abc.ABC):
         """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
 
     # --- the template ------------------------------------------------------------------------------------------
+    def _coupled(self, x) -> list:
+        """:meth:`coupled`, traced once per network (the groups do not depend on the batch)."""
+        if "_coupled_groups" not in vars(self):
+            self._coupled_groups = self.coupled(x)
+        return self._coupled_groups
+
     def _grouping(self, layers: Sequence[str], x) -> Grouping | None:
         """The coupled groups that ``layers`` name (traced once on ``x``), or None."""
         if not any(layer.endswith(GROUP) for layer in layers):
             return None
         if tuple(layers) not in self._groups:
-            self._groups[tuple(layers)] = grouping(layers, self.coupled(x))
+            self._groups[tuple(layers)] = grouping(layers, self._coupled(x))
         return self._groups[tuple(layers)]
+
+    def _warn_if_grouped(self, layers: Sequence[str], x) -> None:
+        """A warning for a plain layer that is one member of a coupled group of several producers, a residual
+        stream (:func:`masking.warn_if_grouped`); a Dense or Conv with its norm is a chain, not warned about."""
+        try:
+            groups = self._coupled(x)
+        except Exception:  # noqa: BLE001 (a warning only: a model the tracer cannot follow still plays its game)
+            return
+
+        def produces(path):
+            return (self._variable(path, "kernel") or self._variable(path, "embedding")) is not None
+
+        warn_if_grouped(layers, [g for g in groups if sum(map(produces, g.members)) > 1])
 
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
         x = jnp.asarray(x)
@@ -95,8 +124,12 @@ class ModuleNetwork(abc.ABC):
         return {p: outputs[p] for p in layout.names}
 
     def player_kernels(self, layout, tree=None):
+        grouped = self._groups.get(tuple(layout.names))
+        if grouped is None and any(name.endswith(GROUP) for name in layout.names):
+            raise ValueError("the kernels of coupled groups come from a traced pass: call layout(layers, x) on this"
+                             " network first (the weight baselines take x= for it)")
         tree = self._param_dict(tree)
-        return [kernel_of(tree, path, size, self._groups.get(tuple(layout.names))) for path, size in layout.layers]
+        return [kernel_of(tree, path, size, grouped) for path, size in layout.layers]
 
     def num_params(self) -> int:
         return count_params(self.params)

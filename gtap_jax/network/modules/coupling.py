@@ -64,11 +64,14 @@ class Group(NamedTuple):
         members: the leaf modules whose outputs carry the features.
         consumers: the leaf modules whose inputs carry them (a member that also takes them, as a norm, is both).
         params: the key paths (``"params/pos"``) of variables that carry them on their last axis.
+        concatenated: whether the features meet others in a concatenation along the feature axis, where the
+            trace stops following them (silencing the group would miss what comes after).
     """
 
     members: tuple[str, ...]
     consumers: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
+    concatenated: bool = False
 
 
 class _Groups:
@@ -76,6 +79,7 @@ class _Groups:
 
     def __init__(self):
         self.parent: dict[str, str] = {}
+        self.concatenated: set[str] = set()  # labels that entered a concatenation along the feature axis
 
     def find(self, a: str) -> str:
         self.parent.setdefault(a, a)
@@ -131,8 +135,10 @@ def _follow(eqn, ins, groups: _Groups):
     if name == "transpose":
         perm = params["permutation"]
         return ins[0] if perm[-1] == len(perm) - 1 else None
-    if name == "concatenate" and params["dimension"] != len(out.aval.shape) - 1:
-        return groups.union(ins)
+    if name == "concatenate":
+        if params["dimension"] != len(out.aval.shape) - 1:
+            return groups.union(ins)
+        groups.concatenated.update(a for a in ins if a is not None)
     return None
 
 
@@ -190,8 +196,9 @@ def coupled_groups(closed_jaxpr, params: list[str] | None = None) -> list[Group]
         root = groups.find(label)
         if root in found:
             found[root] = found[root]._replace(consumers=(*found[root].consumers, path))
-    return [Group(tuple(sorted(g.members)), tuple(sorted(g.consumers)), tuple(sorted(g.params)))
-            for g in found.values()]
+    concatenated = {groups.find(a) for a in groups.concatenated}
+    return [Group(tuple(sorted(g.members)), tuple(sorted(g.consumers)), tuple(sorted(g.params)), root in concatenated)
+            for root, g in found.items()]
 
 
 def key_path(path) -> str:

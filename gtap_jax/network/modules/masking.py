@@ -28,6 +28,7 @@ the kept features only (:func:`grouped_norm`), as a smaller network without them
 from __future__ import annotations
 
 import contextvars
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -61,7 +62,8 @@ def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
     """The coupled groups (:class:`gtap_jax.network.modules.coupling.Group`) that ``layers`` name (``"stem:group"``).
 
     Raises:
-        ValueError: for a group of a module that is not a leaf module, or groups that overlap another layer.
+        ValueError: for a group of a module that is not a leaf module, groups that overlap another layer, or a
+            group whose features are concatenated with others along the feature axis (not supported).
     """
     found = Grouping({}, {}, {})
     for layer in layers:
@@ -72,6 +74,10 @@ def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
         if group is None:
             raise ValueError(f"layer {layer!r}: {base!r} is not a leaf module (a module with no module inside);"
                              " name the Dense / Conv / norm whose features the group shares")
+        if group.concatenated:
+            raise ValueError(f"layer {layer!r}: the features of its group {list(group.members)} are concatenated with"
+                             " others along the feature axis, where a group cannot follow them (not supported);"
+                             " name a module after the concatenation, or its members one by one")
         for member in group.members:
             if member in found.members or member in layers:
                 raise ValueError(f"layer {layer!r} overlaps another layer at {member!r}: its group is"
@@ -80,6 +86,37 @@ def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
         found.consumers.update({c: layer for c in group.consumers})
         found.groups[layer] = group
     return found
+
+
+def check_logits(out, batch: int) -> None:
+    """The model contract: a model maps a batch of inputs to one array of logits ``[batch, classes]``.
+
+    Raises:
+        ValueError: naming what it returned instead, and what to do.
+    """
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        kind = type(out).__name__
+        keys = f" with keys {sorted(out)}" if isinstance(out, Mapping) else ""
+        raise ValueError(f"the model returned a {kind}{keys}; gtap_jax needs one array of logits [batch, classes]:"
+                         " wrap the model so that it returns them (e.g. its output's logits), with fixed extra"
+                         " arguments in apply_kwargs")
+    if len(out.shape) != 2 or out.shape[0] != batch:
+        raise ValueError(f"the model returned shape {tuple(out.shape)} for a batch of {batch}; gtap_jax needs logits"
+                         f" [batch, classes] (a sequence model: pool or pick the tokens to classify, e.g. the last;"
+                         f" inputs of another batch size, such as fixed attention masks, go with the batch)")
+
+
+def warn_if_grouped(layers: Sequence[str], groups: Sequence) -> None:
+    """A warning for each plain layer (no ``:group``) that is one member of a coupled group of several: naming it
+    alone silences that module's output only, and the group's other members keep the feature alive."""
+    for layer in layers:
+        if layer.endswith((GROUP, HEADS)):
+            continue
+        group = next((g for g in groups if layer in g.members and len(g.members) > 1), None)
+        if group is not None:
+            warnings.warn(f"layer {layer!r} is one member of the coupled group {list(group.members)}: naming it alone"
+                          f" silences its own output only (the others keep each feature alive); name"
+                          f" {layer + GROUP!r} for the group's features", UserWarning, stacklevel=4)
 
 
 def expand(masks: Mapping, grouped: Grouping | None) -> dict:
@@ -280,7 +317,9 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
 
 
 __all__ = [
-    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "called", "check_names", "expand",
+    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "called", "check_logits", "check_names",
+    "expand",
     "feature_axis", "feature_means", "grouped_norm", "grouping", "kernel_of", "mask_input", "mask_output", "node_at",
-    "not_for_groups", "silenced_params", "sizes_of", "with_active", "with_override", "zero_fills_only",
+    "not_for_groups", "silenced_params", "sizes_of", "warn_if_grouped", "with_active", "with_override",
+    "zero_fills_only",
 ]

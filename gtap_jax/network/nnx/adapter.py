@@ -31,6 +31,7 @@ from gtap_jax.network.modules.masking import (
     GROUP,
     HEADS,
     Grouping,
+    check_logits,
     check_names,
     expand,
     node_at,
@@ -79,8 +80,10 @@ class NNXNetwork(ModuleNetwork):
         if layers is None:
             raise ValueError("name the player layers of a Flax model: layers=[module path, ...]")
         outputs: dict = {}
-        paths, _ = self._wrapped(list(layers), jnp.asarray(example)[:2])
-        with_active(outputs, self._forward(paths), jnp.asarray(example)[:2])
+        x = jnp.asarray(example)[:2]  # shapes are learnt on two examples
+        paths, _ = self._wrapped(list(layers), x)
+        check_logits(with_active(outputs, self._forward(paths), x), len(x))
+        self._warn_if_grouped(layers, x)
         return layout_of(sizes_of(outputs, layers), layers, ordered=False)
 
     def _wrapped(self, layers, x) -> tuple[list[str], Grouping | None]:
