@@ -6,8 +6,9 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
 Runtime on 2 CPU cores: the config of 2026-12-02 (6 GTAP methods, proportional baselines, no budgets) took
 272-287 s over 3 seeds; the ResNet trains to 0.939-0.947 test accuracy in 10 epochs, about 80 coalition
-values per second on 256 images. The current one runs 8 GTAP methods and every allocation (more
-evaluations; see docs/reproduction.md); ``:smoke`` about a minute.
+values per second on 256 images. The current one (8 GTAP methods, every allocation, the selected pair
+fine-tuned) took 524 s alone and 1,123-1,128 s two at a time on the same cores (2026-12-05,
+``latency=False``; docs/reproduction.md); ``:smoke`` about a minute.
 
 Players are coupled groups (``gtap_jax.network.modules.coupling``): a stage's residual-stream channel is one
 player, silenced in every module that writes it and absent from every module that reads it; a
