@@ -7,12 +7,17 @@ validation images, trained networks):
   at equal numbers of chains;
   paired Banzhaf draws against the same draws with a control variate whose mean is known or cheap: the
   coalition's size |T| (mean P/2), or its value v(T). The variance left is 1 - rho^2 of each player's.
+Part 3: the Banzhaf value by complementary stars (a uniform coalition and its complement, each with its flips;
+the pairing trick) against paired stars (one coalition): variance per coalition value of each player's sample,
+summed over players / median player (above 1: complementary stars are more precise per value), and the top-80
+agreement of two independent estimates at equal values.
 Part 2: the default run's top_n round (LeNet-300-100, cutoffs 200/120/80/40/20 of 400, delta 0.05, epsilon
 0.1 of the mean unit's part, no focus) and a one-cutoff round (top 80), settled mode at caps of 2^17-2^21
 values: values spent, seconds, settled share.
 
     python benchmarks/precision.py            # both parts (about 8 minutes on 2 CPU cores)
     python benchmarks/precision.py --part 1
+    python benchmarks/precision.py --part 3   # about 7 minutes
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 
 import gtap_jax as g
 from gtap_jax import data
-from gtap_jax.indices import make_estimator
+from gtap_jax.indices import ESTIMATORS, make_estimator
 from gtap_jax.indices.estimators.permutation import prefix_marginals, prefix_masks, random_ranks
 from gtap_jax.models import MODELS
 
@@ -83,6 +88,38 @@ def variance_ratios(name, dataset, layers, epochs, draws=128):
           flush=True)
 
 
+def _stars(fn, estimator, p, draws, key):
+    """Each draw's per-player sample of ``estimator`` (paired or complementary stars) on ``fn``."""
+    est, entry = make_estimator(p, "banzhaf", estimator=estimator), ESTIMATORS[estimator]
+    masks = jax.vmap(est.draw, in_axes=(None, 0))(jax.random.key(key), np.arange(draws))
+    values = (g.engine.batched_chain_fn(fn, entry.chains, star=True)(masks) if isinstance(fn, g.engine.ChainValueFn)
+              else g.evaluate_coalitions(fn, masks.reshape(-1, p)).reshape(masks.shape[:2]))
+    halves = np.split(np.asarray(values), entry.chains, axis=1), np.split(np.asarray(masks), entry.chains, axis=1)
+    marginals = [np.where(m[:, 0, :], v[:, :1] - v[:, 1:], v[:, 1:] - v[:, :1])
+                 for v, m in zip(*halves, strict=True)]
+    return np.mean(marginals, axis=0)
+
+
+def complementary_ratio(name, dataset, layers, epochs, draws=256):
+    t0 = time.perf_counter()
+    fn, layout = trained_game(name, dataset, layers, epochs)
+    p = layout.num_players
+    paired = _stars(fn, "paired", p, draws, 1)
+    comp = _stars(fn, "complementary", p, draws, 2)
+    per_value = {"paired": paired.var(axis=0, ddof=1) * (p + 1),
+                 "complementary": comp.var(axis=0, ddof=1) * (2 * p + 2)}
+    live = per_value["complementary"] > 0
+    ratio = per_value["paired"] / np.where(live, per_value["complementary"], 1)
+    overlap = []
+    for name_, est_draws in (("paired", draws), ("complementary", draws // 2)):  # equal values for both
+        a, b = (_stars(fn, name_, p, est_draws, k).mean(axis=0) for k in (11, 12))
+        overlap.append(len(set(np.argsort(-a)[:80]) & set(np.argsort(-b)[:80])) / 80)
+    total = per_value["paired"].sum() / per_value["complementary"].sum()
+    print(f"| {name} {'+'.join(layout.names)} | {p} | {total:.2f} / {np.median(ratio[live]):.2f} |"
+          f" {overlap[0]:.3f} | {overlap[1]:.3f} | {time.perf_counter() - t0:.0f} s |",
+          flush=True)
+
+
 def settled_share_by_cap():
     fn, layout = trained_game("lenet300", "mnist", ("fc1", "fc2"), 10)
     p = layout.num_players
@@ -100,7 +137,7 @@ def settled_share_by_cap():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", type=int, choices=(1, 2))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3))
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -113,6 +150,14 @@ def main():
             variance_ratios(*game)
     if args.part in (None, 2):
         settled_share_by_cap()
+    if args.part in (None, 3):
+        print("\nBanzhaf: variance per value of paired stars over complementary stars (summed / median player), and"
+              " the top-80 overlap of two independent estimates of each at equal values\n\n| game | players |"
+              " paired / complementary | top-80 overlap, paired | top-80 overlap, complementary | time |\n|"
+              + "---|" * 6)
+        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
+                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+            complementary_ratio(*game)
 
 
 if __name__ == "__main__":

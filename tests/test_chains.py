@@ -55,7 +55,7 @@ def test_chains_equal_the_batched_pass(name, layers, masked_value, metric):
 def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(mesh, one_device):
     fn, layout = _game("lenet300", ["fc1", "fc2"], metric="neg_loss")
     p = layout.num_players
-    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
+    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired"), ("banzhaf", "complementary")):
         whole = g.estimate(jax.random.key(2), lambda m: fn(m), p, index, evaluations=9 * (p + 1), estimator=estimator)
         for plan in (g.make_plan(mesh=mesh), g.make_plan(mesh=one_device), None):
             att = g.estimate(jax.random.key(2), fn, p, index, evaluations=9 * (p + 1), estimator=estimator, plan=plan)

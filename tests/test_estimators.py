@@ -143,3 +143,20 @@ def test_msr_player_never_drawn_is_unknown():
     assert unseen.any() and not unseen.all()
     np.testing.assert_array_equal(np.isnan(np.asarray(att.values)), unseen)
     assert np.all(np.isinf(np.asarray(att.stderr)[unseen]))
+
+
+def test_complementary_stars_cancel_every_pairwise_term():
+    """The pairing trick: on a game of singles and pairs only, a complementary draw's sample is the same for every
+    T (a_i + sum_k b_ik / 2), so its stderr is 0 and its value exact; paired stars (one T) vary."""
+    rng = np.random.default_rng(0)
+    p = 9
+    a, b = rng.normal(size=p), np.triu(rng.normal(size=(p, p)), 1)
+    members = ((np.arange(1 << p)[:, None] >> np.arange(p)) & 1).astype(np.float64)
+    game = lookup_game((members @ a + np.einsum("ci,ij,cj->c", members, b, members)).astype(np.float32))
+    truth = exact(game, p, "banzhaf")
+    both = {name: estimate(jax.random.key(1), game, p, "banzhaf", evaluations=40 * (2 * p + 2), estimator=name)
+            for name in ("complementary", "paired")}
+    np.testing.assert_allclose(both["complementary"].values, truth, atol=1e-5)
+    assert np.max(both["complementary"].stderr) < 1e-5 < np.min(both["paired"].stderr)
+    with pytest.raises(ValueError, match="'complementary' does not serve index 'beta'"):  # its pair is not beta_d's
+        make_estimator(p, "beta", d=0.8, estimator="complementary")

@@ -64,7 +64,8 @@ def _methods(c: ml_collections.ConfigDict) -> None:
     c.gtap = ml_collections.ConfigDict()
     c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
-    # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression
+    # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression;
+    # banzhaf also complementary (paired stars at T and its complement)
     # ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley;
     # for banzhaf and beta paired where the game values its draws incrementally and a round buys 64,
     # else regression at >= 5 evaluations per player per round, else msr)

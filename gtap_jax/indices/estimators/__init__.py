@@ -10,6 +10,7 @@ Estimator`` and one line here; the contract tests then cover it.
 References:
     Castro, Gomez, Tejada (2009), permutation sampling of the Shapley value.
     Wang, Jia (2023), "Data Banzhaf": maximum sample reuse (MSR).
+    Fumagalli et al. (2024), shapiq: the pairing trick (a coalition with its complement).
     Hammer, Holzman (1992): the Banzhaf value is the least-squares linear fit of
     the game under the uniform distribution; Fumagalli et al. (2024), shapiq's
     Faith-Banzhaf regression.
@@ -26,6 +27,7 @@ from gtap_jax.engine import ChainValueFn
 from gtap_jax.indices.base import INDICES
 from gtap_jax.indices.estimators.antithetic import antithetic_shapley
 from gtap_jax.indices.estimators.base import Estimator, EstimatorState, Moments, SampleState, sample_estimator
+from gtap_jax.indices.estimators.complementary import complementary_banzhaf
 from gtap_jax.indices.estimators.kernel import PAIRS_PER_DRAW, kernel_shapley
 from gtap_jax.indices.estimators.msr import MSRState, msr_beta
 from gtap_jax.indices.estimators.paired import paired_beta
@@ -74,6 +76,8 @@ ESTIMATORS = Registry(
         "kernel": EstimatorEntry(kernel_shapley, ("shapley",), lambda p: 2 * PAIRS_PER_DRAW + 2, "order"),
         "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
         "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta"), lambda p: p + 1, "flip", chains=1, star=True),
+        "complementary": EstimatorEntry(complementary_banzhaf, ("banzhaf",), lambda p: 2 * p + 2, "flip", chains=2,
+                                        star=True),
         "regression": EstimatorEntry(regression_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
     },
 )
@@ -96,6 +100,7 @@ __all__ = [
     "RegressionState",
     "SampleState",
     "antithetic_shapley",
+    "complementary_banzhaf",
     "estimators_for",
     "kernel_shapley",
     "msr_beta",
