@@ -61,11 +61,13 @@ def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(
             att = g.estimate(jax.random.key(2), fn, p, index, evaluations=9 * (p + 1), estimator=estimator, plan=plan)
             np.testing.assert_allclose(att.values, whole.values, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(att.stderr, whole.stderr, rtol=1e-4, atol=1e-5)
-    # Where stars are valued incrementally, paired draws are Banzhaf's default; elsewhere regression (or MSR).
+    # Where stars are valued incrementally, complementary stars are Banzhaf's default and paired stars beta's;
+    # elsewhere regression (or MSR).
     many = PAIRED_MIN_DRAWS * (p + 1)
-    for value_fn, evaluations, expected in ((fn, many, "paired"), (fn, many - 1, "regression"),
+    for value_fn, evaluations, expected in ((fn, many, "complementary"), (fn, many - 1, "regression"),
                                             (lambda m: fn(m), many, "regression")):
         assert default_estimator("banzhaf", p, evaluations, value_fn) == expected
+    assert default_estimator("beta", p, many, fn) == "paired"
     # Focused flips (a star over the unsure players) too, with a number of draws that splits unevenly.
     players = np.array([3, 17, 250, 399])
     for plan in (g.make_plan(mesh=mesh), None):

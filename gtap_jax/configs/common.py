@@ -67,7 +67,8 @@ def _methods(c: ml_collections.ConfigDict) -> None:
     # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression;
     # banzhaf also complementary (paired stars at T and its complement)
     # ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley;
-    # for banzhaf and beta paired where the game values its draws incrementally and a round buys 64,
+    # for banzhaf complementary and for beta paired stars where the game values them incrementally and a round
+    # buys 64 paired draws,
     # else regression at >= 5 evaluations per player per round, else msr)
     c.gtap.estimators = ml_collections.ConfigDict({"shapley": "", "banzhaf": "", "beta": ""})
     c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands

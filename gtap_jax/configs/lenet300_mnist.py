@@ -4,7 +4,8 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/lenet300_mnist.py --workdir runs/lenet300
 
-Runtime on 2 CPU cores: about 5 minutes (measured 5 min 2 s, 2026-12-02); ``:smoke`` under a minute. Full MNIST:
+Runtime on 2 CPU cores: about 6.5 minutes (measured 6 min 27 s, 2026-12-05, with complementary stars for
+Banzhaf); ``:smoke`` under a minute. Full MNIST:
 ``--config.data.source=tfds`` (online once) or ``--config.data.source=path --config.data.path=DIR``.
 """
 

@@ -48,11 +48,12 @@ PAIRED_MIN_DRAWS = 64
 def default_estimator(index: str, num_players: int, evaluations: int, value_fn: ValueFn | None = None) -> str:
     """The estimator :func:`estimate` uses for a new run of ``index`` when none is given.
 
-    Shapley: permutation sampling. Banzhaf and beta_d: paired draws where ``value_fn`` values
-    them incrementally (a :class:`~gtap_jax.engine.ChainValueFn`: a paired draw is a star, about
-    20x the values per second of whole coalitions on LeNet-300-100, at about the precision per
-    value of regression; ``benchmarks/RESULTS.md``) and the budget buys ``PAIRED_MIN_DRAWS``
-    draws; else regression with at least
+    Shapley: permutation sampling. Banzhaf and beta_d: stars where ``value_fn`` values them
+    incrementally (a :class:`~gtap_jax.engine.ChainValueFn`: about 20x the values per second of
+    whole coalitions on LeNet-300-100) and the budget buys ``PAIRED_MIN_DRAWS`` paired draws:
+    for Banzhaf complementary stars (a coalition and its complement, 1.2-4.5x the precision per
+    value of paired stars on four trained networks), for beta_d paired stars (at about the
+    precision per value of regression; ``benchmarks/RESULTS.md``); else regression with at least
     ``REGRESSION_MIN_DRAWS_PER_PLAYER`` evaluations per player (so the fit is
     well determined) and at most ``REGRESSION_MAX_PLAYERS`` players, MSR
     otherwise. A continued run keeps its state's estimator.
@@ -60,7 +61,7 @@ def default_estimator(index: str, num_players: int, evaluations: int, value_fn: 
     if not INDICES[index].takes_d:
         return "permutation"
     if isinstance(value_fn, ChainValueFn) and evaluations >= PAIRED_MIN_DRAWS * (num_players + 1):
-        return "paired"
+        return "complementary" if index == "banzhaf" else "paired"
     enough = evaluations >= REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1)
     return "regression" if enough and num_players <= REGRESSION_MAX_PLAYERS else "msr"
 
@@ -206,7 +207,7 @@ def estimate(
         d: the Bernoulli parameter of ``"beta"``, in (0, 1).
         estimator: a name in ``ESTIMATORS`` serving ``index`` (``"permutation"``,
             ``"antithetic"``, ``"kernel"`` for Shapley; ``"msr"``, ``"paired"``,
-            ``"regression"`` for Banzhaf and beta_d). Default: the state's when
+            ``"regression"`` for Banzhaf and beta_d, ``"complementary"`` for Banzhaf). Default: the state's when
             continuing, else :func:`default_estimator`.
         plan: where and in what chunks to evaluate (:func:`gtap_jax.engine.make_plan`).
         state: an earlier :class:`Attribution` (or its ``state``) to continue (same key).
