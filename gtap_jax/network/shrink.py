@@ -100,11 +100,11 @@ def compact(model, variables, layout: PlayerLayout | Mapping, mask=None, *, x=No
     elif masked_value != "zero":
         raise ValueError(f"unknown masked_value {masked_value!r}; expected 'zero' or 'mean'")
     small = net.smaller(layout, mask, x=x, fills=fills, atol=atol)
-    error = float("nan")
+    masks, error = layout.split(mask), float("nan")
     if x is not None:
-        masked = np.asarray(net.predict(x, layout.split(mask), fills))
+        masked = np.asarray(net.predict(x, masks, fills))
         error = float(np.max(np.abs(np.asarray(small.predict(x)) - masked)))
-    kept = {name: int(np.sum(keep)) for name, keep in layout.split(mask).items()}
+    kept = {name: int(np.sum(keep)) for name, keep in masks.items()}
     return Compacted(small, size_report(net, small, layout, mask, input_shape), error, kept)
 
 

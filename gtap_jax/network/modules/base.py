@@ -94,10 +94,8 @@ class ModuleNetwork(abc.ABC):
         except Exception:  # noqa: BLE001 (a warning only: a model the tracer cannot follow still plays its game)
             return
 
-        def produces(path):
-            return (self._variable(path, "kernel") or self._variable(path, "embedding")) is not None
-
-        warn_if_grouped(layers, [g for g in groups if sum(map(produces, g.members)) > 1])
+        producers = [sum(shrink_groups.produces(self._variable, m) for m in g.members) for g in groups]
+        warn_if_grouped(layers, [g for g, n in zip(groups, producers, strict=True) if n > 1])
 
     def masked_logits(self, layout, x, *, dtype="float32", cache_prefix=True):
         x = jnp.asarray(x)

@@ -14,6 +14,8 @@ module is its own group until something joins it.
 Not followed (the identity ends there): a concatenation or split along the feature axis, a
 reshape of it (attention's ``[..., heads, head_dim]``). A gather keeps it where it keeps the last
 axis's size (an embedding table's rows looked up). Heads have their own players (``"attn:heads"``).
+A group whose features enter a concatenation along the feature axis is marked
+(``Group.concatenated``): naming it is refused.
 
 Each module's input is named too (:func:`marked` with ``"in"``): a Dense or Conv whose input
 carries a group's features is one of the group's *consumers*. The model's variables enter the

@@ -120,15 +120,17 @@ class GroupCuts(NamedTuple):
     heads: dict
 
 
+def produces(variable: Callable, path: str) -> bool:
+    """Whether the module at ``path`` makes its own features (a Dense's or Conv's kernel, an embedding table), as
+    opposed to passing them on (a norm, an activation); ``variable`` as :func:`slices` takes it."""
+    return (variable(path, "kernel") or variable(path, "embedding")) is not None
+
+
 def group_cuts(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
                kinds: dict[str, str]) -> GroupCuts:
     """The :class:`GroupCuts` of a smaller network; ``variable`` and ``kinds`` as :func:`slices` takes them."""
-
-    def produces(path):  # a member whose own features shrink: a Dense's or Conv's outputs, an embedding's
-        return (variable(path, "kernel") or variable(path, "embedding")) is not None
-
-    return GroupCuts(slices(layout, mask, grouped, variable, kinds), kept_widths(layout, mask, grouped, produces),
-                kept_heads(layout, mask))
+    widths = kept_widths(layout, mask, grouped, lambda path: produces(variable, path))
+    return GroupCuts(slices(layout, mask, grouped, variable, kinds), widths, kept_heads(layout, mask))
 
 
 def checked(small, reference, x, atol: float = 1e-4):
@@ -148,4 +150,4 @@ def checked(small, reference, x, atol: float = 1e-4):
     return small, error
 
 
-__all__ = ["GroupCuts", "checked", "kept_heads", "kept_widths", "group_cuts", "sliced", "slices"]
+__all__ = ["GroupCuts", "checked", "group_cuts", "kept_heads", "kept_widths", "produces", "sliced", "slices"]
