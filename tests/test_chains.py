@@ -1,5 +1,5 @@
-"""Chains and stars valued incrementally (gtap_jax/network/chains.py) equal the batched pass, on every model that
-offers them."""
+"""Chains and stars valued incrementally (gtap_jax/network/modules/incremental.py) equal the batched pass, on every
+model that offers them."""
 
 import flax.linen as nn
 import jax
@@ -15,6 +15,7 @@ from gtap_jax.indices import PAIRED_MIN_DRAWS, default_estimator, make_estimator
 from gtap_jax.indices.focus import focused_samples
 from gtap_jax.models import MODELS
 from gtap_jax.network import init_params
+from gtap_jax.network.modules import incremental
 
 CLASSES = 7
 
@@ -28,11 +29,12 @@ def _game(name, layers, **kw):
     return g.network_game(model, params, ds.x_test, ds.y_test, layers=layers, **kw)
 
 
-# Each model's dense layers (a conv layer's consumer sees it through a spatial flatten: no chains there).
-# (Zero and mean fills, both metrics, alternately.)
+# Each model's dense layers (rank-1 steps) and conv layers (stored contributions to a conv, through pooling, or to
+# a dense layer, through a pooled and flattened map). (Zero and mean fills, both metrics, alternately.)
 CASES = [("lenet300", ["fc1", "fc2"], "zero", "neg_loss"), ("lenet300", ["fc2"], "mean", "accuracy"),
          ("text_mlp", ["fc2", "fc3"], "mean", "neg_loss"), ("lenet5", ["fc1", "fc2"], "zero", "accuracy"),
-         ("alexnet", ["fc6", "fc7"], "mean", "neg_loss")]
+         ("alexnet", ["fc6", "fc7"], "mean", "neg_loss"), ("lenet5", ["conv1", "fc2"], "mean", "neg_loss"),
+         ("lenet5", ["conv2", "fc1"], "zero", "accuracy"), ("alexnet", ["conv1", "conv2"], "mean", "neg_loss")]
 
 
 @pytest.mark.parametrize("name,layers,masked_value,metric", CASES)
@@ -62,10 +64,10 @@ def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(
             np.testing.assert_allclose(att.values, whole.values, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(att.stderr, whole.stderr, rtol=1e-4, atol=1e-5)
     # Where stars are valued incrementally, complementary stars are Banzhaf's default and paired stars beta's;
-    # elsewhere regression (or MSR).
+    # elsewhere regression on complementary pairs (or MSR).
     many = PAIRED_MIN_DRAWS * (p + 1)
-    for value_fn, evaluations, expected in ((fn, many, "complementary"), (fn, many - 1, "regression"),
-                                            (lambda m: fn(m), many, "regression")):
+    for value_fn, evaluations, expected in ((fn, many, "complementary"), (fn, many - 1, "kernel_banzhaf"),
+                                            (lambda m: fn(m), many, "kernel_banzhaf")):
         assert default_estimator("banzhaf", p, evaluations, value_fn) == expected
     assert default_estimator("beta", p, many, fn) == "paired"
     # Focused flips (a star over the unsure players) too, with a number of draws that splits unevenly.
@@ -90,11 +92,15 @@ def test_a_sub_game_keeps_its_chains():
                                np.asarray(g.evaluate_coalitions(sub, star)), rtol=1e-5, atol=1e-5)
 
 
-def test_a_model_without_a_dense_consumer_evaluates_whole():
-    fn, _ = _game("lenet5", ["conv2", "fc1"])  # conv2 feeds fc1 through a pooled, flattened map
-    assert not isinstance(fn, ChainValueFn)
+def test_games_without_incremental_steps_evaluate_whole(monkeypatch):
     fn16, _ = _game("lenet300", ["fc1"], dtype="bfloat16")
     assert not isinstance(fn16, ChainValueFn)
+    # LeNet5's conv1 contributions to conv2: 6 players x 64 images x 10 x 10 x 16 outputs, 2.5 MB; a smaller
+    # store evaluates whole, a rank-1 game stores nothing.
+    assert isinstance(_game("lenet5", ["conv1"])[0], ChainValueFn)
+    monkeypatch.setattr(incremental, "MAX_CONTRIBUTION_BYTES", 6 * 64 * 10 * 10 * 16 * 4 - 1)
+    assert not isinstance(_game("lenet5", ["conv1"])[0], ChainValueFn)
+    assert isinstance(_game("lenet5", ["fc1"])[0], ChainValueFn)
 
 
 def test_settled_shapley_on_chains_draws_permutations_only():
@@ -131,6 +137,26 @@ class _LinenTokens(nn.Module):
         return nn.Dense(CLASSES, name="head")(x.mean(axis=1))
 
 
+class _LinenCNN(nn.Module):
+    """Conv - relu - pool - conv (bias-free) - BatchNorm - relu - flatten - dense."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.avg_pool(nn.relu(nn.Conv(5, (3, 3), name="c1")(x)), (2, 2), (2, 2))
+        h = nn.relu(nn.BatchNorm(use_running_average=True, name="bn")(nn.Conv(6, (3, 3), use_bias=False, name="c2")(h)))
+        return nn.Dense(CLASSES, name="head")(h.reshape(h.shape[0], -1))
+
+
+class _NNXCNN(nnx.Module):
+    def __init__(self, rngs):
+        self.c1 = nnx.Conv(3, 4, (3, 3), rngs=rngs)
+        self.c2 = nnx.Conv(4, 5, (3, 3), padding="VALID", rngs=rngs)
+        self.head = nnx.Linear(5, CLASSES, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(nnx.relu(self.c2(nnx.relu(self.c1(x)))).mean(axis=(1, 2)))
+
+
 class _NNXMLP(nnx.Module):
     def __init__(self, rngs):
         self.blocks = nnx.List([nnx.Linear(5, 9, rngs=rngs), nnx.Linear(9, 6, rngs=rngs)])
@@ -146,7 +172,10 @@ def _flax_games():
     x = jax.random.normal(jax.random.key(0), (24, 5))
     y = np.arange(24) % CLASSES
     tokens = jax.random.normal(jax.random.key(1), (24, 3, 6))
-    mlp, with_norm, ffn = _LinenMLP(), _LinenMLP(norm=True), _LinenTokens()
+    mlp, with_norm, ffn, cnn = _LinenMLP(), _LinenMLP(norm=True), _LinenTokens(), _LinenCNN()
+    images = jax.random.normal(jax.random.key(5), (24, 12, 12, 4))
+    resnet = MODELS["resnet"](CLASSES, **MODELS["resnet"].small)
+    resnet_vars = resnet.init(jax.random.key(6), images[..., :1])
     return {
         "linen": g.network_game(mlp, mlp.init(jax.random.key(2), x), x, y, layers=["Dense_0", "Dense_1"],
                                 metric="neg_loss"),  # (accuracy: an argmax near a tie may flip with the rounding)
@@ -158,6 +187,15 @@ def _flax_games():
                               metric="neg_loss"),
         "layernorm": g.network_game(with_norm, with_norm.init(jax.random.key(2), x), x, y, layers=["Dense_0"]),
         "named out of order": g.network_game(_NNXMLP(nnx.Rngs(0)), None, x, y, layers=["blocks/1", "blocks/0"]),
+        "linen conv": g.network_game(cnn, cnn.init(jax.random.key(4), images), images, y, layers=["c1", "c2"],
+                                     masked_value="mean", metric="neg_loss"),
+        "nnx conv": g.network_game(_NNXCNN(nnx.Rngs(0)), None, images[..., :3], y, layers=["c1"], metric="neg_loss"),
+        # a block's inner channels (a group: the conv and its BatchNorm) feed its second conv; the stream's
+        # channels feed every block and the residual add: no single consumer
+        "resnet block": g.network_game(resnet, resnet_vars, images[..., :1], y,
+                                       layers=["s1b1/conv1:group", "s2b1/conv1:group"], metric="neg_loss"),
+        "resnet stream": g.network_game(resnet, resnet_vars, images[..., :1], y,
+                                        layers=["stem:group", "s1b1/conv1:group"], metric="neg_loss"),
     }
 
 
@@ -165,7 +203,7 @@ def test_flax_models_value_chains_and_stars_as_the_batched_pass():
     games = _flax_games()
     for name, (fn, layout) in games.items():
         p = layout.num_players
-        if name in ("layernorm", "named out of order"):  # the first layer's features do not reach a Dense alone
+        if name in ("layernorm", "named out of order", "resnet stream"):  # no one affine consumer
             assert not isinstance(fn, ChainValueFn), name
             continue
         assert isinstance(fn, ChainValueFn), name

@@ -112,7 +112,7 @@ class ModuleNetwork(abc.ABC):
             return lambda x, masks, fills: with_active((expand(masks, grouped), fills), run, x)
 
         return incremental.intercepted_chain_fn(
-            layout, x, reduce, calls=self._leaf_calls(layout.names, x[:2], {}, None), dtype=dtype,
+            layout, x, reduce, calls=self._leaf_calls(layout.names, x[:2], {}, None), grouping=grouped, dtype=dtype,
             params_at=lambda path: node_at(self._param_dict(), path), forward=forward)
 
     def layer_outputs(self, x, layout):

@@ -3,92 +3,61 @@ stars, each one player away from the first.
 
 A permutation draw's P + 1 prefixes (or an antithetic draw's two chains) differ step by step by one
 player; a paired draw's coalition and its P one-player flips, or a focused draw's flips, form a
-star. Where the first player layer feeds a Dense layer directly, that layer's pre-activation ``z``
-moves by one rank-1 term per step: flipping player j adds or removes ``(h_j - fill_j) W_j`` (its
-output column on the evaluation set times its weight row), n x width operations instead of the
-n x width_in x width product of a whole layer. The rest of the network (the activation, later
-player layers, the output layer) runs per coalition. The chain is a ``lax.scan`` over steps (a star
-a ``lax.map`` over flips); the engine vmaps it over chains and shards those over the mesh, as it does
-coalitions.
+star. Where the first player layer's features reach one affine layer (a Dense or a Conv, the
+*consumer*) through per-feature operations only (an activation, a per-channel norm, pooling), the
+consumer's output ``z`` moves by one term per step: flipping player j adds or removes that player's
+contribution. The rest of the network (the activation, later player layers, the output layer) runs
+per coalition from ``z``; what fed only the consumer is dead code then, and XLA drops it.
 
-The built-in models know their stages (:func:`staged_chain_fn`); for a Linen or NNX model the Dense
-consumer is found in one recorded pass and its output replaced through
-:data:`~gtap_jax.network.modules.masking.OVERRIDE` (:func:`intercepted_chain_fn`). Both share the update
-itself (:func:`rank1_chains`), over any leading axes (tokens too).
+* A Dense consumer of the players' own features: the contribution is rank-1, ``(h_j - fill_j) W_j``
+  (player j's output column on the evaluation set times its weight row), n x width operations
+  instead of the n x width_in x width product of the whole layer; nothing is stored.
+* Any other affine consumer (a Conv, a Dense over a flattened feature map): each player's
+  contribution, ``z`` with only that player kept less ``z`` with none, is computed once per batch
+  of chains and stored (``width x`` the size of ``z``, at most :data:`MAX_CONTRIBUTION_BYTES`),
+  and a step is one add.
 
-Rank-1 updates accumulate float32 rounding along a chain of thousands of steps: each chain restarts
-from a whole product every ``RESTART`` steps, which bounds the drift (``tests/test_chains.py``
-checks the values against the batched pass). A star has no drift: every flip starts from the first
-coalition's product.
+The chain is a ``lax.scan`` over steps (a star a ``lax.map`` over flips); the engine vmaps it over
+chains and shards those over the mesh, as it does coalitions. The consumer's output is replaced,
+and its input or output recorded, through :data:`~gtap_jax.network.modules.masking.OVERRIDE`: a
+Linen or NNX model's consumer is found in one recorded pass (:func:`intercepted_chain_fn`), a
+built-in model declares it (its site's consumer). A Flax model's evaluator must first reproduce
+the masked pass on a few coalitions (a LayerNorm, a residual link or a second use in between fails
+that, and the game is evaluated whole); a built-in model's structure guarantees it.
+
+Updates accumulate float32 rounding along a chain of thousands of steps: each chain restarts from a
+whole product every ``RESTART`` steps, which bounds the drift (``tests/test_chains.py`` checks the
+values against the batched pass). A star has no drift: every flip starts from the first coalition's
+``z``.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.network.modules.masking import HEADS, with_override
+from gtap_jax.network.modules.masking import GROUP, HEADS, Recorded, with_override
 
 # Steps between whole recomputations of the kept pre-activation along a chain.
 RESTART = 256
+# The largest store of per-player contributions to an affine consumer's output; beyond it the game is
+# evaluated whole.
+MAX_CONTRIBUTION_BYTES = 1 << 29
+# Players whose contributions one pass computes (the passes run one after another).
+CONTRIBUTION_BATCH = 16
 
 
-def _activation(model, variables, h, kernel, bias, stage: int):
-    """``relu`` or the identity, whichever the Dense stage ``stage`` applies to ``h @ kernel + bias``; else None."""
-    z = h @ kernel + bias[None, :]
-    out = model.apply(variables, h, start=stage, stop=stage + 1)
-    if out.shape != z.shape:
-        return None
-    for act in (jax.nn.relu, lambda a: a):
-        if np.allclose(np.asarray(act(z)), np.asarray(out), rtol=1e-5, atol=1e-5):
-            return act
-    return None
-
-
-def staged_chain_fn(model, params, layout: PlayerLayout, x, reduce, *, dtype: str = "float32"):
-    """The chain evaluator of a staged network's game, or None where it does not apply (module docstring)."""
-    if dtype != "float32":
-        return None
-    names = model.stage_names()
-    first = layout.names[0]
-    spec = next(s for s in model.site_specs() if s.name == first)
-    if spec.consumer_spatial is not None or spec.consumer not in names:
-        return None
-    kernel, bias = jnp.asarray(params[spec.consumer]["kernel"]), jnp.asarray(params[spec.consumer]["bias"])
-    stage = names.index(spec.consumer)
-    variables = {"params": params}
-    h = jax.jit(lambda v, x: model.apply(v, x, stop=names.index(first) + 1))(variables, jnp.asarray(x))
-    if np.ndim(kernel) != 2 or h.ndim != 2 or h.shape[1] != kernel.shape[0]:
-        return None
-    act = _activation(model, variables, h[:4], kernel, bias, stage)
-    if act is None:
-        return None
-
-    def inputs(fills):
-        return h, (jnp.zeros((1, h.shape[1]), h.dtype) if fills is None else fills[first][None, :])
-
-    def logits_of(z, masks, fills):
-        out = act(z)
-        if spec.consumer in masks:
-            fill = 0.0 if fills is None else fills[spec.consumer][None, :]
-            out = jnp.where(masks[spec.consumer][None, :], out, fill)
-        rest = {n: m for n, m in masks.items() if n not in (first, spec.consumer)}
-        return model.apply(variables, out, masks=rest, fills=fills, start=stage + 1)
-
-    return rank1_chains(layout, inputs, logits_of, kernel, bias, reduce)
-
-
-def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, forward, dtype: str = "float32"):
+def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, forward, grouping=None,
+                         dtype: str = "float32"):
     """The chain evaluator of a Linen or NNX model's game, or None where it does not apply.
 
-    The consumer is the first Dense called after the first player layer, taking its features. Its input with
-    every player of that layer kept and with every one dropped is recorded, its output replaced by the
-    rank-1-updated ``z`` (:data:`~gtap_jax.network.modules.masking.OVERRIDE`); everything that fed only the consumer is
-    dead code then, and XLA drops it. Before it is offered, the evaluator must reproduce the masked pass on a
-    few coalitions (a LayerNorm, a residual link or a second use in between fails that, and the game is
-    evaluated whole).
+    The consumer is the first Dense or Conv called after the first player layer (for a coupled group, the one
+    module outside the group that reads it). Before it is offered, the evaluator must reproduce the masked
+    pass on a few coalitions.
 
     Args:
         layout, x, reduce, dtype: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
@@ -96,16 +65,66 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
         params_at: ``path -> {name: array}``, the parameters of the module at ``path`` (None if none).
         forward: ``consumer -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with the
             module at ``consumer`` open to the override.
+        grouping: the coupled groups that the layout names (:class:`~gtap_jax.network.modules.masking.Grouping`).
     """
     first, width = layout.layers[0]
-    consumer = _consumer(calls, first, width)
-    node = params_at(consumer) if consumer is not None and dtype == "float32" else None
-    kernel = None if node is None else node.get("kernel")
-    if kernel is None or np.ndim(kernel) != 2 or np.shape(kernel)[0] != width:
+    consumer = None if dtype != "float32" else _consumer(calls, first, grouping)
+    if consumer is None:
         return None
-    kernel = jnp.asarray(kernel, jnp.float32)
-    bias = jnp.asarray(node["bias"] if node.get("bias") is not None else np.zeros(kernel.shape[1]), jnp.float32)
-    run = forward(consumer)
+    node = params_at(consumer) or {}
+    return consumer_chain_fn(layout, x, reduce, consumer=consumer, run=forward(consumer), kernel=node.get("kernel"),
+                             bias=node.get("bias"), check=True)
+
+
+def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, kernel=None, bias=None,
+                      check: bool = True):
+    """``chain(masks[K, P], fills, star=False) -> values[K]`` through the affine module at ``consumer``, or None.
+
+    Args:
+        layout, x, reduce: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
+        consumer: the path of the module that the first player layer's features reach first.
+        run: ``(x, masks, fills) -> logits``, the masked model with ``consumer`` open to the override.
+        kernel, bias: the consumer's parameters; a 2-D kernel on the layer's ``width`` features makes the
+            contributions rank-1 (nothing stored).
+        check: whether the evaluator must first reproduce ``run`` on a few coalitions (else None).
+    """
+    width = layout.layers[0][1]
+    dense = kernel is not None and np.ndim(kernel) == 2 and np.shape(kernel)[0] == width
+    if dense:
+        kernel = jnp.asarray(kernel, jnp.float32)
+        bias = jnp.zeros(kernel.shape[1], jnp.float32) if bias is None else jnp.asarray(bias, jnp.float32)
+        parts = _rank1(layout, consumer, run, kernel, bias)
+    else:
+        parts = _stored(layout, consumer, run)
+        out = jax.eval_shape(lambda x: _consumer_output(consumer, run, x, {}, None), jnp.asarray(x))
+        if width * math.prod(out.shape) * 4 > MAX_CONTRIBUTION_BYTES:
+            return None
+
+    def logits_of(x):
+        return lambda z, masks, fills: with_override({consumer: z}, run, jax.lax.optimization_barrier(x), masks,
+                                                     fills)
+
+    x = jnp.asarray(x)
+    if check:
+        few = x[:16]
+        if not _reproduces(layout, few, run, chains(layout, parts(few), logits_of(few), lambda logits: logits)):
+            return None
+    return chains(layout, parts(x), logits_of(x), reduce)
+
+
+def _consumer_output(consumer: str, run, x, masks, fills):
+    got = Recorded()
+    with_override({consumer: got}, run, jax.lax.optimization_barrier(x), masks, fills)
+    return got[0]
+
+
+def _rank1(layout: PlayerLayout, consumer: str, run, kernel, bias):
+    """``x -> fills -> (whole, step)`` for a Dense consumer of the first layer's features: a step adds player j's
+    output column times its weight row."""
+    first, width = layout.layers[0]
+
+    def lead(a, ndim):  # a's last axis as the last of ndim axes (the rank promotion that numpy would do)
+        return a.reshape((1,) * (ndim - a.ndim) + a.shape)
 
     def parts(x):
         def consumer_input(keep, fills):
@@ -113,36 +132,76 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
             with_override({consumer: got}, run, jax.lax.optimization_barrier(x), {first: keep}, fills)
             return got[0]
 
-        def inputs(fills):
-            return consumer_input(jnp.ones(width, bool), fills), consumer_input(jnp.zeros(width, bool), fills)
+        def setup(fills):
+            kept = consumer_input(jnp.ones(width, bool), fills)
+            dropped = consumer_input(jnp.zeros(width, bool), fills)
+            column = kept - dropped  # what keeping player j adds to the consumer's input feature j, per example
 
-        def logits_of(z, masks, fills):
-            return with_override({consumer: z}, run, jax.lax.optimization_barrier(x), masks, fills)
+            def whole(mask):
+                return jnp.where(lead(mask[:width], kept.ndim), kept, dropped) @ kernel + lead(bias, kept.ndim)
 
-        return inputs, logits_of
+            def step(z, j, sign):
+                return z + sign * column[..., j][..., None] * lead(kernel[j], z.ndim)
 
-    few = x[:16]
-    if not _reproduces(layout, few, run, rank1_chains(layout, *parts(few), kernel, bias, lambda logits: logits)):
-        return None
-    return rank1_chains(layout, *parts(x), kernel, bias, reduce)
+            return whole, step
+
+        return setup
+
+    return parts
 
 
-def _consumer(calls, first: str, width: int) -> str | None:
-    """The path of the Dense called once, first after the layer ``first`` (called once), on ``width`` features."""
+def _stored(layout: PlayerLayout, consumer: str, run):
+    """``x -> fills -> (whole, step)`` for any affine consumer: each player's contribution to its output, stored."""
+    first, width = layout.layers[0]
+
+    def parts(x):
+        def setup(fills):
+            def output(keep):
+                return _consumer_output(consumer, run, x, {first: keep}, fills)
+
+            # (constant masks behind a barrier: XLA would fold the coalition without players at compile time)
+            base = output(jax.lax.optimization_barrier(jnp.zeros(width, bool)))
+            alone = jax.lax.map(output, jax.lax.optimization_barrier(jnp.eye(width, dtype=bool)),
+                                batch_size=CONTRIBUTION_BATCH)
+            contribution = alone - base[None]
+
+            def whole(mask):
+                return base + jnp.tensordot(mask[:width].astype(base.dtype), contribution, axes=1)
+
+            def step(z, j, sign):
+                return z + sign * contribution[j]
+
+            return whole, step
+
+        return setup
+
+    return parts
+
+
+def _consumer(calls, first: str, grouping) -> str | None:
+    """The path of the Dense or Conv (called once) that the layer ``first`` reaches first: the next one called
+    after it (called once), or the one module outside a coupled group that reads the group."""
     paths = [c.path for c in calls]
-    if first.endswith(HEADS) or paths.count(first) != 1:
+    if first.endswith(HEADS):
         return None
-    for call in calls[paths.index(first) + 1 :]:
-        if call.kind == "conv":
+    if first.endswith(GROUP):
+        if grouping is None:
             return None
-        if call.kind == "dense":
-            ok = paths.count(call.path) == 1 and np.shape(call.inputs)[-1:] == (width,)
-            return call.path if ok else None
-    return None
+        readers = [c for c in calls if grouping.consumers.get(c.path) == first and c.path not in grouping.members]
+        if len(readers) != 1:
+            return None
+        found = readers[0]
+    else:
+        if paths.count(first) != 1:
+            return None
+        found = next((c for c in calls[paths.index(first) + 1:] if c.kind in ("dense", "conv")), None)
+    ok = found is not None and found.kind in ("dense", "conv") and paths.count(found.path) == 1
+    return found.path if ok else None
 
 
 def _reproduces(layout: PlayerLayout, x, run, star) -> bool:
-    """Whether ``star`` (logits by rank-1 updates) equals the masked pass on a coalition and a few of its flips."""
+    """Whether ``star`` (logits by updates of the consumer's output) equals the masked pass on a coalition and a
+    few of its flips."""
     p, width = layout.num_players, layout.layers[0][1]
     base = np.random.default_rng(0).random(p) < 0.5
     masks = np.repeat(base[None], 6, axis=0)
@@ -153,54 +212,47 @@ def _reproduces(layout: PlayerLayout, x, run, star) -> bool:
     return got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
-def rank1_chains(layout: PlayerLayout, inputs, logits_of, kernel, bias, reduce):
-    """``chain(masks[K, P], fills, star=False) -> values[K]`` by rank-1 updates of a Dense consumer's output.
+def chains(layout: PlayerLayout, setup, logits_of, reduce):
+    """``chain(masks[K, P], fills, star=False) -> values[K]`` by updates of a consumer's output.
 
     Args:
         layout: the game's players; the first layer's are the ones whose flips move the consumer.
-        inputs: ``fills -> (kept, dropped)``, the consumer's input ``[..., width]`` with every player of the first
-            layer kept, and with every one dropped; a coalition's input takes each feature from one of them.
+        setup: ``fills -> (whole, step)``: ``whole(mask) -> z``, the consumer's output for a coalition, and
+            ``step(z, j, sign) -> z`` with player j of the first layer kept (``sign`` 1) or dropped (-1).
         logits_of: ``(z, masks, fills) -> logits`` from the consumer's output ``z`` and the layers' masks.
-        kernel, bias: the consumer's ``[width, out]`` and ``[out]``.
         reduce: ``logits -> value``.
     """
     width = layout.layers[0][1]
 
-    def lead(a, ndim):  # a's last axis as the last of ndim axes (the rank promotion that numpy would do)
-        return a.reshape((1,) * (ndim - a.ndim) + a.shape)
-
-    def whole(mask, kept, dropped):
-        return jnp.where(lead(mask[:width], kept.ndim), kept, dropped) @ kernel + lead(bias, kept.ndim)
-
-    def moved(z, prev, cur, column):
-        """``z`` of ``prev`` moved to ``cur``, one player away (or none) in the first player layer."""
-        diff = cur ^ prev
-        j = jnp.argmax(diff)
-        sign = jnp.where(cur[j], 1.0, -1.0) * ((j < width) & diff[j])
-        jj = jnp.minimum(j, width - 1)
-        return z + sign * column[..., jj][..., None] * lead(kernel[jj], z.ndim)
-
     def chain(masks, fills, star=False):
-        kept, dropped = inputs(fills)
-        column = kept - dropped  # what keeping player j adds to the consumer's input feature j, per example
-        z0 = whole(masks[0], kept, dropped)
+        whole, step = setup(fills)
+
+        def moved(z, prev, cur):
+            """``z`` of ``prev`` moved to ``cur``, one player away (or none) in the first player layer."""
+            diff = cur ^ prev
+            j = jnp.argmax(diff)
+            sign = jnp.where(cur[j], 1.0, -1.0) * ((j < width) & diff[j])
+            return step(z, jnp.minimum(j, width - 1), sign)
+
+        z0 = whole(masks[0])
         first_value = reduce(logits_of(z0, layout.split(masks[0]), fills))[None]
         if star:
-            values = jax.lax.map(lambda cur: reduce(logits_of(moved(z0, masks[0], cur, column),
-                                                                layout.split(cur), fills)), masks[1:])
+            values = jax.lax.map(lambda cur: reduce(logits_of(moved(z0, masks[0], cur), layout.split(cur), fills)),
+                                 masks[1:])
             return jnp.concatenate([first_value, values])
 
-        def step(z, pair):
+        def advance(z, pair):
             prev, cur, restart = pair
-            z = moved(z, prev, cur, column)
-            z = jax.lax.cond(restart, lambda: whole(cur, kept, dropped), lambda: z)
+            z = moved(z, prev, cur)
+            z = jax.lax.cond(restart, lambda: whole(cur), lambda: z)
             return z, reduce(logits_of(z, layout.split(cur), fills))
 
         restarts = (jnp.arange(1, masks.shape[0]) % RESTART) == 0
-        _, values = jax.lax.scan(step, z0, (masks[:-1], masks[1:], restarts))
+        _, values = jax.lax.scan(advance, z0, (masks[:-1], masks[1:], restarts))
         return jnp.concatenate([first_value, values])
 
     return chain
 
 
-__all__ = ["RESTART", "intercepted_chain_fn", "rank1_chains", "staged_chain_fn"]
+__all__ = ["CONTRIBUTION_BATCH", "MAX_CONTRIBUTION_BYTES", "RESTART", "chains", "consumer_chain_fn",
+           "intercepted_chain_fn"]

@@ -22,7 +22,7 @@ Coupled groups: a layer ``"stem:group"`` makes the features of ``stem``'s group
 dropped feature is absent: :func:`expand` gives the group's mask to every member's output and
 every consumer's input (0 there), and a LayerNorm or RMSNorm among the members normalises over
 the kept features only (:func:`grouped_norm`), as a smaller network without them computes.
-:data:`OVERRIDE` lets a pass record a module's input or replace its output (incremental chains).
+:data:`OVERRIDE` lets a pass record a module's input or output, or replace its output (incremental chains).
 """
 
 from __future__ import annotations
@@ -203,13 +203,20 @@ def with_active(active, fn, *args, **kwargs):
         ACTIVE.reset(token)
 
 
+class Recorded(list):
+    """An :data:`OVERRIDE` entry that records the module's output (a plain list records its input)."""
+
+
 def called(path: str, call, *args, **kwargs):
     """``call(*args, **kwargs)``, the module at ``path``, unless :data:`OVERRIDE` replaces its output (or records
-    its input)."""
+    its input, or its output in a :class:`Recorded`)."""
     over = OVERRIDE.get()
     what = None if over is None else over.get(path)
     if what is None:
         return call(*args, **kwargs)
+    if isinstance(what, Recorded):
+        what.append(call(*args, **kwargs))
+        return what[-1]
     if isinstance(what, list):
         what.append(args[0] if args else None)
         return call(*args, **kwargs)
@@ -317,8 +324,8 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
 
 
 __all__ = [
-    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "called", "check_logits", "check_names",
-    "expand",
+    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "Recorded", "called", "check_logits",
+    "check_names", "expand",
     "feature_axis", "feature_means", "grouped_norm", "grouping", "kernel_of", "mask_input", "mask_output", "node_at",
     "not_for_groups", "silenced_params", "sizes_of", "warn_if_grouped", "with_active", "with_override",
     "zero_fills_only",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,9 +19,18 @@ from gtap_jax.layout import PlayerLayout, masks_dict
 from gtap_jax.network import train
 from gtap_jax.network.contract import cast_floats, count_params
 from gtap_jax.network.modules import incremental
+from gtap_jax.network.modules.masking import called
 from gtap_jax.network.staged import slicing
 from gtap_jax.network.staged.model import StagedModel, apply_site, layout_for
 from gtap_jax.shapes import PyTree
+
+
+def _overridable(next_fun, args, kwargs, context):
+    """A Linen interceptor: a stage's layer (a module at the top of the model) answers to
+    :data:`~gtap_jax.network.modules.masking.OVERRIDE`."""
+    if context.method_name != "__call__" or len(context.module.path) != 1:
+        return next_fun(*args, **kwargs)
+    return called(str(context.module.path[0]), next_fun, *args, **kwargs)
 
 
 class StagedNetwork:
@@ -71,15 +81,37 @@ class StagedNetwork:
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
         """Values of chains of coalitions, each one player away from the one before (or stars), or None.
 
-        Offered where the first player layer feeds a Dense layer directly (every hidden layer of an
-        MLP; LeNet5's and AlexNet's dense layers): that layer's pre-activation is kept along the chain,
-        and a flip of a first-layer player changes it by one rank-1 term (its output column times its
-        weight row) instead of a product over the whole layer; the rest of the network runs per
-        coalition. Returns ``chain(masks[K, P], fills, star=False) -> values[K]`` with ``reduce(logits)``
-        the value (``star``: each coalition one player away from the first), or None where the structure
-        does not hold (then every coalition is evaluated whole).
+        The first player layer's consumer (its site's, :class:`~gtap_jax.network.staged.model.SiteSpec`) is
+        affine between per-channel operations (pooling, flattening, an activation), so its output is kept along
+        the chain and a flip of a first-layer player moves it by that player's contribution
+        (:mod:`gtap_jax.network.modules.incremental`): rank-1 for a Dense on the layer's units (every hidden
+        layer of an MLP), stored for a Conv or a Dense over a flattened map (LeNet5's and AlexNet's conv
+        layers); the rest of the network runs per coalition. Returns ``chain(masks[K, P], fills, star=False) ->
+        values[K]`` with ``reduce(logits)`` the value (``star``: each coalition one player away from the first),
+        or None in bfloat16 or where the contributions would not fit (then every coalition is evaluated whole).
         """
-        return incremental.staged_chain_fn(self.model, self._params, layout, x, reduce, dtype=dtype)
+        if dtype != "float32":
+            return None
+        model, variables = self.model, {"params": self._params}
+        names = model.stage_names()
+        first = layout.names[0]
+        spec = next(s for s in model.site_specs() if s.name == first)
+        if spec.consumer not in names:
+            return None
+        start = names.index(first)
+        prefix = jax.jit(lambda v, x: model.apply(v, x, stop=start + 1))(variables, jnp.asarray(x))
+
+        def run(h, masks, fills):
+            masks = dict(masks)
+            if first in masks:
+                h = apply_site(h, masks.pop(first), None if fills is None else fills[first])
+            with nn.intercept_methods(_overridable):
+                return model.apply(variables, h, masks=masks, fills=fills, start=start + 1)
+
+        node = self._params[spec.consumer]
+        kernel = node["kernel"] if spec.consumer_spatial is None else None  # a flattened map: not the units
+        return incremental.consumer_chain_fn(layout, prefix, reduce, consumer=spec.consumer, run=run, kernel=kernel,
+                                             bias=node.get("bias"), check=False)
 
     def layer_outputs(self, x, layout):
         _, acts = jax.jit(lambda p, x: self.model.apply({"params": p}, x, capture=True))(self._params, jnp.asarray(x))
