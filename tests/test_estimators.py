@@ -84,8 +84,9 @@ def test_regression_stderr_is_infinite_until_the_fit_is_determined():
 def test_default_estimator_follows_the_budget_and_the_state():
     game = lookup_game(random_lookup_table(2, 6))
     key = jax.random.key(0)
-    # 5 draws per player and more: regression; fewer: MSR (6 players, 7 = P + 1).
-    assert estimate(key, game, 6, "banzhaf", evaluations=35).estimator == "regression"
+    # 5 draws per player and more: regression (on complementary pairs for Banzhaf); fewer: MSR (6 players, 7 = P + 1).
+    assert estimate(key, game, 6, "banzhaf", evaluations=35).estimator == "kernel_banzhaf"
+    assert estimate(key, game, 6, "beta", d=0.3, evaluations=35).estimator == "regression"
     small = estimate(key, game, 6, "beta", d=0.3, evaluations=34)
     assert small.estimator == "msr"
     # Continuing a run keeps its estimator, whatever the budget of this call.
@@ -145,9 +146,11 @@ def test_msr_player_never_drawn_is_unknown():
     assert np.all(np.isinf(np.asarray(att.stderr)[unseen]))
 
 
-def test_complementary_stars_cancel_every_pairwise_term():
+def test_complementary_draws_cancel_every_pairwise_term():
     """The pairing trick: on a game of singles and pairs only, a complementary draw's sample is the same for every
-    T (a_i + sum_k b_ik / 2), so its stderr is 0 and its value exact; paired stars (one T) vary."""
+    T (a_i + sum_k b_ik / 2), so its stderr is 0 and its value exact; paired stars (one T) vary. So for the
+    regression on complementary pairs (Kernel Banzhaf): v(S) - v(N \\ S) is linear in membership there, the fit
+    has no residual; the fit on single coalitions has one."""
     rng = np.random.default_rng(0)
     p = 9
     a, b = rng.normal(size=p), np.triu(rng.normal(size=(p, p)), 1)
@@ -160,3 +163,9 @@ def test_complementary_stars_cancel_every_pairwise_term():
     assert np.max(both["complementary"].stderr) < 1e-5 < np.min(both["paired"].stderr)
     with pytest.raises(ValueError, match="'complementary' does not serve index 'beta'"):  # its pair is not beta_d's
         make_estimator(p, "beta", d=0.8, estimator="complementary")
+    fits = {name: estimate(jax.random.key(1), game, p, "banzhaf", evaluations=400, estimator=name)
+            for name in ("kernel_banzhaf", "regression")}
+    np.testing.assert_allclose(fits["kernel_banzhaf"].values, truth, atol=1e-4)
+    assert np.max(fits["kernel_banzhaf"].stderr) < 1e-3 < 0.05 < np.min(fits["regression"].stderr)
+    with pytest.raises(ValueError, match="'kernel_banzhaf' does not serve index 'beta'"):
+        make_estimator(p, "beta", d=0.3, estimator="kernel_banzhaf")

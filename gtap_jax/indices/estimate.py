@@ -53,17 +53,19 @@ def default_estimator(index: str, num_players: int, evaluations: int, value_fn: 
     whole coalitions on LeNet-300-100) and the budget buys ``PAIRED_MIN_DRAWS`` paired draws:
     for Banzhaf complementary stars (a coalition and its complement, 1.2-4.5x the precision per
     value of paired stars on four trained networks), for beta_d paired stars (at about the
-    precision per value of regression; ``benchmarks/RESULTS.md``); else regression with at least
-    ``REGRESSION_MIN_DRAWS_PER_PLAYER`` evaluations per player (so the fit is
-    well determined) and at most ``REGRESSION_MAX_PLAYERS`` players, MSR
-    otherwise. A continued run keeps its state's estimator.
+    precision per value of regression; ``benchmarks/RESULTS.md``); else a regression with at least
+    ``REGRESSION_MIN_DRAWS_PER_PLAYER`` evaluations per player (so the fit is well determined) and
+    at most ``REGRESSION_MAX_PLAYERS`` players: for Banzhaf on complementary pairs (Kernel Banzhaf,
+    1.4-5.9x the precision per value of the unpaired fit on four trained networks), for beta_d on
+    single coalitions; MSR otherwise. A continued run keeps its state's estimator.
     """
     if not INDICES[index].takes_d:
         return "permutation"
     if isinstance(value_fn, ChainValueFn) and evaluations >= PAIRED_MIN_DRAWS * (num_players + 1):
         return "complementary" if index == "banzhaf" else "paired"
-    enough = evaluations >= REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1)
-    return "regression" if enough and num_players <= REGRESSION_MAX_PLAYERS else "msr"
+    if evaluations < REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1) or num_players > REGRESSION_MAX_PLAYERS:
+        return "msr"
+    return "kernel_banzhaf" if index == "banzhaf" else "regression"
 
 
 @renamed(method="estimator=")
@@ -207,8 +209,8 @@ def estimate(
         d: the Bernoulli parameter of ``"beta"``, in (0, 1).
         estimator: a name in ``ESTIMATORS`` serving ``index`` (``"permutation"``,
             ``"antithetic"``, ``"kernel"`` for Shapley; ``"msr"``, ``"paired"``,
-            ``"regression"`` for Banzhaf and beta_d, ``"complementary"`` for Banzhaf). Default: the state's when
-            continuing, else :func:`default_estimator`.
+            ``"regression"`` for Banzhaf and beta_d, ``"complementary"``, ``"kernel_banzhaf"`` for Banzhaf).
+            Default: the state's when continuing, else :func:`default_estimator`.
         plan: where and in what chunks to evaluate (:func:`gtap_jax.engine.make_plan`).
         state: an earlier :class:`Attribution` (or its ``state``) to continue (same key).
         progress: show a progress bar.

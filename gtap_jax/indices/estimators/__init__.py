@@ -1,4 +1,5 @@
-"""The estimators, one file each, and their registry ``ESTIMATORS``.
+"""The estimators, one file per kind (KernelSHAP and Kernel Banzhaf, both regressions on complementary pairs,
+share one), and their registry ``ESTIMATORS``.
 
 An entry says what the rest of the library needs to know about an estimator
 without building one: the indices it serves, the coalitions one draw costs for
@@ -13,7 +14,7 @@ References:
     Fumagalli et al. (2024), shapiq: the pairing trick (a coalition with its complement).
     Hammer, Holzman (1992): the Banzhaf value is the least-squares linear fit of
     the game under the uniform distribution; Fumagalli et al. (2024), shapiq's
-    Faith-Banzhaf regression.
+    Faith-Banzhaf regression; Liu et al. (2024), Kernel Banzhaf: the regression on complementary pairs.
     Diaz-Ortiz et al. (2024), "Pruning Neural Networks Using Cooperative Game
     Theory", arXiv:2311.10468: biased Banzhaf beta_d for pruning.
 """
@@ -28,7 +29,7 @@ from gtap_jax.indices.base import INDICES
 from gtap_jax.indices.estimators.antithetic import antithetic_shapley
 from gtap_jax.indices.estimators.base import Estimator, EstimatorState, Moments, SampleState, sample_estimator
 from gtap_jax.indices.estimators.complementary import complementary_banzhaf
-from gtap_jax.indices.estimators.kernel import PAIRS_PER_DRAW, kernel_shapley
+from gtap_jax.indices.estimators.kernel import PAIRS_PER_DRAW, PairRegressionState, kernel_banzhaf, kernel_shapley
 from gtap_jax.indices.estimators.msr import MSRState, msr_beta
 from gtap_jax.indices.estimators.paired import paired_beta
 from gtap_jax.indices.estimators.permutation import permutation_shapley
@@ -79,6 +80,7 @@ ESTIMATORS = Registry(
         "complementary": EstimatorEntry(complementary_banzhaf, ("banzhaf",), lambda p: 2 * p + 2, "flip", chains=2,
                                         star=True),
         "regression": EstimatorEntry(regression_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
+        "kernel_banzhaf": EstimatorEntry(kernel_banzhaf, ("banzhaf",), lambda p: 2, "flip"),
     },
 )
 
@@ -97,11 +99,13 @@ __all__ = [
     "EstimatorState",
     "MSRState",
     "Moments",
+    "PairRegressionState",
     "RegressionState",
     "SampleState",
     "antithetic_shapley",
     "complementary_banzhaf",
     "estimators_for",
+    "kernel_banzhaf",
     "kernel_shapley",
     "msr_beta",
     "paired_beta",
