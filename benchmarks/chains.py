@@ -1,15 +1,17 @@
 """Incremental evaluation along permutation chains against whole coalitions, in one run.
 
 For MLPs on the embedded MNIST (random weights; the cost does not depend on them): the game over
-every hidden unit, valued by neg_loss on ``n`` validation images. Reports coalition values per
+every hidden unit, valued by neg_loss on ``n`` validation images; with ``--conv``, LeNet5's and a
+ResNet's conv channels. Reports coalition values per
 second of (a) the batched engine on whole coalitions and (b) chains valued incrementally
-(`gtap_jax/network/chains.py`), their ratio, and the largest difference between the two on the
+(`gtap_jax/network/modules/incremental.py`), their ratio, and the largest difference between the two on the
 same coalitions; then the wall time of a permutation-Shapley estimate of ``--evaluations`` values
 through chains.
 
     python benchmarks/chains.py                  # LeNet-300-100 (400 players) and 784-4096-4096-10 (8,192)
     python benchmarks/chains.py --quick          # LeNet-300-100 only
     python benchmarks/chains.py --quick --flax   # and LeNet-300-100 as a Linen and as an NNX model
+    python benchmarks/chains.py --quick --conv   # and games whose players feed a Conv (LeNet5, a ResNet)
     python benchmarks/chains.py --settle 786432  # also: the 8,192-player MLP trained, settled top-20%
                                                  # decisions (Shapley, Banzhaf) of at most that many values
 """
@@ -29,7 +31,7 @@ from flax import nnx
 import gtap_jax as g
 from gtap_jax import data
 from gtap_jax.indices import make_estimator
-from gtap_jax.models import MLP
+from gtap_jax.models import MLP, lenet5, resnet
 from gtap_jax.network import init_params
 
 
@@ -79,7 +81,41 @@ def measure(hidden, n, whole_values, evaluations, framework="built-in"):
     """One MLP's game: values/s whole, along permutation chains and over paired stars; an estimate through each."""
     ds = data.load("mnist")
     fn, layout = game(framework, hidden, ds.x_val[:n], ds.y_val[:n])
-    p = layout.num_players
+    name = "-".join(str(h) for h in hidden)
+    measure_game(f"{name} ({framework})", fn, layout.num_players, n, whole_values, evaluations)
+
+
+def conv_games():
+    """``(label, fn, players, images)`` of games whose first player layer feeds a Conv (or a Dense through a
+    flattened map): LeNet5's conv1, its conv layers and all its layers on 500 images; resnet_mnist's ResNet (the
+    config's widths, blocks and 256 images) over its blocks' inner channels, and over all its groups (a residual
+    stream first: valued whole)."""
+    ds = data.load("mnist")
+    x, y = ds.x_val[:500], ds.y_val[:500]
+    lenet = lenet5()
+    params = init_params(jax.random.key(0), lenet, x.shape[1:])
+    for layers in (["conv1"], ["conv1", "conv2"], None):
+        fn, layout = g.network_game(lenet, params, x, y, layers=layers, metric="neg_loss")
+        yield f"LeNet5 {'+'.join(layers) if layers else 'all layers'}", fn, layout.num_players, 500
+    x, y = x[:256], y[:256]
+    net = resnet()
+    variables = net.init(jax.random.key(0), x[:1])
+    inner = [layer for layer in net.groups() if "/conv1:" in layer]
+    for label, layers in (("inner groups", inner), ("all groups", list(net.groups()))):
+        fn, layout = g.network_game(net, variables, x, y, layers=layers, metric="neg_loss")
+        yield f"ResNet {label}", fn, layout.num_players, 256
+
+
+def measure_game(label, fn, p, n, whole_values, evaluations):
+    """Values/s of ``fn`` whole, along permutation chains and over paired stars; an estimate through each."""
+    if not isinstance(fn, g.engine.ChainValueFn):
+        masks = np.asarray(jax.random.bernoulli(jax.random.key(1), 0.5, (whole_values, p)))
+        np.asarray(g.evaluate_coalitions(fn, masks))  # compile
+        t0 = time.perf_counter()
+        np.asarray(g.evaluate_coalitions(fn, masks))
+        rate = whole_values / (time.perf_counter() - t0)
+        print(f"| {label} | {p} | {n} | {rate:,.0f} | valued whole | valued whole | - | - |", flush=True)
+        return
     plan = g.make_plan(fn, p)
     draws = {}
     for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
@@ -104,9 +140,9 @@ def measure(hidden, n, whole_values, evaluations, framework="built-in"):
         t0 = time.perf_counter()
         g.estimate(jax.random.key(2), fn, p, index, evaluations=evaluations, estimator=estimator, plan=plan)
         seconds[estimator] = time.perf_counter() - t0
-    ratio = {name: f"{rates[name]:,.0f} ({rates[name] / rates['whole']:.0f}x)" for name in ("chains", "stars")}
-    name = "-".join(str(h) for h in hidden)
-    print(f"| {name} ({framework}) | {p} | {n} | {rates['whole']:,.0f} | {ratio['chains']} |"
+    times = {name: rates[name] / rates["whole"] for name in ("chains", "stars")}
+    ratio = {name: f"{rates[name]:,.0f} ({t:.{0 if t >= 10 else 1}f}x)" for name, t in times.items()}
+    print(f"| {label} | {p} | {n} | {rates['whole']:,.0f} | {ratio['chains']} |"
           f" {ratio['stars']} | {diff:.1e} | {seconds['permutation']:.1f} s / {seconds['paired']:.1f} s |", flush=True)
 
 
@@ -125,14 +161,15 @@ def settle(cap: int):
           f" at most {cap:,} values)\n\n| index | estimator | values | seconds | settled | settled share |"
           f"\n|{'---|' * 6}")
     kept = {}
-    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired")):
+    for index, estimator in (("shapley", "antithetic"), ("banzhaf", "complementary")):
         t0 = time.perf_counter()
         scores = g.by_estimate(index, estimator=estimator, settle=options)(jax.random.key(3), fn, p, (p // 5,))
         seconds = time.perf_counter() - t0
         kept[index] = set(scores.order()[: p // 5].tolist())
         print(f"| {index} | {estimator} | {scores.num_evaluations:,} | {seconds:.0f} | {scores.settled} |"
               f" {scores.settled_share:.3f} |", flush=True)
-    print(f"\nShapley's and Banzhaf's kept sets share {len(kept['shapley'] & kept['banzhaf']) / (p // 5):.3f}")
+    print(f"\nShapley's and Banzhaf's kept sets share"
+          f" {len(kept['shapley'] & kept['banzhaf']) / (p // 5):.3f}")
 
 
 def main():
@@ -140,6 +177,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--settle", type=int, default=0, metavar="CAP")
     parser.add_argument("--flax", action="store_true", help="also LeNet-300-100 written in Linen and in NNX")
+    parser.add_argument("--conv", action="store_true", help="also LeNet5's and a ResNet's conv layers")
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -151,6 +189,11 @@ def main():
         measure((300, 100), 500, 4010, 32768, "nnx")
     if not args.quick:
         measure((4096, 4096), 250, 128, 32768)
+    if args.conv:
+        print(f"\n| game | players | images | whole: values/s | chains: values/s | stars: values/s | largest difference"
+              f" | 4,096 values: permutation Shapley / paired Banzhaf |\n|{'---|' * 8}")
+        for label, fn, p, n in conv_games():
+            measure_game(label, fn, p, n, 1024, 4096)
     if args.settle:
         settle(args.settle)
 

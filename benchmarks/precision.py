@@ -11,13 +11,16 @@ Part 3: the Banzhaf value by complementary stars (a uniform coalition and its co
 the pairing trick) against paired stars (one coalition): variance per coalition value of each player's sample,
 summed over players / median player (above 1: complementary stars are more precise per value), and the top-80
 agreement of two independent estimates at equal values.
+Part 4: on games valued whole, the Banzhaf value by regression against Kernel Banzhaf (the regression on
+complementary pairs): squared standard errors at equal values, and the top-80 agreement of two estimates.
 Part 2: the default run's top_n round (LeNet-300-100, cutoffs 200/120/80/40/20 of 400, delta 0.05, epsilon
 0.1 of the mean unit's part, no focus) and a one-cutoff round (top 80), settled mode at caps of 2^17-2^21
 values: values spent, seconds, settled share.
 
-    python benchmarks/precision.py            # both parts (about 8 minutes on 2 CPU cores)
+    python benchmarks/precision.py            # every part (about 20 minutes on 2 CPU cores)
     python benchmarks/precision.py --part 1
     python benchmarks/precision.py --part 3   # about 7 minutes
+    python benchmarks/precision.py --part 4   # about 4 minutes
 """
 
 from __future__ import annotations
@@ -120,6 +123,24 @@ def complementary_ratio(name, dataset, layers, epochs, draws=256):
           flush=True)
 
 
+def pair_regression_ratio(name, dataset, layers, epochs, values=16384):
+    """Regression at d = 0.5 against Kernel Banzhaf (the regression on complementary pairs), on the game valued
+    whole (regression's draws are single coalitions: no stars), at equal values."""
+    t0 = time.perf_counter()
+    fn, layout = trained_game(name, dataset, layers, epochs)
+    p = layout.num_players
+    whole = lambda m: fn(m)  # noqa: E731 (no chains: every coalition valued whole)
+    runs = {e: [g.estimate(jax.random.key(k), whole, p, "banzhaf", evaluations=values, estimator=e)
+                for k in (21, 22)] for e in ("regression", "kernel_banzhaf")}
+    var = {e: np.mean([np.square(np.asarray(r.stderr)) for r in rs], axis=0) for e, rs in runs.items()}
+    ratio = var["regression"] / var["kernel_banzhaf"]
+    overlap = {e: len(set(np.argsort(-np.asarray(rs[0].values))[:80]) & set(np.argsort(-np.asarray(rs[1].values))[:80]))
+               / 80 for e, rs in runs.items()}
+    print(f"| {name} {'+'.join(layout.names)} | {p} | {values:,} | {ratio.sum() / len(ratio):.2f} /"
+          f" {np.median(ratio):.2f} | {overlap['regression']:.3f} | {overlap['kernel_banzhaf']:.3f} |"
+          f" {time.perf_counter() - t0:.0f} s |", flush=True)
+
+
 def settled_share_by_cap():
     fn, layout = trained_game("lenet300", "mnist", ("fc1", "fc2"), 10)
     p = layout.num_players
@@ -137,7 +158,7 @@ def settled_share_by_cap():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", type=int, choices=(1, 2, 3))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4))
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -158,6 +179,15 @@ def main():
         for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
                      ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
             complementary_ratio(*game)
+    if args.part in (None, 4):
+        print("\nBanzhaf on games valued whole: the squared standard error of regression (d = 0.5) over Kernel"
+              " Banzhaf's (complementary pairs), at equal values (mean over players / median player; above 1: the"
+              " pairs are more precise), and the top-80 overlap of two independent estimates of each\n\n| game |"
+              " players | values | regression / Kernel Banzhaf | top-80 overlap, regression | top-80 overlap,"
+              " Kernel Banzhaf | time |\n|" + "---|" * 7)
+        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
+                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+            pair_regression_ratio(*game)
 
 
 if __name__ == "__main__":
