@@ -119,7 +119,7 @@ def kernel_banzhaf(num_players: int, d: float | None = 0.5) -> Estimator:
     regression (``regression`` at d = 0.5). The slopes are ``(sum y y^T)^-1 sum y w``; their error
     is the fit's, ``sigma^2 diag((sum y y^T)^-1)`` with ``sigma^2`` the residual variance over
     ``n - P`` degrees of freedom. Since ``y_i^2 = 1`` for every pair, the heteroskedasticity-robust
-    (sandwich) error has the same diagonal to first order, so the classical one is calibrated here
+    (sandwich) error has the same diagonal to first order, so the classical one is calibrated
     (``tests/test_contracts.py``). The error is infinite until there are more than P pairs. Only the
     Banzhaf value has this symmetry: the complement of a Bernoulli(d) coalition is Bernoulli(1 - d).
 
