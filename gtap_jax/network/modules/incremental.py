@@ -96,7 +96,7 @@ def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, ke
         parts = _rank1(layout, consumer, run, kernel, bias)
     else:
         parts = _stored(layout, consumer, run)
-        out = jax.eval_shape(lambda x: _consumer_output(consumer, run, x, {}, None), jnp.asarray(x))
+        out = jax.eval_shape(lambda x: _recorded(Recorded(), consumer, run, x, {}, None), jnp.asarray(x))
         if width * math.prod(out.shape) * 4 > MAX_CONTRIBUTION_BYTES:
             return None
 
@@ -112,8 +112,8 @@ def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, ke
     return chains(layout, parts(x), logits_of(x), reduce)
 
 
-def _consumer_output(consumer: str, run, x, masks, fills):
-    got = Recorded()
+def _recorded(got: list, consumer: str, run, x, masks, fills):
+    """The consumer's input in a pass of ``run`` (``got`` a plain list), or its output (a :class:`Recorded`)."""
     with_override({consumer: got}, run, jax.lax.optimization_barrier(x), masks, fills)
     return got[0]
 
@@ -127,14 +127,9 @@ def _rank1(layout: PlayerLayout, consumer: str, run, kernel, bias):
         return a.reshape((1,) * (ndim - a.ndim) + a.shape)
 
     def parts(x):
-        def consumer_input(keep, fills):
-            got: list = []
-            with_override({consumer: got}, run, jax.lax.optimization_barrier(x), {first: keep}, fills)
-            return got[0]
-
         def setup(fills):
-            kept = consumer_input(jnp.ones(width, bool), fills)
-            dropped = consumer_input(jnp.zeros(width, bool), fills)
+            kept = _recorded([], consumer, run, x, {first: jnp.ones(width, bool)}, fills)
+            dropped = _recorded([], consumer, run, x, {first: jnp.zeros(width, bool)}, fills)
             column = kept - dropped  # what keeping player j adds to the consumer's input feature j, per example
 
             def whole(mask):
@@ -157,7 +152,7 @@ def _stored(layout: PlayerLayout, consumer: str, run):
     def parts(x):
         def setup(fills):
             def output(keep):
-                return _consumer_output(consumer, run, x, {first: keep}, fills)
+                return _recorded(Recorded(), consumer, run, x, {first: keep}, fills)
 
             # (constant masks behind a barrier: XLA would fold the coalition without players at compile time)
             base = output(jax.lax.optimization_barrier(jnp.zeros(width, bool)))
