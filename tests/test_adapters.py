@@ -247,8 +247,9 @@ def test_old_import_paths_work_one_release_with_a_warning_naming_the_new_place()
 
 
 def test_a_model_that_does_not_return_logits_gets_one_clear_error():
-    """The model contract: inputs -> one array of logits [batch, classes]; a tuple, a dict or another shape is
-    named, with what to do."""
+    """The model contract: inputs -> one array of logits [batch, classes] (or [batch, ..., classes] with labels
+    [batch, ...]); a tuple, a dict, another batch or logits that do not match the labels are named, with what to
+    do."""
 
     class Returns(nn.Module):
         kind: str
@@ -260,8 +261,9 @@ def test_a_model_that_does_not_return_logits_gets_one_clear_error():
 
     for kind, message in (("tuple", "returned a tuple; gtap_jax needs one array of logits"),
                           ("dict", r"returned a dict with keys \['logits'\]"),
-                          ("tokens", r"returned shape \(2, 1, 3\) for a batch of 2"),
+                          ("tokens", r"logits \(\d+, 1, 3\) do not match the labels \(\d+,\)"),
                           ("batch", r"returned shape \(1, 3\) for a batch of 2")):
         model = Returns(kind)
         with pytest.raises(ValueError, match=message):
-            network_game(model, model.init(jax.random.key(0), X), X, Y, layers=["fc1"])
+            fn, layout = network_game(model, model.init(jax.random.key(0), X), X, Y, layers=["fc1"])
+            fn(np.ones(layout.num_players, bool))  # logits per token: checked against the labels when valued

@@ -177,7 +177,7 @@ def test_weight_baselines_of_nnx_and_batchnorm_layers(linen, mlp):
     assert taylor_scores(net, None, x, y, layout).shape == (6,)
     model, variables, xl, yl = linen
     _, bn = g.network_game(model, variables, xl, yl, layers=["block1/BatchNorm_0"])
-    with pytest.raises(ValueError, match="layer 'block1/BatchNorm_0' has no kernel whose last axis is its 4 features"):
+    with pytest.raises(ValueError, match="'block1/BatchNorm_0' has no kernel whose output axis is its 4 features"):
         magnitude_scores(model, variables, bn)
 
 

@@ -25,12 +25,17 @@ TIE_TOLERANCE = 1e-5
 
 
 def metric_value(logits, y, metric: str):
-    """Accuracy, or negative mean cross-entropy, of logits ``[N, classes]`` against labels ``[N]``.
+    """Accuracy, or negative mean cross-entropy, of logits ``[N, classes]`` against labels ``[N]`` (or
+    ``[N, ..., classes]`` against ``[N, ...]``, a mean over every position).
 
     Accuracy predicts the first class whose logit is within ``TIE_TOLERANCE`` of the top one (relative to the
     largest magnitude): an exact tie (a coalition of no players outputs the biases, 0 under Flax's default
     init) stays one class however the coalition's logits were computed, whole or incrementally.
     """
+    if tuple(logits.shape[:-1]) != tuple(jnp.shape(y)):
+        raise ValueError(f"the model's logits {tuple(logits.shape)} do not match the labels {tuple(jnp.shape(y))}:"
+                         " labels [N] go with logits [N, classes], labels [N, ...] with [N, ..., classes] (a class"
+                         " per token)")
     if metric == "accuracy":
         logits = logits.astype(jnp.float32)
         top = jnp.max(logits, axis=-1, keepdims=True)

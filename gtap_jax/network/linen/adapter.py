@@ -36,15 +36,14 @@ from gtap_jax.network.linen import interceptors as graph
 from gtap_jax.network.modules import coupling, shrink_chain, shrink_groups
 from gtap_jax.network.modules.base import ModuleNetwork
 from gtap_jax.network.modules.masking import (
-    GROUP,
     check_logits,
     check_names,
     expand,
     node_at,
     not_for_groups,
-    sizes_of,
     with_active,
 )
+from gtap_jax.network.modules.weights import dense_like
 from gtap_jax.shapes import example_batch, zeros
 
 
@@ -58,6 +57,7 @@ class LinenNetwork(ModuleNetwork):
         self.apply_kwargs, self.widths = dict(apply_kwargs or {}), dict(widths or {})
         self._jitted = None
         self._groups: dict = {}  # layers -> their Grouping, found by layout()
+        self._dense_like: dict = {}  # {module path: kernel transposed, or None}: modules of other classes than Dense
 
     def _like(self, variables, widths=None) -> LinenNetwork:
         """This network with other variables (and producer widths), of the same adapter class."""
@@ -83,10 +83,11 @@ class LinenNetwork(ModuleNetwork):
         outputs: dict = {}
         x = jnp.asarray(example)[:2]  # shapes are learnt on two examples
         check_logits(with_active(outputs, self._apply, self.variables, x), len(x))
-        check_names(list(layers), sorted(outputs) + [p + GROUP for p in sorted(outputs)])
-        self._grouping(layers, example)  # a group of a module that is not a leaf, or overlapping layers, fail here
+        grouped = self._grouping(layers, example)  # a group of no leaf module, or overlapping layers, fail here
+        traced = list(grouped.attentions) if grouped else []
+        check_names(list(layers), self._names(outputs, example) + traced)
         self._warn_if_grouped(layers, example)
-        return layout_of(sizes_of(outputs, layers), layers, ordered=False)
+        return layout_of(self._sizes(layers, outputs, example), layers, ordered=False)
 
     def _runner(self, layers, x, *, dtype="float32", also=()):
         variables = cast_floats(self.variables, dtype)
@@ -99,8 +100,7 @@ class LinenNetwork(ModuleNetwork):
         node = node_at(self.params, path)
         return f"params/{path}/{name}" if node is not None and name in node else None
 
-    def coupled(self, example) -> list[coupling.Group]:
-        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
+    def _trace(self, example):
         x = jnp.asarray(example)[:2]
         leaves = {c.path for c in self._leaf_calls((), x, {}, None)}
 
@@ -116,7 +116,7 @@ class LinenNetwork(ModuleNetwork):
                 return self._apply(variables, x)
 
         names = [coupling.key_path(k) for k, _ in jax.tree_util.tree_flatten_with_path(self.variables)[0]]
-        return coupling.coupled_groups(jax.make_jaxpr(run)(self.variables, x), names)
+        return jax.make_jaxpr(run)(self.variables, x), names
 
     def apply_params(self, params, x):
         return self._apply({**self.variables, "params": params}, x)
@@ -133,10 +133,38 @@ class LinenNetwork(ModuleNetwork):
         for attn, heads in cuts.heads.items():
             head_dim = np.shape(node_at(self.params, f"{attn}/query")["kernel"])[-1]
             widths[attn] = {"num_heads": heads, "qkv_features": heads * head_dim}
+        widths.update({holder: {graph.NARROWED: sizes} for holder, sizes in cuts.holders.items()
+                       if holder not in widths})
+        for owner, (attention, kept) in cuts.traced.items():
+            widths[owner] = {graph.TRACED: (attention, kept)}
+            widths.update(self._pinned(owner, attention, widths))
         variables = shrink_groups.sliced(flax.core.unfreeze(self.variables), cuts.cuts)
         return self._like(variables, {**self.widths, **widths})
 
+    def _transposed(self) -> set[str]:
+        return {path for path, transposed in self._dense_like.items() if transposed}
+
+    def _pinned(self, owner: str, attention, widths) -> dict[str, int]:
+        """``{module: its output features}`` for each module with a 2-D kernel inside a traced attention that is not
+        one of its projections (GPT-2's ``c_proj``): its width may come from an attribute that :func:`fewer_heads`
+        changes."""
+        sources, out = {m for m, _ in attention.sources}, {}
+
+        def visit(node, path):
+            if not isinstance(node, Mapping):
+                return
+            if np.ndim(node.get("kernel")) == 2 and path not in sources and path not in widths:
+                out[path] = int(np.shape(node["kernel"])[0 if self._dense_like.get(path) else -1])
+            for name, child in node.items():
+                visit(child, f"{path}/{name}")
+
+        visit(node_at(self.params, owner), owner)
+        return out
+
     def _leaf_calls(self, layers, x, masks, fills):
+        unmasked = not masks and fills is None
+        if not unmasked and not self._dense_like:
+            self._leaf_calls((), x[:2], {}, None)  # which modules compute a Dense, decided unmasked
         calls, stack = [], []
 
         def record(next_fun, args, kwargs, context):
@@ -147,33 +175,45 @@ class LinenNetwork(ModuleNetwork):
                 stack[-1][1] = False  # the caller is not a leaf
             entry = [path, True]
             stack.append(entry)
+            out = None
             try:
-                return next_fun(*args, **kwargs)
+                out = next_fun(*args, **kwargs)
+                return out
             finally:
                 stack.pop()
                 if entry[1]:
-                    module = context.module
-                    calls.append(shrink_chain.Call(path, graph.kind(module), type(module).__name__,
-                                                   args[0] if args else None, node_at(self.params, path) is not None,
-                                                   getattr(module, "padding", "VALID")))
+                    calls.append(self._call(path, context.module, args[0] if args else None, out, unmasked))
 
         with nn.intercept_methods(record):
             with_active((masks, fills), self._apply, self.variables, x)
         return calls
 
+    def _call(self, path, module, x, out, unmasked: bool) -> shrink_chain.Call:
+        """The :class:`~gtap_jax.network.modules.shrink_chain.Call`; a module of another class than ``nn.Dense`` that
+        computes one (:func:`~gtap_jax.network.modules.weights.dense_like`) is a Dense, decided on an unmasked
+        pass (a masked output is not the module's own)."""
+        params = node_at(self.params, path)
+        kind = graph.kind(module)
+        if kind == "other" and unmasked and path not in self._dense_like:
+            self._dense_like[path] = dense_like(params, x, out)
+        transposed = self._dense_like.get(path) if kind == "other" else None
+        return shrink_chain.Call(path, kind if transposed is None else "dense", type(module).__name__, x,
+                                 params is not None, getattr(module, "padding", "VALID"), bool(transposed))
+
     def _rebuilt(self, cuts, calls):
         new = flax.core.unfreeze(self.variables)
+        transposed = {c.path for c in calls if c.transposed}
         for path in cuts.touched:
             params = node_at(new["params"], path)
             stats = node_at(new.get("batch_stats", {}), path)
-            for name, value in shrink_chain.resized_arrays(params, stats, path, cuts).items():
+            for name, value in shrink_chain.resized_arrays(params, stats, path, cuts, path in transposed).items():
                 (params if name in params else stats)[name] = jnp.asarray(value)
         return self._like(new, {**self.widths, **cuts.features(calls)})
 
     def masked_weights(self, layout, mask, fills=None) -> LinenNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
         not_for_groups(layout.names, "masked weights")
-        return self._like(graph.masked_variables(self.variables, layout, mask, fills))
+        return self._like(graph.masked_variables(self.variables, layout, mask, fills, self._transposed()))
 
     def flops(self, input_shape) -> float:
         return xla_flops(lambda x: self._apply(self.variables, x), input_shape)

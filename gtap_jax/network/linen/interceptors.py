@@ -21,9 +21,13 @@ from gtap_jax.network.modules.masking import (
     mask_input,
     mask_output,
     node_at,
-    silenced_params,
     with_active,
 )
+from gtap_jax.network.modules.shrink_groups import fewer_heads, narrower
+from gtap_jax.network.modules.weights import silenced_params
+
+TRACED = "gtap_traced_heads"  # widths[owner] = {TRACED: (Attention, heads kept)}
+NARROWED = "gtap_narrowed"  # widths[holder] = {NARROWED: (features before, kept)} (shrink_groups.holders)
 
 
 def path_of(module) -> str:
@@ -67,6 +71,13 @@ def resizing(widths: Mapping[str, int]):
             return next_fun(*args, **kwargs)
         size = widths[path]  # a producer's features, or an attention's {"num_heads": ..., "qkv_features": ...}
         size = size if isinstance(size, dict) else {"features": size}
+        if TRACED in size or NARROWED in size:  # widths in the module's attributes or config: set once, before its
+            module = context.module               # setup makes submodules (or, compact, before its call)
+            if not getattr(module, "_gtap_resized", False):
+                changes = fewer_heads(module, *size[TRACED]) if TRACED in size else narrower(module, *size[NARROWED])
+                for name, value in {**changes, "_gtap_resized": True}.items():
+                    object.__setattr__(module, name, value)
+            return next_fun(*args, **kwargs)
         if context.method_name == "setup":  # parameters made in setup (nn.Embed): this pass's instance, narrowed
             for name, value in size.items():
                 object.__setattr__(context.module, name, value)
@@ -81,14 +92,15 @@ def kind(module) -> str:
     return chain.kind_of(module, nn.Dense, nn.Conv, nn.BatchNorm)
 
 
-def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None) -> dict:
+def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapping | None = None,
+                     transposed=frozenset()) -> dict:
     """``variables`` with the players outside ``mask`` silenced in their modules' parameters (jaxpruner-style).
 
     Under them the *unchanged* model computes what the masked game computed: a module
     with a ``kernel`` on its features (Dense, Conv) gets the dropped features' kernel
     slices 0 and their bias the fill; one with a ``scale`` (BatchNorm, LayerNorm) gets
     their scale 0 and bias the fill. ``fills`` (``{layer: float[features]}``) are the
-    mean-fill values; None for zero.
+    mean-fill values; None for zero. ``transposed``: the modules whose kernels are stored ``[out, in]``.
 
     Raises:
         ValueError: for a named module without a kernel or scale on its features, or a mask that is not boolean.
@@ -100,7 +112,8 @@ def masked_variables(variables: Mapping, layout: PlayerLayout, mask, fills: Mapp
         if node is None or last not in node:
             raise ValueError(f"cannot silence layer {path!r} through its parameters: it has none (evaluate the"
                              " masked game, or name the Dense / Conv / norm layer before it)")
-        node[last] = silenced_params(node[last], np.asarray(keep), None if fills is None else fills[path], path)
+        node[last] = silenced_params(node[last], np.asarray(keep), None if fills is None else fills[path], path,
+                                     path in transposed)
     return out
 
 
@@ -116,4 +129,5 @@ def masked_apply(model: nn.Module, layout: PlayerLayout, mask):
     return apply
 
 
-__all__ = ["grouped_norm_of", "heads_of", "kind", "masked_apply", "masked_variables", "masking", "path_of", "resizing"]
+__all__ = ["NARROWED", "TRACED", "grouped_norm_of", "heads_of", "kind", "masked_apply", "masked_variables", "masking",
+           "path_of", "resizing"]

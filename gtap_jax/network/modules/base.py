@@ -18,18 +18,19 @@ import numpy as np
 
 from gtap_jax.layout import PlayerLayout, as_mask
 from gtap_jax.network.contract import cast_floats, count_params
-from gtap_jax.network.modules import incremental, shrink_chain, shrink_groups
+from gtap_jax.network.modules import coupling, heads, incremental, shrink_chain, shrink_groups
 from gtap_jax.network.modules.masking import (
     GROUP,
     HEADS,
     Grouping,
     expand,
     grouping,
-    kernel_of,
     node_at,
+    sizes_of,
     warn_if_grouped,
     with_active,
 )
+from gtap_jax.network.modules.weights import kernel_of
 
 
 class ModuleNetwork(abc.ABC):
@@ -68,29 +69,61 @@ class ModuleNetwork(abc.ABC):
         """The smaller network of a chain, unchecked."""
 
     @abc.abstractmethod
-    def coupled(self, example) -> list:
-        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
+    def _trace(self, example) -> tuple:
+        """``(closed jaxpr, variable key paths)``: one pass on ``example[:2]`` with every leaf module's input and output
+        named (:func:`gtap_jax.network.modules.coupling.marked`), the model's variables its first arguments."""
+
+    def _transposed(self) -> set[str]:
+        """The modules whose kernels are stored ``[out, in]`` (:func:`~gtap_jax.network.modules.weights.dense_like`)."""
+        return set()
 
     # --- the template ------------------------------------------------------------------------------------------
-    def _coupled(self, x) -> list:
-        """:meth:`coupled`, traced once per network (the groups do not depend on the batch)."""
-        if "_coupled_groups" not in vars(self):
-            self._coupled_groups = self.coupled(x)
-        return self._coupled_groups
+    def _traced(self, x) -> tuple:
+        """:meth:`_trace`, once per network (what it finds does not depend on the batch)."""
+        if "_trace_cache" not in vars(self):
+            self._trace_cache = self._trace(x)
+        return self._trace_cache
+
+    def coupled(self, example) -> list:
+        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
+        return coupling.coupled_groups(*self._traced(example))
+
+    def attentions(self, example) -> list[heads.Attention]:
+        """The attentions whose heads the traced pass shows (:mod:`gtap_jax.network.modules.heads`), whatever their
+        class; ``"<owner>:heads"`` names one's heads as players."""
+        return heads.traced_attentions(self._traced(example)[0])
 
     def _grouping(self, layers: Sequence[str], x) -> Grouping | None:
-        """The coupled groups that ``layers`` name (traced once on ``x``), or None."""
-        if not any(layer.endswith(GROUP) for layer in layers):
+        """The coupled groups and traced heads that ``layers`` name (traced once on ``x``), or None."""
+        if not any(layer.endswith((GROUP, HEADS)) for layer in layers):
             return None
         if tuple(layers) not in self._groups:
-            self._groups[tuple(layers)] = grouping(layers, self._coupled(x))
+            groups = self.coupled(x) if any(layer.endswith(GROUP) for layer in layers) else []
+            self._groups[tuple(layers)] = grouping(layers, groups, self._attentions_or_none(x))
         return self._groups[tuple(layers)]
+
+    def _attentions_or_none(self, x) -> list:
+        try:
+            return self.attentions(x)
+        except Exception:  # noqa: BLE001 (flax's own attention modules name their heads without the trace)
+            return []
+
+    def _sizes(self, layers: Sequence[str], outputs, x) -> dict[str, int]:
+        """``{layer: players}``: traced heads from the trace, the rest from a recording pass's ``outputs``."""
+        grouped = self._grouping(layers, x)
+        traced = {layer: a.num_heads for layer, a in (grouped.attentions if grouped else {}).items()}
+        return {**sizes_of(outputs, [layer for layer in layers if layer not in traced]), **traced}
+
+    def _names(self, outputs, x) -> list[str]:
+        """The layers a user may name: every recorded module, its group, and the traced attentions' heads."""
+        return [*sorted(outputs), *(p + GROUP for p in sorted(outputs) if not p.endswith(HEADS)),
+                *(a.owner + HEADS for a in self._attentions_or_none(x))]
 
     def _warn_if_grouped(self, layers: Sequence[str], x) -> None:
         """A warning for a plain layer that is one member of a coupled group of several producers, a residual
         stream (:func:`masking.warn_if_grouped`); a Dense or Conv with its norm is a chain, not warned about."""
         try:
-            groups = self._coupled(x)
+            groups = self.coupled(x)
         except Exception:  # noqa: BLE001 (a warning only: a model the tracer cannot follow still plays its game)
             return
 
@@ -113,7 +146,7 @@ class ModuleNetwork(abc.ABC):
 
         return incremental.intercepted_chain_fn(
             layout, x, reduce, calls=self._leaf_calls(layout.names, x[:2], {}, None), grouping=grouped, dtype=dtype,
-            params_at=lambda path: node_at(self._param_dict(), path), forward=forward)
+            params_at=lambda path: node_at(self._param_dict(), path), forward=forward, transposed=self._transposed())
 
     def layer_outputs(self, x, layout):
         outputs: dict = {}
@@ -123,11 +156,11 @@ class ModuleNetwork(abc.ABC):
 
     def player_kernels(self, layout, tree=None):
         grouped = self._groups.get(tuple(layout.names))
-        if grouped is None and any(name.endswith(GROUP) for name in layout.names):
+        if grouped is None and any(name.endswith((GROUP, HEADS)) for name in layout.names):
             raise ValueError("the kernels of coupled groups come from a traced pass: call layout(layers, x) on this"
                              " network first (the weight baselines take x= for it)")
         tree = self._param_dict(tree)
-        return [kernel_of(tree, path, size, grouped) for path, size in layout.layers]
+        return [kernel_of(tree, path, size, grouped, self._transposed()) for path, size in layout.layers]
 
     def num_params(self) -> int:
         return count_params(self.params)
@@ -139,10 +172,16 @@ class ModuleNetwork(abc.ABC):
             raise ValueError("a smaller Flax model is built and checked on the evaluation inputs: pass x=")
         x = jnp.asarray(x)
         if any(layer.endswith((GROUP, HEADS)) for layer in layout.names):
+            calls = self._leaf_calls(layout.names, x[:2], {}, None)
             cuts = shrink_groups.group_cuts(layout, mask, self._grouping(layout.names, x), self._variable,
-                                            {c.path: c.kind for c in self._leaf_calls(layout.names, x[:2], {}, None)})
+                                            {c.path: c.kind for c in calls}, {c.path for c in calls if c.transposed})
             masks = layout.split(as_mask(mask, layout.num_players))
             reference = np.asarray(self.masked_logits(layout, x)(masks, None))
+            try:  # a module that holds a stream's variable is narrowed through its attributes only where it must be
+                return shrink_groups.checked(self._sliced(cuts._replace(holders={})), reference, x, atol)[0]
+            except ValueError:
+                if not cuts.holders:
+                    raise
             return shrink_groups.checked(self._sliced(cuts), reference, x, atol)[0]
         return shrink_chain.smaller_network(
             layout, mask, x, fills, forward=self.masked_logits(layout, x),

@@ -52,7 +52,7 @@ CONTRIBUTION_BATCH = 16
 
 
 def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, forward, grouping=None,
-                         dtype: str = "float32"):
+                         dtype: str = "float32", transposed=frozenset()):
     """The chain evaluator of a Linen or NNX model's game, or None where it does not apply.
 
     The consumer is the first Dense or Conv called after the first player layer (for a coupled group, the one
@@ -66,13 +66,16 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
         forward: ``consumer -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with the
             module at ``consumer`` open to the override.
         grouping: the coupled groups that the layout names (:class:`~gtap_jax.network.modules.masking.Grouping`).
+        transposed: the Dense modules whose kernels are stored ``[out, in]``.
     """
     first, width = layout.layers[0]
     consumer = None if dtype != "float32" else _consumer(calls, first, grouping)
     if consumer is None:
         return None
     node = params_at(consumer) or {}
-    return consumer_chain_fn(layout, x, reduce, consumer=consumer, run=forward(consumer), kernel=node.get("kernel"),
+    kernel = node.get("kernel")
+    kernel = np.asarray(kernel).T if consumer in transposed and kernel is not None else kernel
+    return consumer_chain_fn(layout, x, reduce, consumer=consumer, run=forward(consumer), kernel=kernel,
                              bias=node.get("bias"), check=True)
 
 
@@ -175,13 +178,12 @@ def _stored(layout: PlayerLayout, consumer: str, run):
 
 def _consumer(calls, first: str, grouping) -> str | None:
     """The path of the Dense or Conv (called once) that the layer ``first`` reaches first: the next one called
-    after it (called once), or the one module outside a coupled group that reads the group."""
+    after it (called once), or the one module outside a coupled group that reads the group (a traced attention's
+    output projection)."""
     paths = [c.path for c in calls]
-    if first.endswith(HEADS):
-        return None
-    if first.endswith(GROUP):
-        if grouping is None:
-            return None
+    if first.endswith((GROUP, HEADS)):
+        if grouping is None or (first.endswith(HEADS) and first not in grouping.attentions):
+            return None  # flax's own attention: its heads enter a DenseGeneral over (heads, head_dim)
         readers = [c for c in calls if grouping.consumers.get(c.path) == first and c.path not in grouping.members]
         if len(readers) != 1:
             return None

@@ -34,7 +34,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from gtap_jax.network.modules.heads import attention_at
 
 # (masks, fills) of the coalition being evaluated, or a dict recording outputs
 ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=None)
@@ -51,22 +52,37 @@ GROUPED = "<grouped>"  # masks[path + GROUPED]: path is a member of a coupled gr
 
 
 class Grouping(NamedTuple):
-    """The coupled groups that layers name: ``{member: layer}``, ``{consumer: layer}``, ``{layer: Group}``."""
+    """The coupled groups and traced heads that layers name: ``{member: layer}``, ``{consumer: layer}``,
+    ``{layer: Group}`` and ``{layer: Attention}`` (:mod:`gtap_jax.network.modules.heads`)."""
 
     members: dict
     consumers: dict
     groups: dict
+    attentions: dict
 
 
-def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
-    """The coupled groups (:class:`gtap_jax.network.modules.coupling.Group`) that ``layers`` name (``"stem:group"``).
+def grouping(layers: Sequence[str], groups: Sequence, attentions: Sequence = ()) -> Grouping:
+    """The coupled groups (:class:`gtap_jax.network.modules.coupling.Group`, ``"stem:group"``) and the heads found in
+    the trace (:class:`gtap_jax.network.modules.heads.Attention`, ``"attn:heads"``) that ``layers`` name. A heads
+    layer whose module holds no traced attention is left to flax's own attention modules (masked at ``attn/out``).
 
     Raises:
-        ValueError: for a group of a module that is not a leaf module, groups that overlap another layer, or a
-            group whose features are concatenated with others along the feature axis (not supported).
+        ValueError: for a group of a module that is not a leaf module, groups that overlap another layer, a group
+            whose features are concatenated with others along the feature axis (not supported), a module that holds
+            several attentions, or an attention with fewer key / value heads than query heads.
     """
-    found = Grouping({}, {}, {})
+    found = Grouping({}, {}, {}, {})
     for layer in layers:
+        if layer.endswith(HEADS):
+            attention = attention_at(attentions, layer[: -len(HEADS)])
+            if attention is not None and attention.grouped_query:
+                raise ValueError(f"layer {layer!r}: its keys and values have fewer heads than its queries"
+                                 " (grouped- or multi-query attention), which heads as players do not support yet;"
+                                 " name its feed-forward units or the residual stream instead")
+            if attention is not None:
+                found.attentions[layer] = attention
+                found.consumers.update({c: layer for c in attention.consumers})
+            continue
         if not layer.endswith(GROUP):
             continue
         base = layer[: -len(GROUP)]
@@ -89,7 +105,8 @@ def grouping(layers: Sequence[str], groups: Sequence) -> Grouping:
 
 
 def check_logits(out, batch: int) -> None:
-    """The model contract: a model maps a batch of inputs to one array of logits ``[batch, classes]``.
+    """The model contract: a model maps a batch of inputs to one array of logits ``[batch, classes]`` (or
+    ``[batch, ..., classes]``, labelled ``[batch, ...]``: a class per token).
 
     Raises:
         ValueError: naming what it returned instead, and what to do.
@@ -98,9 +115,9 @@ def check_logits(out, batch: int) -> None:
         kind = type(out).__name__
         keys = f" with keys {sorted(out)}" if isinstance(out, Mapping) else ""
         raise ValueError(f"the model returned a {kind}{keys}; gtap_jax needs one array of logits [batch, classes]:"
-                         " wrap the model so that it returns them (e.g. its output's logits), with fixed extra"
-                         " arguments in apply_kwargs")
-    if len(out.shape) != 2 or out.shape[0] != batch:
+                         " wrap the model so that it returns them (e.g. its output's logits; a Hugging Face model:"
+                         " gtap_jax.network.hf.network), with fixed extra arguments in apply_kwargs")
+    if len(out.shape) < 2 or out.shape[0] != batch:
         raise ValueError(f"the model returned shape {tuple(out.shape)} for a batch of {batch}; gtap_jax needs logits"
                          f" [batch, classes] (a sequence model: pool or pick the tokens to classify, e.g. the last;"
                          f" inputs of another batch size, such as fixed attention masks, go with the batch)")
@@ -122,13 +139,19 @@ def warn_if_grouped(layers: Sequence[str], groups: Sequence) -> None:
 def expand(masks: Mapping, grouped: Grouping | None) -> dict:
     """``masks`` by layer, each coupled group's mask given to its members' outputs and its consumers' inputs: a
     dropped feature is absent, as from a smaller model (:mod:`gtap_jax.network.modules.shrink_groups`)."""
-    if not grouped or not grouped.groups:
+    if not grouped or not (grouped.groups or grouped.attentions):
         return dict(masks)
     out = {k: v for k, v in masks.items() if not k.endswith(GROUP)}
     out.update({member: masks[layer] for member, layer in grouped.members.items() if layer in masks})
-    out.update({c + INPUT: masks[layer] for c, layer in grouped.consumers.items() if layer in masks})
+    out.update({c + INPUT: _per_feature(masks[layer], grouped.attentions.get(layer))
+                for c, layer in grouped.consumers.items() if layer in masks})
     out.update({m + GROUPED: masks[layer] for m, layer in grouped.members.items() if layer in masks})
     return out
+
+
+def _per_feature(mask, attention):
+    """A layer's mask at its consumers' input features: a traced attention's head mask, one entry per head feature."""
+    return mask if attention is None else jnp.repeat(mask, attention.head_dim, axis=-1)
 
 
 def mask_input(path: str, x):
@@ -281,52 +304,10 @@ def feature_means(outputs: Mapping, layers: Sequence[str]) -> dict:
     return {p: jnp.mean(outputs[p].reshape((-1, *outputs[p].shape[feature_axis(p) :])), axis=0) for p in layers}
 
 
-def kernel_of(tree, path: str, size: int, grouped: Grouping | None = None) -> np.ndarray:
-    """The ``kernel`` of the module at ``path`` in a nested dict of arrays, if its last axis is ``size`` features;
-    for a coupled group (``"stem:group"``, with ``grouped``), its members' kernels, ``[rows, size]``.
-
-    Raises:
-        ValueError: when there is none (a BatchNorm, an activation, attention heads).
-    """
-    if path.endswith(GROUP) and grouped is not None and path in grouped.groups:
-        parts = [np.asarray(node["kernel"]).reshape(-1, size) for m in grouped.groups[path].members
-                 if isinstance(node := node_at(tree, m), Mapping) and np.shape(node.get("kernel"))[-1:] == (size,)]
-        if parts:
-            return np.concatenate(parts)
-    node = node_at(tree, path)
-    kernel = node.get("kernel") if isinstance(node, Mapping) else None
-    if kernel is None or np.shape(kernel)[-1] != size:
-        raise ValueError(f"layer {path!r} has no kernel whose last axis is its {size} features: weight baselines"
-                         " need the module that produces the features (a Dense or Conv), not e.g. a BatchNorm or"
-                         " an activation after it")
-    return np.asarray(kernel)
-
-
-def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str) -> dict:
-    """A module's parameters (by name) with the dropped features (``~keep``) set to output ``fill`` (default 0).
-
-    Raises:
-        ValueError: for a module with no kernel or scale on its features, or a fill without a bias to carry it.
-    """
-    node = dict(node)
-    size = keep.size
-    weight = "kernel" if "kernel" in node else "scale" if "scale" in node else None
-    if weight is None or np.shape(node[weight])[-1] != size:
-        raise ValueError(f"cannot silence layer {path!r} through its parameters: it has no kernel or scale on its"
-                         f" {size} features (evaluate the masked game, or name the Dense / Conv / norm layer)")
-    if fill is not None and "bias" not in node:
-        raise ValueError(f"layer {path!r} has no bias to carry the mean fill; use masked_value='zero'")
-    node[weight] = np.where(keep, np.asarray(node[weight]), 0.0).astype(np.asarray(node[weight]).dtype)
-    if "bias" in node:
-        bias = np.asarray(node["bias"])
-        node["bias"] = np.where(keep, bias, 0.0 if fill is None else np.asarray(fill)).astype(bias.dtype)
-    return node
-
-
 __all__ = [
     "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "Recorded", "called", "check_logits",
     "check_names", "expand",
-    "feature_axis", "feature_means", "grouped_norm", "grouping", "kernel_of", "mask_input", "mask_output", "node_at",
-    "not_for_groups", "silenced_params", "sizes_of", "warn_if_grouped", "with_active", "with_override",
+    "feature_axis", "feature_means", "grouped_norm", "grouping", "mask_input", "mask_output", "node_at",
+    "not_for_groups", "sizes_of", "warn_if_grouped", "with_active", "with_override",
     "zero_fills_only",
 ]

@@ -31,7 +31,8 @@ PRODUCERS = ("dense", "conv")
 
 
 def kind_of(module, dense: type, conv: type, norm: type) -> str:
-    """A module's :attr:`Call.kind`, given its framework's Dense, Conv and BatchNorm classes."""
+    """A module's :attr:`Call.kind`, given its framework's Dense, Conv and BatchNorm classes (a module of another
+    class that computes a Dense is found by :func:`~gtap_jax.network.modules.weights.dense_like`)."""
     if isinstance(module, dense):
         return "dense"
     if isinstance(module, conv) and getattr(module, "feature_group_count", 1) == 1:
@@ -51,6 +52,7 @@ class Call:
         inputs: its first input in this pass.
         has_params: whether it has parameters.
         padding: a conv's padding (``"VALID"``, ``"SAME"``, ...).
+        transposed: a Dense whose kernel is ``[out, in]`` (:func:`~gtap_jax.network.modules.weights.dense_like`).
     """
 
     path: str
@@ -59,6 +61,7 @@ class Call:
     inputs: Any
     has_params: bool
     padding: Any = "VALID"
+    transposed: bool = False
 
 
 class ChainCuts(NamedTuple):
@@ -150,8 +153,12 @@ def _plan_consumer(plan: ChainCuts, consumer: Call, layer: str, producer: str, k
     plan.bias_add[consumer.path] = (~rows, const, ~rows[plan.in_keep[consumer.path]])
 
 
-def resized_arrays(params: dict, stats: dict | None, path: str, plan: ChainCuts) -> dict:
-    """New arrays (by name) of one module's parameters and statistics."""
+def resized_arrays(params: dict, stats: dict | None, path: str, plan: ChainCuts, transposed: bool = False) -> dict:
+    """New arrays (by name) of one module's parameters and statistics (``transposed``: a Dense kernel ``[out, in]``,
+    cut as its transpose)."""
+    if transposed:
+        return {name: value.T if name == "kernel" else value for name, value in resized_arrays(
+            {**params, "kernel": np.asarray(params["kernel"]).T}, stats, path, plan).items()}
     new = {}
     if path in plan.bias_add:
         dropped, const, dead = plan.bias_add[path]
@@ -200,4 +207,4 @@ def smaller_network(layout: PlayerLayout, mask, x, fills, *, forward: Callable, 
     return small, error
 
 
-__all__ = ["PRODUCERS", "Call", "ChainCuts", "smaller_network", "kind_of", "chain_cuts", "resized_arrays"]
+__all__ = ["PRODUCERS", "Call", "ChainCuts", "chain_cuts", "kind_of", "resized_arrays", "smaller_network"]

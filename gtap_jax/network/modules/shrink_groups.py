@@ -13,6 +13,7 @@ projection; the attention module then has fewer heads of the same size.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,13 +29,14 @@ INSTEAD = "evaluate the masked game, or keep the model as it is"
 
 
 def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
-           kinds: dict[str, str]) -> dict[str, list[tuple[int, np.ndarray, bool]]]:
+           kinds: dict[str, str], transposed=frozenset()) -> dict[str, list[tuple[int, np.ndarray, bool]]]:
     """``{variable key path: [(axis, keep, dead), ...]}``: what a smaller network keeps of each variable (``dead``:
     kept as zeros, the one head of an attention that keeps none).
 
     Args:
         variable: ``(module path, name) -> key path`` of that variable (``"kernel"``, ``"bias"``), or None.
         kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.modules.shrink_chain.Call`).
+        transposed: the Dense modules whose kernel is ``[out, in]`` (Hugging Face's ``FlaxConv1D``).
 
     Raises:
         ValueError: for a layer that is neither a group nor heads, a group that keeps nothing, or a consumer with no
@@ -55,7 +57,25 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
         if key is not None:
             out.setdefault(key, []).append((axis, k, dead))
 
+    def out_axis(module):
+        return 0 if module in transposed else -1
+
+    def in_axis(module):
+        return -1 if module in transposed else -2 if kinds.get(module) == "conv" else 0
+
+    traced = grouped.attentions if grouped else {}
+    for layer, attention in traced.items():  # each projection's head features, the output projection's head inputs
+        k = keep[layer]
+        dead = not k.any()
+        k = np.eye(k.size, dtype=bool)[0] if dead else k
+        for module, cut in _source_keeps(attention, k).items():
+            add(variable(module, "kernel"), out_axis(module), cut)
+            add(variable(module, "bias"), -1, cut)
+        for consumer in attention.consumers:
+            add(variable(consumer, "kernel"), in_axis(consumer), np.repeat(k, attention.head_dim), dead)
     for layer in layout.names:
+        if layer in traced:
+            continue
         if layer.endswith(HEADS):  # q/k/v kernels [in, heads, head_dim] and biases [heads, head_dim]; out [heads, ...]
             attn, k = layer[: -len(HEADS)], keep[layer]
             if variable(f"{attn}/query", "kernel") is None:
@@ -71,13 +91,24 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
         for name in group.params:
             add(name, -1, k)
         for member in group.members:
-            add(variable(member, "kernel"), -1, k)
+            add(variable(member, "kernel"), out_axis(member), k)
         for consumer in group.consumers:
             key = variable(consumer, "kernel")
             if key is None and consumer not in group.members:
                 raise ValueError(f"{consumer!r} takes the features of {layer!r} but has no kernel to drop them from"
                                  f" ({INSTEAD})")
-            add(key, -2 if kinds.get(consumer) == "conv" else 0, k)
+            add(key, in_axis(consumer), k)
+    return out
+
+
+def _source_keeps(attention, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """``{projection: its output features kept}`` of a traced attention keeping the heads ``keep``."""
+    per_feature = np.repeat(keep, attention.head_dim)
+    out: dict[str, np.ndarray] = {}
+    for module, offset in attention.sources:
+        width = max(o for m, o in attention.sources if m == module) + per_feature.size
+        cut = out.setdefault(module, np.ones(width, bool))
+        cut[offset: offset + per_feature.size] = per_feature
     return out
 
 
@@ -85,6 +116,13 @@ def kept_heads(layout: PlayerLayout, mask) -> dict[str, int]:
     """``{attention module path: heads kept}`` for the layers ``"attn:heads"`` (one, silent, where none is)."""
     keep = layout.split(as_mask(mask, layout.num_players))
     return {layer[: -len(HEADS)]: max(1, int(np.sum(k))) for layer, k in keep.items() if layer.endswith(HEADS)}
+
+
+def traced_heads(layout: PlayerLayout, mask, grouped: Grouping | None) -> dict[str, tuple]:
+    """``{attention's owner module: (Attention, heads kept)}`` for the heads found in the trace (one where none is)."""
+    keep = layout.split(as_mask(mask, layout.num_players))
+    traced = grouped.attentions if grouped else {}
+    return {a.owner: (a, max(1, int(np.sum(keep[layer])))) for layer, a in traced.items()}
 
 
 def sliced(tree, cuts: dict[str, list[tuple[int, np.ndarray, bool]]]):
@@ -107,17 +145,25 @@ def kept_widths(layout: PlayerLayout, mask, grouped: Grouping | None,
                 has_kernel: Callable) -> dict[str, tuple[int, int]]:
     """``{member with a kernel: (features before, kept)}``: the new output width of each producing member."""
     keep = layout.split(as_mask(mask, layout.num_players))
-    return {m: (int(np.size(keep[layer])), int(np.sum(keep[layer])))
-            for layer, group in (grouped.groups if grouped else {}).items() for m in group.members if has_kernel(m)}
+    widths = {m: (int(np.size(keep[layer])), int(np.sum(keep[layer])))
+              for layer, group in (grouped.groups if grouped else {}).items() for m in group.members if has_kernel(m)}
+    for layer, attention in (grouped.attentions if grouped else {}).items():
+        k = np.asarray(keep[layer])
+        for module, cut in _source_keeps(attention, k if k.any() else np.eye(k.size, dtype=bool)[0]).items():
+            widths[module] = (cut.size, int(cut.sum()))
+    return widths
 
 
 class GroupCuts(NamedTuple):
-    """What a smaller network keeps: ``cuts`` (:func:`slices`), ``widths`` (``{member with a kernel or an embedding:
-    (features before, kept)}``) and ``heads`` (``{attention module path: heads kept}``)."""
+    """What a smaller network keeps: ``cuts`` (:func:`slices`), ``widths`` (``{member with a kernel or an embedding,
+    or a traced attention's projection: (features before, kept)}``), ``heads`` (``{flax attention module path: heads
+    kept}``), ``traced`` (:func:`traced_heads`) and ``holders`` (:func:`holders`)."""
 
     cuts: dict
     widths: dict
     heads: dict
+    traced: dict
+    holders: dict
 
 
 def produces(variable: Callable, path: str) -> bool:
@@ -127,10 +173,89 @@ def produces(variable: Callable, path: str) -> bool:
 
 
 def group_cuts(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
-               kinds: dict[str, str]) -> GroupCuts:
-    """The :class:`GroupCuts` of a smaller network; ``variable`` and ``kinds`` as :func:`slices` takes them."""
+               kinds: dict[str, str], transposed=frozenset()) -> GroupCuts:
+    """The :class:`GroupCuts` of a smaller network; ``variable``, ``kinds`` and ``transposed`` as :func:`slices`
+    takes them."""
     widths = kept_widths(layout, mask, grouped, lambda path: produces(variable, path))
-    return GroupCuts(slices(layout, mask, grouped, variable, kinds), widths, kept_heads(layout, mask))
+    traced = traced_heads(layout, mask, grouped)
+    flax_heads = {attn: n for attn, n in kept_heads(layout, mask).items()
+                  if attn + HEADS not in (grouped.attentions if grouped else {})}
+    return GroupCuts(slices(layout, mask, grouped, variable, kinds, transposed), widths, flax_heads, traced,
+                     holders(layout, mask, grouped, lambda path: produces(variable, path)))
+
+
+def holders(layout: PlayerLayout, mask, grouped: Grouping | None, has_kernel: Callable) -> dict[str, tuple[int, int]]:
+    """``{module: (features before, kept)}`` for each module, not a producing member, that holds a variable of a group
+    (a class token, a position table: ``params/vit/embeddings/cls_token``): its shape may be fixed by the module's
+    width attribute or config (:func:`narrower`), which a smaller network then narrows."""
+    keep = layout.split(as_mask(mask, layout.num_players))
+    out = {}
+    for layer, group in (grouped.groups if grouped else {}).items():
+        for name in group.params:
+            module = name.removeprefix("params/").rpartition("/")[0]
+            if module not in group.members or not has_kernel(module):
+                out[module] = (int(np.size(keep[layer])), int(np.sum(keep[layer])))
+    return out
+
+
+# Names of an attention's (or its config's) attribute that fixes its heads' total width.
+WIDTH_NAMES = ("hidden_size", "embed_dim", "emb_dim", "n_embd", "d_model", "qkv_features", "all_head_size",
+               "inner_dim", "num_features")
+
+
+def _config_changed(module, changed: Callable) -> dict:
+    """``{"config": a copy}`` of ``module``'s config with the attributes that ``changed(fields)`` gives, or ``{}``."""
+    config = getattr(module, "config", None)
+    new = changed(vars(config)) if config is not None and hasattr(config, "__dict__") else {}
+    if not new:
+        return {}
+    config = copy.deepcopy(config)
+    for name, value in new.items():
+        setattr(config, name, value)
+    return {"config": config}
+
+
+def _fields(module) -> dict:
+    return {k: v for k, v in vars(module).items() if not k.startswith("_")}
+
+
+def narrower(module, before: int, kept: int) -> dict:
+    """``{attribute: new value}`` for a module that holds a stream's variable (:func:`holders`): each width attribute
+    (:data:`WIDTH_NAMES`) of it or of a copy of its config that equals ``before`` becomes ``kept``."""
+
+    def changed(fields):
+        return {n: kept for n, v in fields.items() if n in WIDTH_NAMES and v == before and not isinstance(v, bool)}
+
+    return {**changed(_fields(module)), **_config_changed(module, changed)}
+
+
+def fewer_heads(module, attention, kept: int) -> dict:
+    """``{attribute: new value}`` for the attention module ``module`` (its traced :class:`Attention`) to compute
+    ``kept`` heads of the same size: each attribute of the module, or of a copy of its ``config``, that equals the
+    head count (a name with "head", not a size or dim) or the heads' total width (:data:`WIDTH_NAMES`).
+
+    Raises:
+        ValueError: where no attribute holds the head count (the count is fixed in the module's code).
+    """
+    heads, dim = attention.num_heads, attention.head_dim
+
+    def changed(fields):
+        out = {}
+        for name, value in fields.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            if value == heads and "head" in name and not any(w in name for w in ("dim", "size")):
+                out[name] = kept
+            elif value == heads * dim and name in WIDTH_NAMES:
+                out[name] = kept * dim
+        return out
+
+    found = {**changed(_fields(module)), **_config_changed(module, changed)}
+    if not any(k == "config" or "head" in k for k in found):
+        raise ValueError(f"the attention at {attention.owner!r} ({type(module).__name__}) holds its head count"
+                         f" ({heads}) in no attribute of its own or of its config: a smaller network cannot have fewer"
+                         f" heads ({INSTEAD})")
+    return found
 
 
 def checked(small, reference, x, atol: float = 1e-4):
@@ -150,4 +275,5 @@ def checked(small, reference, x, atol: float = 1e-4):
     return small, error
 
 
-__all__ = ["GroupCuts", "checked", "group_cuts", "kept_heads", "kept_widths", "produces", "sliced", "slices"]
+__all__ = ["GroupCuts", "checked", "fewer_heads", "group_cuts", "holders", "kept_heads", "kept_widths", "narrower",
+           "produces", "sliced", "slices", "traced_heads"]

@@ -36,10 +36,9 @@ from gtap_jax.network.modules.masking import (
     expand,
     node_at,
     not_for_groups,
-    silenced_params,
-    sizes_of,
     with_active,
 )
+from gtap_jax.network.modules.weights import silenced_params
 from gtap_jax.network.nnx import surgery as graph
 
 
@@ -84,7 +83,7 @@ class NNXNetwork(ModuleNetwork):
         paths, _ = self._wrapped(list(layers), x)
         check_logits(with_active(outputs, self._forward(paths), x), len(x))
         self._warn_if_grouped(layers, x)
-        return layout_of(sizes_of(outputs, layers), layers, ordered=False)
+        return layout_of(self._sizes(layers, outputs, x), layers, ordered=False)
 
     def _wrapped(self, layers, x) -> tuple[list[str], Grouping | None]:
         """The module paths to wrap for ``layers`` (a coupled group's members and consumers for ``"path:group"``),
@@ -92,7 +91,7 @@ class NNXNetwork(ModuleNetwork):
         grouped = self._grouping(layers, x)
         if grouped is None:
             return list(layers), None
-        plain = [layer for layer in layers if not layer.endswith(GROUP)]
+        plain = [layer for layer in layers if not layer.endswith(GROUP) and layer not in grouped.attentions]
         return list(dict.fromkeys([*plain, *grouped.members, *grouped.consumers])), grouped
 
     def _runner(self, layers, x, *, dtype="float32", also=()):
@@ -135,6 +134,10 @@ class NNXNetwork(ModuleNetwork):
         for attn, heads in cuts.heads.items():
             module = node_at(small, attn)
             module.num_heads, module.qkv_features = heads, heads * module.head_dim
+        for owner, (attention, kept) in cuts.traced.items():
+            module = node_at(small, owner)
+            for name, value in shrink_groups.fewer_heads(module, attention, kept).items():
+                setattr(module, name, value)
         return NNXNetwork(graph.eval_mode(small), self.apply_kwargs)
 
     def _recording_clone(self) -> nnx.Module:
@@ -155,8 +158,7 @@ class NNXNetwork(ModuleNetwork):
             graph.RECORDING.reset(token)
         return calls
 
-    def coupled(self, example) -> list[coupling.Group]:
-        """The groups of leaf modules whose output features are coupled (:mod:`gtap_jax.network.modules.coupling`)."""
+    def _trace(self, example):
         graphdef, state = self._split((), clone=self._recording_clone())
         names = [coupling.key_path(k).replace("/gtap_inner", "")
                  for k, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
@@ -166,7 +168,7 @@ class NNXNetwork(ModuleNetwork):
                 state, jnp.asarray(example)[:2])
         finally:
             graph.RECORDING.reset(token)
-        return coupling.coupled_groups(jaxpr, names)
+        return jaxpr, names
 
     def _rebuilt(self, cuts, calls):
         small = nnx.clone(self.model)
