@@ -73,6 +73,10 @@ class ModuleNetwork(abc.ABC):
         """``(closed jaxpr, variable key paths)``: one pass on ``example[:2]`` with every leaf module's input and output
         named (:func:`gtap_jax.network.modules.coupling.marked`), the model's variables its first arguments."""
 
+    def _kernel_axes(self) -> dict[str, tuple]:
+        """``{module: (input axis, output axis)}`` of kernels that are neither a Dense's nor a Conv's (an Einsum's)."""
+        return {}
+
     def _transposed(self) -> set[str]:
         """The modules whose kernels are stored ``[out, in]`` (:func:`~gtap_jax.network.modules.weights.dense_like`)."""
         return set()
@@ -174,7 +178,8 @@ class ModuleNetwork(abc.ABC):
         if any(layer.endswith((GROUP, HEADS)) for layer in layout.names):
             calls = self._leaf_calls(layout.names, x[:2], {}, None)
             cuts = shrink_groups.group_cuts(layout, mask, self._grouping(layout.names, x), self._variable,
-                                            {c.path: c.kind for c in calls}, {c.path for c in calls if c.transposed})
+                                            {c.path: c.kind for c in calls},
+                                            {**self._kernel_axes(), **{c.path: (-1, 0) for c in calls if c.transposed}})
             masks = layout.split(as_mask(mask, layout.num_players))
             reference = np.asarray(self.masked_logits(layout, x)(masks, None))
             try:  # a module that holds a stream's variable is narrowed through its attributes only where it must be

@@ -29,14 +29,15 @@ INSTEAD = "evaluate the masked game, or keep the model as it is"
 
 
 def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
-           kinds: dict[str, str], transposed=frozenset()) -> dict[str, list[tuple[int, np.ndarray, bool]]]:
+           kinds: dict[str, str], kernel_axes=None) -> dict[str, list[tuple[int, np.ndarray, bool]]]:
     """``{variable key path: [(axis, keep, dead), ...]}``: what a smaller network keeps of each variable (``dead``:
     kept as zeros, the one head of an attention that keeps none).
 
     Args:
         variable: ``(module path, name) -> key path`` of that variable (``"kernel"``, ``"bias"``), or None.
         kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.modules.shrink_chain.Call`).
-        transposed: the Dense modules whose kernel is ``[out, in]`` (Hugging Face's ``FlaxConv1D``).
+        kernel_axes: ``{module: (input axis, output axis)}`` of the kernels not laid out ``[..., in, out]``: a Dense
+            stored ``[out, in]`` (Hugging Face's ``FlaxConv1D``), an ``Einsum`` (from its equation).
 
     Raises:
         ValueError: for a layer that is neither a group nor heads, a group that keeps nothing, or a consumer with no
@@ -57,11 +58,13 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
         if key is not None:
             out.setdefault(key, []).append((axis, k, dead))
 
+    kernel_axes = kernel_axes or {}
+
     def out_axis(module):
-        return 0 if module in transposed else -1
+        return kernel_axes[module][1] if module in kernel_axes else -1
 
     def in_axis(module):
-        return -1 if module in transposed else -2 if kinds.get(module) == "conv" else 0
+        return kernel_axes[module][0] if module in kernel_axes else -2 if kinds.get(module) == "conv" else 0
 
     traced = grouped.attentions if grouped else {}
     for layer, attention in traced.items():  # each projection's head features, the output projection's head inputs
@@ -173,14 +176,14 @@ def produces(variable: Callable, path: str) -> bool:
 
 
 def group_cuts(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Callable,
-               kinds: dict[str, str], transposed=frozenset()) -> GroupCuts:
-    """The :class:`GroupCuts` of a smaller network; ``variable``, ``kinds`` and ``transposed`` as :func:`slices`
+               kinds: dict[str, str], kernel_axes=None) -> GroupCuts:
+    """The :class:`GroupCuts` of a smaller network; ``variable``, ``kinds`` and ``kernel_axes`` as :func:`slices`
     takes them."""
     widths = kept_widths(layout, mask, grouped, lambda path: produces(variable, path))
     traced = traced_heads(layout, mask, grouped)
     flax_heads = {attn: n for attn, n in kept_heads(layout, mask).items()
                   if attn + HEADS not in (grouped.attentions if grouped else {})}
-    return GroupCuts(slices(layout, mask, grouped, variable, kinds, transposed), widths, flax_heads, traced,
+    return GroupCuts(slices(layout, mask, grouped, variable, kinds, kernel_axes), widths, flax_heads, traced,
                      holders(layout, mask, grouped, lambda path: produces(variable, path)))
 
 

@@ -36,6 +36,14 @@ def dense_like(params, x, out) -> bool | None:
     return None
 
 
+def einsum_axes(equation: str) -> tuple[int | None, int | None]:
+    """``(input axis, output axis)`` of an ``Einsum`` module's kernel: where the input's last letter (its features)
+    and the output's last letter appear in the kernel's (``"BTD,CKDH->CBTKH"``: 2 and 3); None where one does not."""
+    operands, _, out = equation.replace(" ", "").partition("->")
+    x, kernel = operands.split(",")
+    return (kernel.find(x[-1]) if x[-1] in kernel else None, kernel.find(out[-1]) if out[-1] in kernel else None)
+
+
 def _kernel(node, path: str, transposed) -> np.ndarray | None:
     """The kernel of a module's parameters ``node`` as ``[..., in, out]`` (a transposed one turned), or None."""
     kernel = node.get("kernel") if isinstance(node, Mapping) else None
@@ -122,4 +130,4 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str, transposed
     return node
 
 
-__all__ = ["dense_like", "kernel_of", "silenced_params"]
+__all__ = ["dense_like", "einsum_axes", "kernel_of", "silenced_params"]

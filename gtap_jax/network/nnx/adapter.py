@@ -38,7 +38,7 @@ from gtap_jax.network.modules.masking import (
     not_for_groups,
     with_active,
 )
-from gtap_jax.network.modules.weights import silenced_params
+from gtap_jax.network.modules.weights import einsum_axes, silenced_params
 from gtap_jax.network.nnx import surgery as graph
 
 
@@ -97,6 +97,10 @@ class NNXNetwork(ModuleNetwork):
     def _runner(self, layers, x, *, dtype="float32", also=()):
         paths = self._wrapped(layers, x)[0]
         return self._forward(tuple(dict.fromkeys((*paths, *also))), dtype)
+
+    def _kernel_axes(self):
+        return {path: einsum_axes(node.einsum_str) for path in graph.modules(self.model)
+                if isinstance(node := node_at(self.model, path), nnx.Einsum)}
 
     def _param_dict(self, tree=None):
         return nnx.to_pure_dict(self.params if tree is None else tree)

@@ -18,7 +18,19 @@ from gtap_jax.network.modules.masking import HEADS, called, grouped_norm, mask_i
 RECORDING: contextvars.ContextVar = contextvars.ContextVar("gtap_recording", default=None)
 
 
-class MaskedModule(nnx.Module):
+class _Wrapper(nnx.Module):
+    """A module standing in for another (``_INNER`` names the attribute that holds it): what the model's code reads
+    of the wrapped module (``self.proj.kernel.shape``) is read from it."""
+
+    _INNER = "inner"
+
+    def __getattr__(self, name):
+        if name.startswith(("_", "gtap_")) or name == type(self)._INNER:
+            raise AttributeError(name)
+        return getattr(object.__getattribute__(self, type(self)._INNER), name)
+
+
+class MaskedModule(_Wrapper):
     """An NNX module whose output is masked as the active coalition says."""
 
     def __init__(self, inner: nnx.Module, path: str):
@@ -43,7 +55,7 @@ def grouped_norm_of(module, path: str, args):
                         module.epsilon, center)
 
 
-class MaskedHeads(nnx.Module):
+class MaskedHeads(_Wrapper):
     """An NNX attention output projection whose input heads are masked as the active coalition says."""
 
     def __init__(self, inner: nnx.Module, layer: str):
@@ -54,8 +66,10 @@ class MaskedHeads(nnx.Module):
         return self.inner(mask_output(self.gtap_heads, x, axis=-2), *args, **kwargs)
 
 
-class Recorded(nnx.Module):
+class Recorded(_Wrapper):
     """A leaf module that reports its calls while a pass is recorded."""
+
+    _INNER = "gtap_inner"
 
     def __init__(self, inner: nnx.Module, path: str):
         self.gtap_inner = inner
