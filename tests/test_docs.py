@@ -1,4 +1,5 @@
-"""The code in README.md and docs/guide.md: every Python block runs, every command names what exists.
+"""The code in README.md and docs/guide.md: every Python block runs, every command names what exists (and the
+Hugging Face section of docs/your_model.md runs).
 
 Python blocks run top to bottom in one namespace per file, as a reader would run them. Shell
 blocks hold commands: the test command must be what `.ci/run` runs, the smoke command the one the
@@ -22,7 +23,11 @@ DOCS = ["README.md", "docs/guide.md"]
 
 def _blocks(path: Path) -> list[tuple[str, str]]:
     """``[(language, code)]`` of the fenced blocks of a markdown file."""
-    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", path.read_text(), re.M | re.S)]
+    return _blocks_of(path.read_text())
+
+
+def _blocks_of(text: str) -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)]
 
 
 @pytest.mark.slow
@@ -34,6 +39,22 @@ def test_every_python_block_runs(doc, tmp_path, monkeypatch):
     namespace: dict = {}
     for i, code in enumerate(blocks):
         exec(compile(code, f"{doc}, python block {i + 1}", "exec"), namespace)  # noqa: S102
+
+
+def test_the_hugging_face_section_runs(tmp_path, monkeypatch):
+    """docs/your_model.md's Hugging Face section, top to bottom (transformers < 5, the test extra)."""
+    pytest.importorskip("transformers", reason="Hugging Face transformers < 5 (the test extra) is absent")
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / "docs/your_model.md").read_text()
+    section = text[text.index("## Hugging Face models"):]
+    section = section[: section.index("\n## ", 1)]
+    blocks = [code for lang, code in _blocks_of(section) if lang == "python"]
+    assert blocks
+    namespace: dict = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/your_model.md, Hugging Face block {i + 1}", "exec"), namespace)  # noqa: S102
+    assert namespace["small"].max_error < 1e-4
+    assert namespace["small"].report.params_after < namespace["small"].report.params_before
 
 
 def _commands(doc: str) -> list[list[str]]:

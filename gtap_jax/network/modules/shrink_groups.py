@@ -273,8 +273,10 @@ def checked(small, reference, x, atol: float = 1e-4):
         raise ValueError(f"the smaller network fails ({type(e).__name__}: {str(e).splitlines()[0]}); {INSTEAD}") from e
     error = float(np.max(np.abs(out - reference))) if out.shape == reference.shape else np.inf
     if not error <= atol * max(1.0, float(np.max(np.abs(reference)))):
-        raise ValueError(f"the smaller network does not reproduce the masked one (largest difference {error:.3g});"
-                         f" {INSTEAD}")
+        raise ValueError(f"the smaller network does not reproduce the masked one (largest difference {error:.3g}):"
+                         " something in the model's code depends on the width itself (a sinusoidal position table"
+                         " or a sqrt(width) scale computed from it, a norm of its own class that averages over every"
+                         f" feature, zeros included); {INSTEAD}")
     return small, error
 
 
