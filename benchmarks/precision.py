@@ -13,6 +13,8 @@ summed over players / median player (above 1: complementary stars are more preci
 agreement of two independent estimates at equal values.
 Part 4: on games valued whole, the Banzhaf value by regression against Kernel Banzhaf (the regression on
 complementary pairs): squared standard errors at equal values, and the top-80 agreement of two estimates.
+Part 5: the Shapley pilot (gtap_jax.indices.pilot) on the same four games: its choice on three keys against a
+pilot of 32x its orders.
 Part 2: the default run's top_n round (LeNet-300-100, cutoffs 200/120/80/40/20 of 400, delta 0.05, epsilon
 0.1 of the mean unit's part, no focus) and a one-cutoff round (top 80), settled mode at caps of 2^17-2^21
 values: values spent, seconds, settled share.
@@ -21,6 +23,7 @@ values: values spent, seconds, settled share.
     python benchmarks/precision.py --part 1
     python benchmarks/precision.py --part 3   # about 7 minutes
     python benchmarks/precision.py --part 4   # about 4 minutes
+    python benchmarks/precision.py --part 5
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import gtap_jax as g
 from gtap_jax import data
 from gtap_jax.indices import ESTIMATORS, make_estimator
 from gtap_jax.indices.estimators.permutation import prefix_marginals, prefix_masks, random_ranks
+from gtap_jax.indices.pilot import PILOT_VALUES, shapley_pilot
 from gtap_jax.models import MODELS
 
 # the emotion tweets from a local copy: $GTAP_TEST_DATA/emotion (CONTRIBUTING.md), by default ../shared/data
@@ -156,9 +160,23 @@ def settled_share_by_cap():
                       f" {time.perf_counter() - t0:.1f} | {scores.settled_share:.3f} |", flush=True)
 
 
+def pilot_choices(name, dataset, layers, epochs, keys=3):
+    """The Shapley pilot (gtap_jax.indices.pilot) on a trained network's game: its ratio and choice on ``keys`` keys
+    against a reference, the same comparison on 32x the pilot's orders."""
+    fn, layout = trained_game(name, dataset, layers, epochs)
+    p = layout.num_players
+    t0 = time.perf_counter()
+    reference = shapley_pilot(jax.random.key(100), fn, p, values=32 * PILOT_VALUES)
+    pilots = [shapley_pilot(jax.random.key(i), fn, p) for i in range(keys)]
+    label = f"{name} {'+'.join(layers or ('fc1', 'fc2', 'fc3'))}"
+    print(f"| {label} | {p} | {reference.ratio:.2f} ({reference.estimator}) |"
+          f" {' / '.join(f'{x.ratio:.2f}' for x in pilots)} | {', '.join(x.estimator for x in pilots)} |"
+          f" {pilots[0].num_evaluations:,} | {time.perf_counter() - t0:.0f} s |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4, 5))
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -188,6 +206,13 @@ def main():
         for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
                      ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
             pair_regression_ratio(*game)
+    if args.part in (None, 5):
+        print("\nThe Shapley pilot: permutations' variance per value over antithetic orders' (above 1: antithetic), on"
+              " the pilot's orders for three keys and on 32x as many (the reference)\n\n| game | players |"
+              " reference | pilot, 3 keys | chosen | pilot values | time |\n|" + "---|" * 7)
+        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
+                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+            pilot_choices(*game)
 
 
 if __name__ == "__main__":

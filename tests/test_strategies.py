@@ -283,3 +283,49 @@ def test_the_checks_of_a_settled_round_spend_at_most_delta():
         shares = [1.0 / check_share(k, planned) for k in range(1, 10_000)]
         assert sum(shares) <= 1.0
         assert shares[planned - 1] > 0.45 and shares[planned - 1] == max(shares)  # the last planned check
+
+
+def _by_size(shape, p: int = 12):
+    """An additive game plus ``shape`` of the coalition's size (centred): every player's marginal at position k of an
+    order is its weight plus the same function of k."""
+    w = np.linspace(0.1, 1.2, p)
+
+    def value(mask):
+        return jnp.dot(mask.astype(jnp.float32), w) + shape(jnp.sum(mask).astype(jnp.float32) - p / 2)
+
+    return value
+
+
+def test_the_shapley_pilot_takes_antithetic_orders_where_early_and_late_marginals_oppose():
+    """-(size)^2: a marginal at position k is -(2k + 1 - P), its reverse's the negative, so an antithetic pair's
+    average is the weight exactly (variance 0). size^3 / 3: the marginal at k equals the reverse's, so a pair costs
+    twice a permutation's values for the same variance (ratio 1/2)."""
+    from gtap_jax.indices.pilot import shapley_pilot
+
+    opposed = shapley_pilot(jax.random.key(0), _by_size(lambda c: -(c**2)), 12)
+    same = shapley_pilot(jax.random.key(0), _by_size(lambda c: c**3 / 3), 12)
+    assert opposed.estimator == "antithetic" and opposed.ratio > 1e3
+    assert same.estimator == "permutation" and same.ratio == pytest.approx(0.5, rel=1e-3)
+    assert same.num_evaluations == 3 * 13 * max(4, -(-1024 // 13))  # the same orders alone and with their reverses
+
+
+def test_settled_shapley_rounds_take_the_pilots_estimator_and_count_its_values():
+    from gtap_jax.indices.pilot import pilot_key, shapley_pilot
+
+    game, options = _by_size(lambda c: -(c**2)), Settle(0.1, 0.3, 1 << 16)
+    piloted = iterated_pruning(jax.random.key(1), game, 12, 4, by_estimate("shapley", settle=options), step=0.5)
+    chosen = iterated_pruning(jax.random.key(1), game, 12, 4, by_estimate("shapley", estimator="antithetic",
+                                                                          settle=options), step=0.5)
+    pilot = shapley_pilot(pilot_key(jax.random.fold_in(jax.random.key(1), 0)), game, 12)
+    assert [r.scores.num_evaluations for r in piloted.history] == [
+        r.scores.num_evaluations + (pilot.num_evaluations if i == 0 else 0) for i, r in enumerate(chosen.history)]
+    np.testing.assert_array_equal(piloted.mask, chosen.mask)
+    off = iterated_pruning(jax.random.key(1), game, 12, 4, by_estimate("shapley", settle=options._replace(
+        pilot=False)), step=0.5)
+    permutations = iterated_pruning(jax.random.key(1), game, 12, 4, by_estimate("shapley", estimator="permutation",
+                                                                                settle=options), step=0.5)
+    for a, b in zip(off.history, permutations.history, strict=True):
+        assert a.scores.num_evaluations == b.scores.num_evaluations
+        np.testing.assert_array_equal(a.scores.values, b.scores.values)
+    # where the pair cancels the size term, the piloted round settles; permutations reach the cap unsettled
+    assert piloted.history[0].scores.settled and not off.history[0].scores.settled

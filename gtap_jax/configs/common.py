@@ -66,7 +66,8 @@ def _methods(c: ml_collections.ConfigDict) -> None:
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
     # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression;
     # banzhaf also complementary (paired stars at T and its complement) | kernel_banzhaf (regression on T and
-    # its complement) ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley;
+    # its complement) ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley,
+    # in settled mode permutation or antithetic as a pilot on the first round's game finds (indices/pilot.py);
     # for banzhaf complementary and for beta paired stars where the game values them incrementally and a round
     # buys 64 paired draws, else (at >= 5 evaluations per player per round) kernel_banzhaf for banzhaf and
     # regression for beta, else msr)

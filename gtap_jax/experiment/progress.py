@@ -37,6 +37,7 @@ from gtap_jax.indices import (
     new_state,
 )
 from gtap_jax.indices.focus import FocusMoments
+from gtap_jax.indices.pilot import Pilot, pilot_evaluations, pilot_key, shapley_pilot
 from gtap_jax.strategies import (
     STRATEGIES,
     AttributeFn,
@@ -139,13 +140,19 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     _, full_game, full_layout = ctx.games[game]  # epsilon: a share of this game's mean neuron part, once
     options = Settle(cfg.delta, share_epsilon(full_game, full_layout.num_players, cfg.epsilon, ctx.plan),
                      cfg.max_evaluations, cfg.focus)
+    piloted: list = []  # the first round's pilot (Shapley, settled mode, no estimator given), saved
 
     def attribute(key, value_fn, num_players, cutoffs=()):
         i = next(calls)
+        spent = 0
         if cfg.evaluations:
             estimator, _ = round_budget(index, num_players, cfg.evaluations, estimator=chosen, value_fn=value_fn)
         else:
             estimator = chosen or default_estimator(index, num_players, cfg.max_evaluations, value_fn)
+            if not chosen and index == "shapley" and options.pilot:
+                if not piloted:  # the first round's (a resumed run reads it back); its values count in that round
+                    piloted.append(_pilot(folder / f"game{game}_pilot.npz", key, value_fn, num_players, ctx))
+                spent, estimator = (piloted[0].num_evaluations if i == 0 else 0), piloted[0].estimator
         spec = RoundSpec(index, d, estimator, ctx.plan, ctx.progress)
         meta = {"config": ctx.steps.config_hash, "game": game, "round": i, "players": num_players,
                 "estimator": estimator}
@@ -163,6 +170,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
             out = settle_round(key, value_fn, num_players, cutoffs, spec, options,
                                resume=_load_settle(partial_path, template, meta),
                                on_check=lambda state: _save_settle(partial_path, state, meta))
+            out = out._replace(num_evaluations=out.num_evaluations + spent)
         _save(done_path, {"values": np.asarray(out.values), "stderr": np.asarray(out.stderr),
                           "evaluations": np.asarray(out.num_evaluations), "settled": np.asarray(out.settled),
                           "settled_share": np.asarray(out.settled_share)}
@@ -171,6 +179,20 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
         return out
 
     return attribute
+
+
+def _pilot(path: Path, key, value_fn, num_players: int, ctx: Context) -> Pilot:
+    """The Shapley pilot of a method's first round (:mod:`gtap_jax.indices.pilot`), saved at ``path`` (a resumed
+    run reads it instead of running it again)."""
+    meta = {"config": ctx.steps.config_hash, "players": num_players}
+    saved = _load(path, meta)
+    if saved is not None:
+        return Pilot(str(saved["estimator"]), float(saved["ratio"]), int(saved["evaluations"]))
+    found = shapley_pilot(pilot_key(key), value_fn, num_players, plan=ctx.plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(path, {"estimator": np.asarray(found.estimator), "ratio": np.asarray(found.ratio),
+                 "evaluations": np.asarray(found.num_evaluations)}, meta)
+    return found
 
 
 def _fixed_round(ctx, key, value_fn, num_players, spec: RoundSpec, partial_path, meta):
@@ -235,8 +257,9 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
         spent = []
 
         def dry(key, value_fn, num_players, cutoffs=(), spent=spent, game=game):
-            if not cfg.evaluations:  # settled mode: a round spends at most its cap
-                spent.append(cfg.max_evaluations)
+            if not cfg.evaluations:  # settled mode: a round spends at most its cap (the first, a Shapley pilot too)
+                piloted = not spent and index == "shapley" and not cfg.estimators.get(index)
+                spent.append(cfg.max_evaluations + (pilot_evaluations(num_players) if piloted else 0))
                 return Scores(np.zeros(num_players), np.zeros(num_players), cfg.max_evaluations)
             _, budget = round_budget(index, num_players, cfg.evaluations, estimator=cfg.estimators.get(index) or None,
                                      value_fn=game)  # its sub-games value draws as it does

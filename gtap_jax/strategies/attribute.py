@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gtap_jax.engine import Plan, make_plan
 from gtap_jax.indices import default_estimator, draw_size, estimate, exact, resolve_d
+from gtap_jax.indices.pilot import Pilot, pilot_key, shapley_pilot
 from gtap_jax.registry import renamed
 from gtap_jax.strategies.scores import AttributeFn, Scores
 from gtap_jax.strategies.settle import RoundSpec, Settle, scores_at, settle_round, z_value
@@ -60,7 +61,10 @@ def by_estimate(
     players are unsure and ``settle.focus`` is True, the draws aim at the unsure
     players alone (:mod:`gtap_jax.indices.focus`), except Shapley's on a game that
     values permutations along chains: focused orders are valued whole, and cost
-    more than the permutations they replace (``benchmarks/RESULTS.md``).
+    more than the permutations they replace (``benchmarks/RESULTS.md``). Shapley rounds
+    with no ``estimator`` given draw permutations or antithetic orders, whichever a pilot on
+    the first round's game finds more precise per value (``settle.pilot``,
+    :mod:`gtap_jax.indices.pilot`; its values are counted in the first round's).
     :func:`~gtap_jax.strategies.settle.share_epsilon` gives an epsilon that means the same
     for games of any size and metric.
 
@@ -76,6 +80,7 @@ def by_estimate(
     resolve_d(index, d)
     settle.check()
     decided = [plan]
+    piloted: list[Pilot] = []  # the first round's pilot: its estimator for every round
 
     def attribute(key, value_fn, num_players, cutoffs=(), *, resume=None, on_check=None) -> Scores:
         if decided[0] is None:
@@ -83,8 +88,15 @@ def by_estimate(
         d_ = resolve_d(index, d)
         if evaluations is None:
             chosen = estimator or default_estimator(index, num_players, settle.max_evaluations, value_fn)
+            spent = 0
+            if estimator is None and index == "shapley" and settle.pilot:
+                if not piloted:
+                    piloted.append(shapley_pilot(pilot_key(key), value_fn, num_players, plan=decided[0]))
+                    spent = piloted[0].num_evaluations
+                chosen = piloted[0].estimator
             spec = RoundSpec(index, d_, chosen, decided[0], progress)
-            return settle_round(key, value_fn, num_players, cutoffs, spec, settle, resume=resume, on_check=on_check)
+            out = settle_round(key, value_fn, num_players, cutoffs, spec, settle, resume=resume, on_check=on_check)
+            return out._replace(num_evaluations=out.num_evaluations + spent)
         chosen, budget = round_budget(index, num_players, evaluations, estimator=estimator, value_fn=value_fn)
         att = estimate(key, value_fn, num_players, index, evaluations=budget, estimator=chosen, d=d_, plan=decided[0],
                        progress=progress)

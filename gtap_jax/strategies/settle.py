@@ -52,12 +52,15 @@ class Settle(NamedTuple):
         max_evaluations: the cap of a round; it ends there settled or not (and says which).
         focus: after the first check, aim the draws at the unsure players (:mod:`gtap_jax.indices.focus`)
             where the estimator's registry entry names a kind of focused draw.
+        pilot: Shapley rounds with no estimator given take permutations or antithetic orders, whichever a pilot
+            on the first round's game finds more precise per value (:mod:`gtap_jax.indices.pilot`).
     """
 
     delta: float = 0.05
     epsilon: float = 0.0
     max_evaluations: int = 1 << 20
     focus: bool = True
+    pilot: bool = True
 
     def check(self) -> Settle:
         """The options, if valid.
