@@ -150,8 +150,9 @@ def hugging_face() -> None:
 
 
 def gemma(examples: Path) -> None:
-    """flax's examples/gemma (NNX): a tiny config with grouped-query attention, gated feed-forward layers, an RMSNorm
-    stream and rotary positions; its last token's logits."""
+    """flax's examples/gemma (NNX): tiny configs with gated feed-forward layers, an RMSNorm stream and rotary
+    positions, one with grouped-query attention (4 query and 2 key-value heads), one with 4 of each; their last
+    token's logits."""
     import sys
 
     from flax import nnx
@@ -159,35 +160,46 @@ def gemma(examples: Path) -> None:
     sys.path.insert(0, str(examples / "gemma"))  # its modules import one another by name
     transformer, cfg = _module(examples / "gemma" / "transformer.py", "transformer"), importlib.import_module(
         "transformer_cfg")
-    config = cfg.TransformerConfig(num_layers=2, num_embed=64, embed_dim=16, hidden_dim=32, num_heads=4, head_dim=4,
-                                   num_kv_heads=2, final_logit_softcap=None, use_post_attn_norm=True,
-                                   use_post_ffw_norm=True, attention_types=(cfg.AttentionType.GLOBAL,) * 2)
+    tokens = jax.random.randint(jax.random.key(2), (64, 12), 0, 64)
+    for kv_heads in (2, 4):
+        config = cfg.TransformerConfig(num_layers=2, num_embed=64, embed_dim=16, hidden_dim=32, num_heads=4,
+                                       head_dim=4, num_kv_heads=kv_heads, final_logit_softcap=None,
+                                       use_post_attn_norm=True, use_post_ffw_norm=True,
+                                       attention_types=(cfg.AttentionType.GLOBAL,) * 2)
 
-    class LastToken(nnx.Module):
-        def __init__(self, rngs):
-            self.t = transformer.Transformer(config, rngs=rngs)
+        class LastToken(nnx.Module):
+            def __init__(self, rngs, config=config):
+                self.t = transformer.Transformer(config, rngs=rngs)
 
-        def __call__(self, tokens):
-            length = tokens.shape[1]
-            causal = jnp.broadcast_to(jnp.tril(jnp.ones((length, length), bool)), (len(tokens), length, length))
-            return self.t(tokens, jnp.broadcast_to(jnp.arange(length), tokens.shape), None, causal)[0][:, -1]
+            def __call__(self, tokens):
+                length = tokens.shape[1]
+                causal = jnp.broadcast_to(jnp.tril(jnp.ones((length, length), bool)), (len(tokens), length, length))
+                return self.t(tokens, jnp.broadcast_to(jnp.arange(length), tokens.shape), None, causal)[0][:, -1]
 
-    tokens = jax.random.randint(jax.random.key(2), (16, 12), 0, 64)
-    net = adapt(LastToken(nnx.Rngs(0)), None)
-    found = [a.owner for a in net.attentions(tokens)]
-    ffn = [group.members for group in net.coupled(tokens) if any(m.endswith("up_proj") for m in group.members)]
-    layout = net.layout([members[0] + ":group" for members in ffn], tokens)
-    error, small = _smaller(net, layout, tokens, 0.7)
-    stream = net.layout(["t/embedder:group"], tokens)
-    try:
-        _smaller(net, stream, tokens, 0.7)
-        refused = "compacts"
-    except ValueError as e:
-        refused = f"refused: {str(e).split(';')[0]}"
-    print(f"| gemma (flax examples, NNX, 2 blocks, 4 query / 2 key-value heads, width 16) | both gated feed-forward"
-          f" groups (`gate_proj`, `up_proj`) | {layout.num_players} | {error:.1e} |"
-          f" {net.num_params():,} -> {small.num_params():,} | heads found: {found or 'none'}; the stream's game"
-          f" ({stream.num_players} players) is valued, its smaller network {refused} |", flush=True)
+        net = adapt(LastToken(nnx.Rngs(0)), None)
+        heads = [f"t/layers/{i}/attn:heads" for i in (0, 1)]
+        ffn = [f"t/layers/{i}/mlp/up_proj:group" for i in (0, 1)]  # gate_proj and up_proj meet in a product
+        try:
+            layout = net.layout([*heads, *ffn], tokens)
+            what = "the heads of both attentions (`Einsum` kernels hold the head axis), both gated feed-forward groups"
+        except ValueError as e:
+            layout = net.layout(ffn, tokens)
+            what = "both gated feed-forward groups (heads refused: " + ("grouped-query attention)" if "fewer heads"
+                                                                      in str(e) else f"{e})")
+        error, small = _smaller(net, layout, tokens, 0.7)
+        stream = net.layout(["t/embedder:group"], tokens)
+        try:
+            _smaller(net, stream, tokens, 0.7)
+            refused = "compacts"
+        except ValueError as e:
+            refused = f"is refused ({str(e).split('(')[1].split(')')[0]})"
+        fn, first = g.network_game(net, None, tokens, tokens[:, -1], layers=[ffn[0]], metric="neg_loss")
+        whole, chains = _rates(fn, first.num_players)
+        gain = "valued whole" if chains is None else f"{chains:,.0f} ({chains / whole:.1f}x)"
+        print(f"| gemma (flax examples, NNX, 2 blocks, 4 query / {kv_heads} key-value heads, width 16) | {what}; the"
+              f" stream's game ({stream.num_players} players) is valued, its smaller network {refused} |"
+              f" {layout.num_players} | {error:.1e} | {net.num_params():,} -> {small.num_params():,} |"
+              f" {whole:,.0f} / {gain} |", flush=True)
 
 
 def main():

@@ -263,3 +263,38 @@ def test_hand_written_nnx_attention():
     np.testing.assert_allclose(net.predict(x, layout.split(keep)), clone(x), atol=1e-5)
     small = g.compact(model, None, layout, keep, x=x)
     assert small.max_error < 1e-5 and small.network.model.num_heads == 2
+
+
+class _EinsumAttention(nnx.Module):
+    """Projections that hold the head axis in their kernels (as gemma's): no reshape into heads; the queries and keys
+    rotated by halves (a split and a concatenation along head_dim)."""
+
+    def __init__(self, rngs):
+        self.q, self.k, self.v = (nnx.Einsum("BTD,NDH->BTNH", (HEADS, 8, DIM), rngs=rngs) for _ in range(3))
+        self.o = nnx.Einsum("BTNH,NHD->BTD", (HEADS, DIM, 8), rngs=rngs)
+        self.head = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        def rotated(h):
+            first, second = jnp.split(h, 2, axis=-1)
+            return jnp.concatenate([-second, first], axis=-1)
+
+        q, k, v = rotated(self.q(x)), rotated(self.k(x)), self.v(x)
+        weights = jax.nn.softmax(jnp.einsum("BTNH,BSNH->BNTS", q, k))
+        return self.head(self.o(jnp.einsum("BNTS,BSNH->BTNH", weights, v)).mean(1))
+
+
+def test_heads_held_in_einsum_kernels():
+    x = jax.random.normal(jax.random.key(0), (6, 5, 8))
+    model = _EinsumAttention(nnx.Rngs(0))
+    net = adapt(model, None)
+    (attention,) = net.attentions(x)
+    assert attention.split and attention.consumers == ("o",) and (attention.num_heads, attention.head_dim) == (4, 4)
+    layout = net.layout([":heads"], x)
+    keep = np.array([1, 1, 0, 1], bool)
+    clone = nnx.clone(model)
+    clone.v.kernel[...] = clone.v.kernel[...] * keep[:, None, None]  # the dropped heads' values 0
+    np.testing.assert_allclose(net.predict(x, layout.split(keep)), clone(x), atol=1e-5)
+    small = g.compact(model, None, layout, keep, x=x)
+    per_head = 3 * 8 * DIM + DIM * 8
+    assert small.max_error < 1e-5 and small.report.params_before - small.report.params_after == per_head

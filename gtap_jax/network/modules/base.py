@@ -74,7 +74,8 @@ class ModuleNetwork(abc.ABC):
         named (:func:`gtap_jax.network.modules.coupling.marked`), the model's variables its first arguments."""
 
     def _kernel_axes(self) -> dict[str, tuple]:
-        """``{module: (input axis, output axis)}`` of kernels that are neither a Dense's nor a Conv's (an Einsum's)."""
+        """``{module: (input axis, output axis[, input head axis, output head axis])}`` of kernels that are neither a
+        Dense's nor a Conv's (an Einsum's: :func:`~gtap_jax.network.modules.weights.einsum_axes`)."""
         return {}
 
     def _transposed(self) -> set[str]:
@@ -95,7 +96,8 @@ class ModuleNetwork(abc.ABC):
     def attentions(self, example) -> list[heads.Attention]:
         """The attentions whose heads the traced pass shows (:mod:`gtap_jax.network.modules.heads`), whatever their
         class; ``"<owner>:heads"`` names one's heads as players."""
-        return heads.traced_attentions(self._traced(example)[0])
+        head_outputs = {path for path, axes in self._kernel_axes().items() if len(axes) == 4 and axes[3] is not None}
+        return heads.traced_attentions(self._traced(example)[0], head_outputs)
 
     def _grouping(self, layers: Sequence[str], x) -> Grouping | None:
         """The coupled groups and traced heads that ``layers`` name (traced once on ``x``), or None."""

@@ -15,7 +15,10 @@ is followed here:
 - the reshape that merges the head axis with the one after it gives the merged heads, and the first
   module whose input carries them is the attention's output projection (its *consumer*).
 
-A head is then silenced by zeroing its ``head_dim`` inputs of the output projection: its context vector,
+A projection whose kernel holds the head axis (an ``Einsum`` to ``[..., heads, head_dim]``, as gemma's) starts a
+head axis at its output, and a module whose input is ``[..., heads, head_dim]`` (its ``Einsum`` contracting both)
+is the consumer (:attr:`Attention.split`). Splits and concatenations along ``head_dim`` (rotary embeddings) keep the
+head axis. A head is then silenced by zeroing its ``head_dim`` inputs of the output projection: its context vector,
 what Hugging Face's ``head_mask`` and Michel et al.'s gate do. An attention whose key and value heads
 are fewer than its query heads (grouped- or multi-query) is found and marked (:attr:`Attention.grouped_query`).
 """
@@ -39,6 +42,8 @@ class Attention(NamedTuple):
         consumers: the modules whose input carries the merged heads (the output projection).
         num_heads, head_dim: the heads, and each head's features at the consumer's input.
         grouped_query: whether the heads that met had different counts (fewer key / value heads).
+        split: whether the projections output ``[..., heads, head_dim]`` themselves (an ``Einsum`` whose kernel holds
+            the head axis, as gemma's) and the consumers read them so, with no reshape in between.
     """
 
     sources: tuple[tuple[str, int], ...]
@@ -46,6 +51,7 @@ class Attention(NamedTuple):
     num_heads: int
     head_dim: int
     grouped_query: bool = False
+    split: bool = False
 
     @property
     def owner(self) -> str:
@@ -59,6 +65,7 @@ class _Split(NamedTuple):
     offset: int
     heads: int
     dim: int
+    split: bool = False  # the module's output is [..., heads, head_dim] itself
 
 
 class _Tokens:
@@ -192,6 +199,8 @@ def _follow(eqn, labels, tokens: _Tokens):
         return first if len(shape_in) - 1 not in sliced else None
     if name in ("copy", "copy_p", "reduce_precision", "optimization_barrier"):
         return first
+    if name == "concatenate" and first[0] == "H" and params["dimension"] != first[2]:
+        return first  # parts of each head put together (rotary embeddings' halves)
     return None
 
 
@@ -201,15 +210,17 @@ def _split_outputs(eqn, first):
     if first is None:
         return [None] * len(sizes)
     last = len(_shape(eqn.invars[0])) - 1
+    if first[0] == "H":  # parts of each head (rotary embeddings' halves), or of other axes
+        return [first if first[2] != axis % (last + 1) else None] * len(sizes)
     if axis % (last + 1) != last:
-        return [first if first[0] != "H" or first[2] != axis else None] * len(sizes)
+        return [first] * len(sizes)
     if first[0] != "F":
         return [None] * len(sizes)
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     return [("F", first[1], first[2] + off) for off in offsets]
 
 
-def _walk(jaxpr, labels_in, tokens: _Tokens):
+def _walk(jaxpr, labels_in, tokens: _Tokens, head_outputs=frozenset()):
     label = dict(zip(jaxpr.invars, labels_in, strict=True))
 
     def get(v):
@@ -220,14 +231,20 @@ def _walk(jaxpr, labels_in, tokens: _Tokens):
         tag = str(eqn.params.get("name", ""))
         sub = _sub_jaxpr(eqn)
         if tag.startswith(MARK):
+            module, shape = tag[len(MARK):], _shape(eqn.outvars[0])
             keep = args[0] is not None and args[0][0] in ("H", "M")
-            outs = [args[0] if keep else ("F", tag[len(MARK):], 0)]
+            if module in head_outputs and len(shape) >= 2:
+                outs = [("H", tokens.new(_Split(module, 0, shape[-2], shape[-1], True)), len(shape) - 2)]
+            else:
+                outs = [args[0] if keep else ("F", module, 0)]
         elif tag.startswith(MARK_IN):
-            if args[0] is not None and args[0][0] == "M":
-                tokens.consumers.setdefault(tokens.find(args[0][1]), []).append(tag[len(MARK_IN):])
+            arg, shape = args[0], _shape(eqn.invars[0])
+            if arg is not None and (arg[0] == "M" or (arg[0] == "H" and arg[2] == len(shape) - 2
+                                                       and shape[-1] == tokens.splits[arg[1]].dim)):
+                tokens.consumers.setdefault(tokens.find(arg[1]), []).append(tag[len(MARK_IN):])
             outs = args[:1]
         elif sub is not None and len(sub.invars) == len(args):
-            outs = _walk(sub, args, tokens)
+            outs = _walk(sub, args, tokens, head_outputs)
         elif eqn.primitive.name == "split":
             outs = _split_outputs(eqn, args[0])
         else:
@@ -237,12 +254,13 @@ def _walk(jaxpr, labels_in, tokens: _Tokens):
     return [get(v) for v in jaxpr.outvars]
 
 
-def traced_attentions(closed_jaxpr) -> list[Attention]:
+def traced_attentions(closed_jaxpr, head_outputs=frozenset()) -> list[Attention]:
     """The attentions of a jaxpr traced with :func:`gtap_jax.network.modules.coupling.marked` inputs and outputs, in
-    the order of their first head split: head splits that met one another and whose merged heads a module reads."""
+    the order of their first head split: head splits that met one another and whose merged heads a module reads.
+    ``head_outputs``: the modules whose outputs are ``[..., heads, head_dim]`` already (kernels holding the heads)."""
     tokens = _Tokens()
     jaxpr = closed_jaxpr.jaxpr
-    _walk(jaxpr, [None] * len(jaxpr.invars), tokens)
+    _walk(jaxpr, [None] * len(jaxpr.invars), tokens, frozenset(head_outputs))
     found = []
     for root in sorted({tokens.find(t) for t in range(len(tokens.splits))}):
         consumers = tuple(dict.fromkeys(c for t, cs in tokens.consumers.items() if tokens.find(t) == root for c in cs))
@@ -252,7 +270,7 @@ def traced_attentions(closed_jaxpr) -> list[Attention]:
         heads = max(s.heads for s in splits)
         grouped = len({s.heads for s in splits}) > 1 or any(tokens.find(t) == root for t in tokens.repeated)
         found.append(Attention(tuple(dict.fromkeys((s.module, int(s.offset)) for s in splits)), consumers, heads,
-                               splits[0].dim, grouped))
+                               splits[0].dim, grouped, splits[0].split))
     return found
 
 

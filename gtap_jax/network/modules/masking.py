@@ -151,7 +151,11 @@ def expand(masks: Mapping, grouped: Grouping | None) -> dict:
 
 def _per_feature(mask, attention):
     """A layer's mask at its consumers' input features: a traced attention's head mask, one entry per head feature."""
-    return mask if attention is None else jnp.repeat(mask, attention.head_dim, axis=-1)
+    if attention is None:
+        return mask
+    if attention.split:  # the consumer reads [..., heads, head_dim]
+        return jnp.broadcast_to(mask[..., None], (*mask.shape, attention.head_dim))
+    return jnp.repeat(mask, attention.head_dim, axis=-1)
 
 
 def mask_input(path: str, x):
@@ -159,7 +163,8 @@ def mask_input(path: str, x):
     active = ACTIVE.get()
     if not isinstance(active, tuple) or path + INPUT not in active[0]:
         return x
-    return x * active[0][path + INPUT].reshape((1,) * (x.ndim - 1) + (-1,)).astype(x.dtype)
+    mask = active[0][path + INPUT]  # [features], or [heads, head_dim] for an input of heads
+    return x * mask.reshape((1,) * (x.ndim - mask.ndim) + mask.shape).astype(x.dtype)
 
 
 def grouped_norm(path: str, x, scale, bias, epsilon: float, center: bool = True):

@@ -67,10 +67,22 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
         return kernel_axes[module][0] if module in kernel_axes else -2 if kinds.get(module) == "conv" else 0
 
     traced = grouped.attentions if grouped else {}
+    def head_axis(module, which):  # an Einsum kernel's axis of its input's (0) or output's (1) heads
+        axes = kernel_axes.get(module, ())
+        if len(axes) != 4 or axes[2 + which] is None:
+            raise ValueError(f"{module!r} takes or makes heads, but no axis of its kernel holds them ({INSTEAD})")
+        return axes[2 + which]
+
     for layer, attention in traced.items():  # each projection's head features, the output projection's head inputs
         k = keep[layer]
         dead = not k.any()
         k = np.eye(k.size, dtype=bool)[0] if dead else k
+        if attention.split:  # the kernels hold the heads: cut along that axis
+            for module, _ in attention.sources:
+                add(variable(module, "kernel"), head_axis(module, 1), k)
+            for consumer in attention.consumers:
+                add(variable(consumer, "kernel"), head_axis(consumer, 0), k, dead)
+            continue
         for module, cut in _source_keeps(attention, k).items():
             add(variable(module, "kernel"), out_axis(module), cut)
             add(variable(module, "bias"), -1, cut)
@@ -151,6 +163,8 @@ def kept_widths(layout: PlayerLayout, mask, grouped: Grouping | None,
     widths = {m: (int(np.size(keep[layer])), int(np.sum(keep[layer])))
               for layer, group in (grouped.groups if grouped else {}).items() for m in group.members if has_kernel(m)}
     for layer, attention in (grouped.attentions if grouped else {}).items():
+        if attention.split:  # the projections keep their widths; their kernels lose heads
+            continue
         k = np.asarray(keep[layer])
         for module, cut in _source_keeps(attention, k if k.any() else np.eye(k.size, dtype=bool)[0]).items():
             widths[module] = (cut.size, int(cut.sum()))

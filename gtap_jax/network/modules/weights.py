@@ -36,12 +36,17 @@ def dense_like(params, x, out) -> bool | None:
     return None
 
 
-def einsum_axes(equation: str) -> tuple[int | None, int | None]:
-    """``(input axis, output axis)`` of an ``Einsum`` module's kernel: where the input's last letter (its features)
-    and the output's last letter appear in the kernel's (``"BTD,CKDH->CBTKH"``: 2 and 3); None where one does not."""
+def einsum_axes(equation: str) -> tuple[int | None, int | None, int | None, int | None]:
+    """``(input axis, output axis, input head axis, output head axis)`` of an ``Einsum`` module's kernel: where the
+    input's and the output's last letters (their features) and second-to-last letters (heads, where the kernel holds
+    them) appear in the kernel's (``"BTD,NDH->BTNH"``: 1, 2, None, 0; ``"BTNH,NHD->BTD"``: 1, 2, 0, None)."""
     operands, _, out = equation.replace(" ", "").partition("->")
     x, kernel = operands.split(",")
-    return (kernel.find(x[-1]) if x[-1] in kernel else None, kernel.find(out[-1]) if out[-1] in kernel else None)
+
+    def axis(spec, i):
+        return kernel.find(spec[i]) if len(spec) >= -i and spec[i] in kernel else None
+
+    return axis(x, -1), axis(out, -1), axis(x, -2), axis(out, -2)
 
 
 def _kernel(node, path: str, transposed) -> np.ndarray | None:

@@ -140,7 +140,13 @@ class NNXNetwork(ModuleNetwork):
             module.num_heads, module.qkv_features = heads, heads * module.head_dim
         for owner, (attention, kept) in cuts.traced.items():
             module = node_at(small, owner)
-            for name, value in shrink_groups.fewer_heads(module, attention, kept).items():
+            try:
+                changes = shrink_groups.fewer_heads(module, attention, kept)
+            except ValueError:
+                if not attention.split:
+                    raise
+                changes = {}  # the heads are the kernels' own axis: nothing else may hold their count
+            for name, value in changes.items():
                 setattr(module, name, value)
         return NNXNetwork(graph.eval_mode(small), self.apply_kwargs)
 
