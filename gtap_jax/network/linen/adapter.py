@@ -58,6 +58,7 @@ class LinenNetwork(ModuleNetwork):
         self._jitted = None
         self._groups: dict = {}  # layers -> their Grouping, found by layout()
         self._dense_like: dict = {}  # {module path: kernel transposed, or None}: modules of other classes than Dense
+        self._decided = False  # whether an unmasked pass filled _dense_like
 
     def _like(self, variables, widths=None) -> LinenNetwork:
         """This network with other variables (and producer widths), of the same adapter class."""
@@ -163,8 +164,9 @@ class LinenNetwork(ModuleNetwork):
 
     def _leaf_calls(self, layers, x, masks, fills):
         unmasked = not masks and fills is None
-        if not unmasked and not self._dense_like:
+        if not unmasked and not self._decided:
             self._leaf_calls((), x[:2], {}, None)  # which modules compute a Dense, decided unmasked
+        self._decided |= unmasked
         calls, stack = [], []
 
         def record(next_fun, args, kwargs, context):

@@ -8,7 +8,9 @@ The masked game silences exactly these (:func:`gtap_jax.network.modules.masking.
 and consumers' inputs 0, a norm among the members over the kept features only), so the smaller
 network computes what the masked one does; :func:`checked` requires it on the evaluation inputs. A dropped
 head leaves its query, key and value projections (kernel and bias slices) and its rows of the output
-projection; the attention module then has fewer heads of the same size.
+projection; the attention module then has fewer heads of the same size (flax's attention through its
+``num_heads``; an attention found in the trace, :mod:`gtap_jax.network.modules.heads`, through the attributes of
+it or its config that hold the head count and width, :func:`fewer_heads`, or through its kernels' head axis).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
     Args:
         variable: ``(module path, name) -> key path`` of that variable (``"kernel"``, ``"bias"``), or None.
         kinds: ``{module path: kind}`` of the leaf modules (:class:`gtap_jax.network.modules.shrink_chain.Call`).
-        kernel_axes: ``{module: (input axis, output axis)}`` of the kernels not laid out ``[..., in, out]``: a Dense
-            stored ``[out, in]`` (Hugging Face's ``FlaxConv1D``), an ``Einsum`` (from its equation).
+        kernel_axes: ``{module: (input axis, output axis[, input head axis, output head axis])}`` of the kernels not
+            laid out ``[..., in, out]``: a Dense stored ``[out, in]`` (Hugging Face's ``FlaxConv1D``), an ``Einsum``
+            (from its equation: :func:`~gtap_jax.network.modules.weights.einsum_axes`).
 
     Raises:
         ValueError: for a layer that is neither a group nor heads, a group that keeps nothing, or a consumer with no
@@ -58,36 +61,11 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
         if key is not None:
             out.setdefault(key, []).append((axis, k, dead))
 
-    kernel_axes = kernel_axes or {}
-
-    def out_axis(module):
-        return kernel_axes[module][1] if module in kernel_axes else -1
-
-    def in_axis(module):
-        return kernel_axes[module][0] if module in kernel_axes else -2 if kinds.get(module) == "conv" else 0
-
+    axes = _KernelAxes(kernel_axes or {}, kinds)
     traced = grouped.attentions if grouped else {}
-    def head_axis(module, which):  # an Einsum kernel's axis of its input's (0) or output's (1) heads
-        axes = kernel_axes.get(module, ())
-        if len(axes) != 4 or axes[2 + which] is None:
-            raise ValueError(f"{module!r} takes or makes heads, but no axis of its kernel holds them ({INSTEAD})")
-        return axes[2 + which]
-
-    for layer, attention in traced.items():  # each projection's head features, the output projection's head inputs
-        k = keep[layer]
-        dead = not k.any()
-        k = np.eye(k.size, dtype=bool)[0] if dead else k
-        if attention.split:  # the kernels hold the heads: cut along that axis
-            for module, _ in attention.sources:
-                add(variable(module, "kernel"), head_axis(module, 1), k)
-            for consumer in attention.consumers:
-                add(variable(consumer, "kernel"), head_axis(consumer, 0), k, dead)
-            continue
-        for module, cut in _source_keeps(attention, k).items():
-            add(variable(module, "kernel"), out_axis(module), cut)
-            add(variable(module, "bias"), -1, cut)
-        for consumer in attention.consumers:
-            add(variable(consumer, "kernel"), in_axis(consumer), np.repeat(k, attention.head_dim), dead)
+    for layer, attention in traced.items():
+        for key, axis, k, dead in _head_cuts(attention, keep[layer], variable, axes):
+            add(key, axis, k, dead)
     for layer in layout.names:
         if layer in traced:
             continue
@@ -106,14 +84,49 @@ def slices(layout: PlayerLayout, mask, grouped: Grouping | None, variable: Calla
         for name in group.params:
             add(name, -1, k)
         for member in group.members:
-            add(variable(member, "kernel"), out_axis(member), k)
+            add(variable(member, "kernel"), axes.out(member), k)
         for consumer in group.consumers:
             key = variable(consumer, "kernel")
             if key is None and consumer not in group.members:
                 raise ValueError(f"{consumer!r} takes the features of {layer!r} but has no kernel to drop them from"
                                  f" ({INSTEAD})")
-            add(key, in_axis(consumer), k)
+            add(key, axes.into(consumer), k)
     return out
+
+
+class _KernelAxes(NamedTuple):
+    """Which axis of a module's kernel holds its inputs, outputs or heads (``kernel_axes`` as :func:`slices` takes
+    it; a Dense's ``[..., in, out]`` and a Conv's ``[..., in, out]`` otherwise)."""
+
+    given: dict
+    kinds: dict
+
+    def out(self, module) -> int:
+        return self.given[module][1] if module in self.given else -1
+
+    def into(self, module) -> int:
+        return self.given[module][0] if module in self.given else -2 if self.kinds.get(module) == "conv" else 0
+
+    def heads(self, module, output: bool) -> int:
+        """An Einsum kernel's axis of its output's (or input's) heads."""
+        axes = self.given.get(module, ())
+        if len(axes) != 4 or axes[2 + output] is None:
+            raise ValueError(f"{module!r} takes or makes heads, but no axis of its kernel holds them ({INSTEAD})")
+        return axes[2 + output]
+
+
+def _head_cuts(attention, keep: np.ndarray, variable: Callable, axes: _KernelAxes) -> list[tuple]:
+    """``[(variable key, axis, keep, dead)]`` of a traced attention keeping the heads ``keep`` (one, silent, where none
+    is): its projections' head features (or their kernels' head axis) and its output projection's head inputs."""
+    dead = not keep.any()
+    keep = np.eye(keep.size, dtype=bool)[0] if dead else keep
+    if attention.split:  # the kernels hold the heads: cut along that axis
+        return ([(variable(m, "kernel"), axes.heads(m, True), keep, False) for m, _ in attention.sources]
+                + [(variable(c, "kernel"), axes.heads(c, False), keep, dead) for c in attention.consumers])
+    cuts = [(variable(m, name), axes.out(m) if name == "kernel" else -1, cut, False)
+            for m, cut in _source_keeps(attention, keep).items() for name in ("kernel", "bias")]
+    return cuts + [(variable(c, "kernel"), axes.into(c), np.repeat(keep, attention.head_dim), dead)
+                   for c in attention.consumers]
 
 
 def _source_keeps(attention, keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -284,7 +297,10 @@ def checked(small, reference, x, atol: float = 1e-4):
     try:
         out = np.asarray(small.predict(x))
     except Exception as e:  # a width fixed in the model's code (a parameter's shape) still expects the old one
-        raise ValueError(f"the smaller network fails ({type(e).__name__}: {str(e).splitlines()[0]}); {INSTEAD}") from e
+        raise ValueError(f"the smaller network fails ({type(e).__name__}: {str(e).splitlines()[0]}): a width fixed in"
+                         " the model's code still expects the old one (a parameter's shape or a reshape written with"
+                         f" a number: derive it from an attribute of the module or its config, e.g. hidden_size);"
+                         f" {INSTEAD}") from e
     error = float(np.max(np.abs(out - reference))) if out.shape == reference.shape else np.inf
     if not error <= atol * max(1.0, float(np.max(np.abs(reference)))):
         raise ValueError(f"the smaller network does not reproduce the masked one (largest difference {error:.3g}):"
