@@ -231,6 +231,11 @@ def test_hand_written_attention_and_grouped_queries():
     np.testing.assert_allclose(net.predict(x, layout.split(keep)), model.apply({"params": oracle}, x), atol=1e-5)
     small = g.compact(model, variables, layout, keep, x=x)
     assert small.network.model is model and small.max_error < 1e-5  # num_heads set to 2 on the smaller one
+    with pytest.raises(ValueError, match="silenced with zeros"):
+        g.network_game(model, variables, x, np.arange(6) % 3, layers=["attn:heads"], masked_value="mean")
+    for refuse in (lambda: net.masked_weights(layout, keep), lambda: net.train_masked(layout, keep, None)):
+        with pytest.raises(ValueError, match="heads found in the trace"):
+            refuse()
     grouped = _Model(kv_heads=2)
     with pytest.raises(ValueError, match="fewer heads than its queries"):
         adapt(grouped, grouped.init(jax.random.key(1), x)).layout(["attn:heads"], x)

@@ -40,7 +40,6 @@ from gtap_jax.network.modules.masking import (
     check_names,
     expand,
     node_at,
-    not_for_groups,
     with_active,
 )
 from gtap_jax.network.modules.weights import dense_like
@@ -214,13 +213,14 @@ class LinenNetwork(ModuleNetwork):
 
     def masked_weights(self, layout, mask, fills=None) -> LinenNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
-        not_for_groups(layout.names, "masked weights")
+        self._single_modules(layout, "masked weights")
         return self._like(graph.masked_variables(self.variables, layout, mask, fills, self._transposed()))
 
     def flops(self, input_shape) -> float:
         return xla_flops(lambda x: self._apply(self.variables, x), input_shape)
 
     def train_masked(self, layout, mask, train_fn) -> LinenNetwork:
+        self._single_modules(layout, "masked training")
         return self._like(train_fn(graph.masked_apply(self.model, layout, mask), self.variables))
 
     def save(self, directory: str | os.PathLike) -> None:

@@ -26,6 +26,7 @@ from gtap_jax.network.modules.masking import (
     expand,
     grouping,
     node_at,
+    not_for_groups,
     sizes_of,
     warn_if_grouped,
     with_active,
@@ -154,10 +155,26 @@ class ModuleNetwork(abc.ABC):
             layout, x, reduce, calls=self._leaf_calls(layout.names, x[:2], {}, None), grouping=grouped, dtype=dtype,
             params_at=lambda path: node_at(self._param_dict(), path), forward=forward, transposed=self._transposed())
 
+    def _single_modules(self, layout, what: str) -> None:
+        """Raises ValueError where a layer is a coupled group or heads found in the trace: ``what`` (masked weights,
+        masked training) silences single modules' outputs (and flax's own attention heads) only."""
+        not_for_groups(layout.names, what)
+        grouped = self._groups.get(tuple(layout.names))
+        traced = list(grouped.attentions) if grouped else []
+        if traced:
+            raise ValueError(f"{what} is built for single modules and flax's own attention; {traced} are heads found"
+                             " in the trace, silenced at their output projection's inputs (evaluate their game, or"
+                             " make the network smaller)")
+
     def layer_outputs(self, x, layout):
         outputs: dict = {}
         x = jnp.asarray(x)
         with_active(outputs, self._runner(layout.names, x), x)
+        traced = [p for p in layout.names if p not in outputs and p in (self._grouping(layout.names, x) or
+                                                                        Grouping({}, {}, {}, {})).attentions]
+        if traced:
+            raise ValueError(f"layers {traced} are heads found in the trace: they are silenced with zeros"
+                             " (masked_value='zero'), at their output projection's inputs")
         return {p: outputs[p] for p in layout.names}
 
     def player_kernels(self, layout, tree=None):

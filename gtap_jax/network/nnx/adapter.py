@@ -35,7 +35,6 @@ from gtap_jax.network.modules.masking import (
     check_names,
     expand,
     node_at,
-    not_for_groups,
     with_active,
 )
 from gtap_jax.network.modules.weights import einsum_axes, silenced_params
@@ -194,13 +193,14 @@ class NNXNetwork(ModuleNetwork):
 
     def masked_weights(self, layout, mask, fills=None) -> NNXNetwork:
         """The same model with the players outside ``mask`` silenced in their modules' parameters."""
-        not_for_groups(layout.names, "masked weights")
+        self._single_modules(layout, "masked weights")
         return NNXNetwork(masked_model(self.model, layout, mask, fills), self.apply_kwargs)
 
     def flops(self, input_shape) -> float:
         return xla_flops(self._forward(()), input_shape)
 
     def train_masked(self, layout, mask, train_fn) -> NNXNetwork:
+        self._single_modules(layout, "masked training")
         return NNXNetwork(unmasked(train_fn(masked_clone(self.model, layout, mask)), layout), self.apply_kwargs)
 
     def save(self, directory: str | os.PathLike) -> None:
