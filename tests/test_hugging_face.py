@@ -303,3 +303,6 @@ def test_heads_held_in_einsum_kernels():
     small = g.compact(model, None, layout, keep, x=x)
     per_head = 3 * 8 * DIM + DIM * 8
     assert small.max_error < 1e-5 and small.report.params_before - small.report.params_after == per_head
+    kernels = [np.asarray(p.kernel[...]) for p in (model.q, model.k, model.v, model.o)]  # heads on axis 0
+    by_hand = np.sqrt(sum(np.sum(k.reshape(HEADS, -1) ** 2, axis=1) for k in kernels))
+    np.testing.assert_allclose(magnitude_scores(model, None, layout, x=x), by_hand, rtol=1e-5)

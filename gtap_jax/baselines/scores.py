@@ -32,9 +32,9 @@ def _per_unit(kernel: np.ndarray, fn) -> np.ndarray:
 
 
 def _traced(net, layout: PlayerLayout, x):
-    """``net`` with the layers of ``layout`` traced on ``x`` where they name coupled groups (their kernels are the
-    members' kernels, found on a traced pass)."""
-    if x is not None and any(name.endswith(":group") for name in layout.names):
+    """``net`` with the layers of ``layout`` traced on ``x`` where they name coupled groups or heads (their kernels are
+    the members' or the projections', found on a traced pass)."""
+    if x is not None and any(name.endswith((":group", ":heads")) for name in layout.names):
         net.layout(list(layout.names), np.asarray(x)[:2])
     return net
 
@@ -44,7 +44,8 @@ def magnitude_scores(model, params: PyTree, layout: PlayerLayout, *, x=None,
     """Weight magnitude (WMP): L2 norm of each neuron's incoming weights, ``float[P]``.
 
     Dense unit: its kernel column; conv channel: its whole filter; a coupled group's feature
-    (``"stem:group"``): the column of every member that produces it (``x``, a few inputs, traces the group).
+    (``"stem:group"``): the column of every member that produces it; a head: its query, key and value columns
+    and its rows of the output projection (``x``, a few inputs, traces the group or the attention).
     """
     kernels = _traced(adapt(model, params, apply_kwargs=apply_kwargs), layout, x).player_kernels(layout)
     return np.concatenate([_per_unit(k, lambda k: np.sqrt(np.sum(k**2, 0))) for k in kernels])

@@ -183,7 +183,8 @@ class ModuleNetwork(abc.ABC):
             raise ValueError("the kernels of coupled groups come from a traced pass: call layout(layers, x) on this"
                              " network first (the weight baselines take x= for it)")
         tree = self._param_dict(tree)
-        return [kernel_of(tree, path, size, grouped, self._transposed()) for path, size in layout.layers]
+        return [kernel_of(tree, path, size, grouped, self._transposed(), self._kernel_axes())
+                for path, size in layout.layers]
 
     def num_params(self) -> int:
         return count_params(self.params)

@@ -57,17 +57,19 @@ def _kernel(node, path: str, transposed) -> np.ndarray | None:
     return np.asarray(kernel).T if path in transposed else np.asarray(kernel)
 
 
-def kernel_of(tree, path: str, size: int, grouped: Grouping | None = None, transposed=frozenset()) -> np.ndarray:
+def kernel_of(tree, path: str, size: int, grouped: Grouping | None = None, transposed=frozenset(),
+              kernel_axes=None) -> np.ndarray:
     """The ``kernel`` of the module at ``path`` in a nested dict of arrays, ``[..., in, size]``, if its output axis is
     ``size`` features; for a coupled group (``"stem:group"``, with ``grouped``), its members' kernels, ``[rows, size]``;
     for heads (``"attn:heads"``), each head's projection weights, ``[rows, heads]``.
-    ``transposed``: the modules whose kernels are stored ``[out, in]``.
+    ``transposed``: the modules whose kernels are stored ``[out, in]``; ``kernel_axes``: an Einsum's head axes
+    (:func:`einsum_axes`), for heads that its kernel holds.
 
     Raises:
         ValueError: when there is none (a BatchNorm, an activation, attention heads).
     """
     if path.endswith(HEADS):
-        return _head_kernels(tree, path, size, grouped, transposed)
+        return _head_kernels(tree, path, size, grouped, transposed, kernel_axes or {})
     if path.endswith(GROUP) and grouped is not None and path in grouped.groups:
         kernels = [_kernel(node_at(tree, m), m, transposed) for m in grouped.groups[path].members]
         parts = [k.reshape(-1, size) for k in kernels if k is not None and k.shape[-1:] == (size,)]
@@ -81,12 +83,17 @@ def kernel_of(tree, path: str, size: int, grouped: Grouping | None = None, trans
     return kernel
 
 
-def _head_kernels(tree, layer: str, heads: int, grouped: Grouping | None, transposed) -> np.ndarray:
+def _head_kernels(tree, layer: str, heads: int, grouped: Grouping | None, transposed, kernel_axes) -> np.ndarray:
     """``[rows, heads]``: each head's weights, its query, key and value columns and its rows of the output projection
     (a traced attention's, or flax's ``attn/query`` ... ``attn/out``)."""
     attention = grouped.attentions.get(layer) if grouped is not None else None
     parts = []
-    if attention is not None:
+    if attention is not None and attention.split:  # the kernels hold the heads (Einsum): their head axes
+        for module, which in [*((m, 3) for m, _ in attention.sources), *((c, 2) for c in attention.consumers)]:
+            kernel, axes = _kernel(node_at(tree, module), module, ()), kernel_axes.get(module, ())
+            if kernel is not None and len(axes) == 4 and axes[which] is not None:
+                parts.append(np.moveaxis(kernel, axes[which], -1).reshape(-1, heads))
+    elif attention is not None:
         width = heads * attention.head_dim
         for module, offset in attention.sources:
             kernel = _kernel(node_at(tree, module), module, transposed)
