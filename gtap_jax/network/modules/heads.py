@@ -89,11 +89,15 @@ class _Tokens:
             a = self.parent[a]
         return a
 
-    def union(self, a: int, b: int) -> int:
+    def union(self, a: int, b: int, contracted: bool = True) -> int:
+        """One attention of ``a`` and ``b``; ``contracted``: they met in a contraction batched over heads (what makes
+        an attention; an elementwise meeting alone, as a group norm's statistics, does not)."""
         a, b = self.find(a), self.find(b)
-        self.parent[max(a, b)] = min(a, b)
-        self.met.add(min(a, b))
-        return min(a, b)
+        root = min(a, b)
+        self.parent[max(a, b)] = root
+        if contracted or a in self.met or b in self.met:
+            self.met.add(root)
+        return root
 
 
 # labels: ("F", module, offset) features of a module's output on the last axis; ("H", token, axis) a head axis;
@@ -167,7 +171,7 @@ def _follow(eqn, labels, tokens: _Tokens):
             token = heads[0][1]
             for other in heads[1:]:
                 if other[2] == heads[0][2]:
-                    token = tokens.union(token, other[1])
+                    token = tokens.union(token, other[1], contracted=False)
             return ("H", token, heads[0][2])
         return same[0] if same else None
     if first is None:
