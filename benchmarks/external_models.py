@@ -151,8 +151,8 @@ def hugging_face() -> None:
 
 def gemma(examples: Path) -> None:
     """flax's examples/gemma (NNX): tiny configs with gated feed-forward layers, an RMSNorm stream and rotary
-    positions, one with grouped-query attention (4 query and 2 key-value heads), one with 4 of each; their last
-    token's logits."""
+    positions, one with grouped-query attention (4 query and 2 key-value heads: a player per key-value head), one
+    with 4 of each; their last token's logits."""
     import sys
 
     from flax import nnx
@@ -179,13 +179,11 @@ def gemma(examples: Path) -> None:
         net = adapt(LastToken(nnx.Rngs(0)), None)
         heads = [f"t/layers/{i}/attn:heads" for i in (0, 1)]
         ffn = [f"t/layers/{i}/mlp/up_proj:group" for i in (0, 1)]  # gate_proj and up_proj meet in a product
-        try:
-            layout = net.layout([*heads, *ffn], tokens)
-            what = "the heads of both attentions (`Einsum` kernels hold the head axis), both gated feed-forward groups"
-        except ValueError as e:
-            layout = net.layout(ffn, tokens)
-            what = "both gated feed-forward groups (heads refused: " + ("grouped-query attention)" if "fewer heads"
-                                                                      in str(e) else f"{e})")
+        layout = net.layout([*heads, *ffn], tokens)
+        group = net.attentions(tokens)[0].group
+        what = (f"the heads of both attentions (`Einsum` kernels hold the head axis; {layout.layers[0][1]} players"
+                f" each{f', a key-value head with its {group} query heads' if group > 1 else ''}), both gated"
+                " feed-forward groups")
         error, small = _smaller(net, layout, tokens, 0.7)
         stream = net.layout(["t/embedder:group"], tokens)
         try:

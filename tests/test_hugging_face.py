@@ -236,9 +236,21 @@ def test_hand_written_attention_and_grouped_queries():
     for refuse in (lambda: net.masked_weights(layout, keep), lambda: net.train_masked(layout, keep, None)):
         with pytest.raises(ValueError, match="heads found in the trace"):
             refuse()
-    grouped = _Model(kv_heads=2)
-    with pytest.raises(ValueError, match="fewer heads than its queries"):
-        adapt(grouped, grouped.init(jax.random.key(1), x)).layout(["attn:heads"], x)
+    grouped = _Model(kv_heads=2)  # grouped-query: a player is a key / value head with the 2 query heads reading it
+    variables = grouped.init(jax.random.key(1), x)
+    net = adapt(grouped, variables)
+    (attention,) = net.attentions(x)
+    assert (attention.num_heads, attention.group, attention.source_heads) == (2, 2, (4, 2, 2))
+    layout = net.layout(["attn:heads"], x)
+    keep = np.array([0, 1], bool)
+    oracle = _values_zeroed(variables["params"], "attn/v", 0, keep)  # its value head 0 silences query heads 0, 1
+    np.testing.assert_allclose(net.predict(x, layout.split(keep)), grouped.apply({"params": oracle}, x), atol=1e-5)
+    small = g.compact(grouped, variables, layout, keep, x=x)
+    per_group = 8 * DIM * (2 + 1 + 1) + DIM * (2 + 1 + 1) + 2 * DIM * 8  # q (2 heads), k, v columns; o's rows
+    assert small.max_error < 1e-5 and small.report.params_before - small.report.params_after == per_group
+    scores = magnitude_scores(grouped, variables, layout, x=x)
+    q, v = (np.asarray(variables["params"]["attn"][n]["kernel"]) for n in ("q", "v"))
+    assert scores.shape == (2,) and np.all(scores[1:] >= np.sqrt(np.sum(q[:, 8:] ** 2) + np.sum(v[:, 4:] ** 2)))
     with pytest.raises(ValueError, match=r"unknown layer\(s\) \['head:heads'\]"):
         net.layout(["head:heads"], x)
 
@@ -272,10 +284,12 @@ def test_hand_written_nnx_attention():
 
 class _EinsumAttention(nnx.Module):
     """Projections that hold the head axis in their kernels (as gemma's): no reshape into heads; the queries and keys
-    rotated by halves (a split and a concatenation along head_dim)."""
+    rotated by halves (a split and a concatenation along head_dim); with fewer key / value heads, the queries split
+    into (key / value heads, group), as gemma's grouped-query attention."""
 
-    def __init__(self, rngs):
-        self.q, self.k, self.v = (nnx.Einsum("BTD,NDH->BTNH", (HEADS, 8, DIM), rngs=rngs) for _ in range(3))
+    def __init__(self, rngs, kv_heads=HEADS):
+        self.q = nnx.Einsum("BTD,NDH->BTNH", (HEADS, 8, DIM), rngs=rngs)
+        self.k, self.v = (nnx.Einsum("BTD,NDH->BTNH", (kv_heads, 8, DIM), rngs=rngs) for _ in range(2))
         self.o = nnx.Einsum("BTNH,NHD->BTD", (HEADS, DIM, 8), rngs=rngs)
         self.head = nnx.Linear(8, 3, rngs=rngs)
 
@@ -285,8 +299,11 @@ class _EinsumAttention(nnx.Module):
             return jnp.concatenate([-second, first], axis=-1)
 
         q, k, v = rotated(self.q(x)), rotated(self.k(x)), self.v(x)
-        weights = jax.nn.softmax(jnp.einsum("BTNH,BSNH->BNTS", q, k))
-        return self.head(self.o(jnp.einsum("BNTS,BSNH->BTNH", weights, v)).mean(1))
+        heads, kv = q.shape[-2], k.shape[-2]  # the counts from the kernels, as gemma's
+        q = q.reshape(*q.shape[:2], kv, heads // kv, DIM)
+        weights = jax.nn.softmax(jnp.einsum("BTKGH,BSKH->BKGTS", q, k))
+        context = jnp.einsum("BKGTS,BSKH->BTKGH", weights, v).reshape(*x.shape[:2], heads, DIM)
+        return self.head(self.o(context).mean(1))
 
 
 def test_heads_held_in_einsum_kernels():
@@ -306,3 +323,13 @@ def test_heads_held_in_einsum_kernels():
     kernels = [np.asarray(p.kernel[...]) for p in (model.q, model.k, model.v, model.o)]  # heads on axis 0
     by_hand = np.sqrt(sum(np.sum(k.reshape(HEADS, -1) ** 2, axis=1) for k in kernels))
     np.testing.assert_allclose(magnitude_scores(model, None, layout, x=x), by_hand, rtol=1e-5)
+    grouped = _EinsumAttention(nnx.Rngs(1), kv_heads=2)  # a player: a key / value head with its 2 query heads
+    net = adapt(grouped, None)
+    assert (net.attentions(x)[0].num_heads, net.attentions(x)[0].group) == (2, 2)
+    layout, keep = net.layout([":heads"], x), np.array([1, 0], bool)
+    clone = nnx.clone(grouped)
+    clone.v.kernel[...] = clone.v.kernel[...] * keep[:, None, None]
+    np.testing.assert_allclose(net.predict(x, layout.split(keep)), clone(x), atol=1e-5)
+    small = g.compact(grouped, None, layout, keep, x=x)
+    per_group = 2 * 8 * DIM + 8 * DIM * 2 + 2 * DIM * 8  # 2 query heads, a key and a value head, 2 heads' rows of o
+    assert small.max_error < 1e-5 and small.report.params_before - small.report.params_after == per_group

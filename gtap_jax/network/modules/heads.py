@@ -20,7 +20,9 @@ head axis at its output, and a module whose input is ``[..., heads, head_dim]`` 
 is the consumer (:attr:`Attention.split`). Splits and concatenations along ``head_dim`` (rotary embeddings) keep the
 head axis. A head is then silenced by zeroing its ``head_dim`` inputs of the output projection: its context vector,
 what Hugging Face's ``head_mask`` and Michel et al.'s gate do. An attention whose key and value heads
-are fewer than its query heads (grouped- or multi-query) is found and marked (:attr:`Attention.grouped_query`).
+are fewer than its query heads (grouped- or multi-query) has one player per key / value head: dropping it drops the
+query heads that read it (:attr:`Attention.group`; query head n reads key / value head n // group, as a repeat of the
+keys or a split of the queries into (key / value heads, group) lays them out).
 """
 
 from __future__ import annotations
@@ -40,8 +42,12 @@ class Attention(NamedTuple):
     Attributes:
         sources: ``(module, feature offset)`` of each projection split into heads (queries, keys, values).
         consumers: the modules whose input carries the merged heads (the output projection).
-        num_heads, head_dim: the heads, and each head's features at the consumer's input.
-        grouped_query: whether the heads that met had different counts (fewer key / value heads).
+        head_dim: each head's features at the consumer's input.
+        num_heads: the players: the heads, or where keys and values have fewer heads than queries (grouped- or
+            multi-query attention) the key / value heads, each with the ``group`` query heads that read it.
+        group: query heads per key / value head (1: every head its own).
+        source_heads: each source's heads, in the order of ``sources``.
+        unsupported: why heads of this attention cannot be players (counts that do not divide), or "".
         split: whether the projections output ``[..., heads, head_dim]`` themselves (an ``Einsum`` whose kernel holds
             the head axis, as gemma's) and the consumers read them so, with no reshape in between.
     """
@@ -50,8 +56,14 @@ class Attention(NamedTuple):
     consumers: tuple[str, ...]
     num_heads: int
     head_dim: int
-    grouped_query: bool = False
+    group: int = 1
     split: bool = False
+    source_heads: tuple[int, ...] = ()
+    unsupported: str = ""
+
+    def heads_of(self, i: int) -> int:
+        """The heads of source ``i`` (``num_heads`` key / value heads, or ``group`` times as many query heads)."""
+        return self.source_heads[i] if self.source_heads else self.num_heads
 
     @property
     def owner(self) -> str:
@@ -76,7 +88,6 @@ class _Tokens:
         self.parent: list[int] = []
         self.met: set[int] = set()
         self.consumers: dict[int, list[str]] = {}
-        self.repeated: set[int] = set()  # splits whose heads were repeated to meet more heads
 
     def new(self, split: _Split) -> int:
         self.splits.append(split)
@@ -126,10 +137,12 @@ def _reshaped(label, shape_in, shape_out, tokens: _Tokens):
         for j, size in enumerate(shape_out):
             if size == shape_in[axis] and math.prod(shape_out[:j]) == before:
                 return ("H", label[1], j)
-            if axis < len(shape_in) - 2 and size == shape_in[axis] * shape_in[axis + 1] \
-                    and math.prod(shape_out[:j]) == before:  # heads repeated (a key / value head for several queries)
-                tokens.repeated.add(label[1])
-                return ("H", label[1], j)
+            if math.prod(shape_out[:j]) != before:
+                continue
+            if axis < len(shape_in) - 2 and size == shape_in[axis] * shape_in[axis + 1]:
+                return ("H", label[1], j)  # key / value heads repeated, each for a group of query heads
+            if j + 1 < len(shape_out) - 1 and size * shape_out[j + 1] == shape_in[axis] and size > 1:
+                return ("H", label[1], j)  # query heads split into (key / value heads, group)
         return None
     return label if shape_out[-1:] == shape_in[-1:] else None
 
@@ -270,11 +283,13 @@ def traced_attentions(closed_jaxpr, head_outputs=frozenset()) -> list[Attention]
         consumers = tuple(dict.fromkeys(c for t, cs in tokens.consumers.items() if tokens.find(t) == root for c in cs))
         if root not in tokens.met or not consumers:
             continue
-        splits = [s for t, s in enumerate(tokens.splits) if tokens.find(t) == root]
-        heads = max(s.heads for s in splits)
-        grouped = len({s.heads for s in splits}) > 1 or any(tokens.find(t) == root for t in tokens.repeated)
-        found.append(Attention(tuple(dict.fromkeys((s.module, int(s.offset)) for s in splits)), consumers, heads,
-                               splits[0].dim, grouped, splits[0].split))
+        splits = list({(s.module, int(s.offset)): s for t, s in enumerate(tokens.splits)
+                       if tokens.find(t) == root}.values())
+        fewest, most = min(s.heads for s in splits), max(s.heads for s in splits)
+        odd = most % fewest or any(s.heads not in (fewest, most) for s in splits)
+        found.append(Attention(tuple((s.module, int(s.offset)) for s in splits), consumers, fewest, splits[0].dim,
+                               most // fewest, splits[0].split, tuple(s.heads for s in splits),
+                               f"head counts {sorted({s.heads for s in splits})} that do not divide" if odd else ""))
     return found
 
 

@@ -69,16 +69,16 @@ def grouping(layers: Sequence[str], groups: Sequence, attentions: Sequence = ())
     Raises:
         ValueError: for a group of a module that is not a leaf module, groups that overlap another layer, a group
             whose features are concatenated with others along the feature axis (not supported), a module that holds
-            several attentions, or an attention with fewer key / value heads than query heads.
+            several attentions, or an attention whose head counts do not divide.
     """
     found = Grouping({}, {}, {}, {})
     for layer in layers:
         if layer.endswith(HEADS):
             attention = attention_at(attentions, layer[: -len(HEADS)])
-            if attention is not None and attention.grouped_query:
-                raise ValueError(f"layer {layer!r}: its keys and values have fewer heads than its queries"
-                                 " (grouped- or multi-query attention), which heads as players do not support yet;"
-                                 " name its feed-forward units or the residual stream instead")
+            if attention is not None and attention.unsupported:
+                raise ValueError(f"layer {layer!r}: its queries, keys and values have {attention.unsupported}, which"
+                                 " heads as players do not support; name its feed-forward units or the residual"
+                                 " stream instead")
             if attention is not None:
                 found.attentions[layer] = attention
                 found.consumers.update({c: layer for c in attention.consumers})
@@ -153,6 +153,7 @@ def _per_feature(mask, attention):
     """A layer's mask at its consumers' input features: a traced attention's head mask, one entry per head feature."""
     if attention is None:
         return mask
+    mask = jnp.repeat(mask, attention.group, axis=-1)  # a key / value head's group of query heads
     if attention.split:  # the consumer reads [..., heads, head_dim]
         return jnp.broadcast_to(mask[..., None], (*mask.shape, attention.head_dim))
     return jnp.repeat(mask, attention.head_dim, axis=-1)

@@ -120,21 +120,25 @@ def _head_cuts(attention, keep: np.ndarray, variable: Callable, axes: _KernelAxe
     is): its projections' head features (or their kernels' head axis) and its output projection's head inputs."""
     dead = not keep.any()
     keep = np.eye(keep.size, dtype=bool)[0] if dead else keep
+    queries = np.repeat(keep, attention.group)  # the output projection reads every query head
     if attention.split:  # the kernels hold the heads: cut along that axis
-        return ([(variable(m, "kernel"), axes.heads(m, True), keep, False) for m, _ in attention.sources]
-                + [(variable(c, "kernel"), axes.heads(c, False), keep, dead) for c in attention.consumers])
+        return ([(variable(m, "kernel"), axes.heads(m, True), np.repeat(keep, attention.heads_of(i) // keep.size),
+                  False) for i, (m, _) in enumerate(attention.sources)]
+                + [(variable(c, "kernel"), axes.heads(c, False), queries, dead) for c in attention.consumers])
     cuts = [(variable(m, name), axes.out(m) if name == "kernel" else -1, cut, False)
             for m, cut in _source_keeps(attention, keep).items() for name in ("kernel", "bias")]
-    return cuts + [(variable(c, "kernel"), axes.into(c), np.repeat(keep, attention.head_dim), dead)
+    return cuts + [(variable(c, "kernel"), axes.into(c), np.repeat(queries, attention.head_dim), dead)
                    for c in attention.consumers]
 
 
 def _source_keeps(attention, keep: np.ndarray) -> dict[str, np.ndarray]:
-    """``{projection: its output features kept}`` of a traced attention keeping the heads ``keep``."""
-    per_feature = np.repeat(keep, attention.head_dim)
+    """``{projection: its output features kept}`` of a traced attention keeping the players ``keep`` (a source of
+    query heads keeps each kept key / value head's group)."""
+    parts = [(m, o, np.repeat(np.repeat(keep, attention.heads_of(i) // keep.size), attention.head_dim))
+             for i, (m, o) in enumerate(attention.sources)]
     out: dict[str, np.ndarray] = {}
-    for module, offset in attention.sources:
-        width = max(o for m, o in attention.sources if m == module) + per_feature.size
+    for module, offset, per_feature in parts:
+        width = max(o + f.size for m, o, f in parts if m == module)
         cut = out.setdefault(module, np.ones(width, bool))
         cut[offset: offset + per_feature.size] = per_feature
     return out
@@ -261,23 +265,25 @@ def narrower(module, before: int, kept: int) -> dict:
 
 def fewer_heads(module, attention, kept: int) -> dict:
     """``{attribute: new value}`` for the attention module ``module`` (its traced :class:`Attention`) to compute
-    ``kept`` heads of the same size: each attribute of the module, or of a copy of its ``config``, that equals the
-    head count (a name with "head", not a size or dim) or the heads' total width (:data:`WIDTH_NAMES`).
+    ``kept`` heads (key / value heads with their groups of query heads) of the same size: each attribute of the
+    module, or of a copy of its ``config``, that equals a head count (a name with "head", not a size or dim) or the
+    query heads' total width (:data:`WIDTH_NAMES`).
 
     Raises:
         ValueError: where no attribute holds the head count (the count is fixed in the module's code).
     """
-    heads, dim = attention.num_heads, attention.head_dim
+    heads, dim, group = attention.num_heads, attention.head_dim, attention.group
+    counts = {heads * group: kept * group, heads: kept}  # query heads, then key / value heads (one where group is 1)
 
     def changed(fields):
         out = {}
         for name, value in fields.items():
             if not isinstance(value, int) or isinstance(value, bool):
                 continue
-            if value == heads and "head" in name and not any(w in name for w in ("dim", "size")):
-                out[name] = kept
-            elif value == heads * dim and name in WIDTH_NAMES:
-                out[name] = kept * dim
+            if value in counts and "head" in name and not any(w in name for w in ("dim", "size")):
+                out[name] = counts[value]
+            elif value == heads * group * dim and name in WIDTH_NAMES:
+                out[name] = kept * group * dim
         return out
 
     found = {**changed(_fields(module)), **_config_changed(module, changed)}

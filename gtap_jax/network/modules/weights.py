@@ -88,20 +88,23 @@ def _head_kernels(tree, layer: str, heads: int, grouped: Grouping | None, transp
     (a traced attention's, or flax's ``attn/query`` ... ``attn/out``)."""
     attention = grouped.attentions.get(layer) if grouped is not None else None
     parts = []
+    def by_player(kernel, axis):  # [..., heads of the kernel on axis, ...] -> [rows, players]: a group's heads together
+        grouped = np.moveaxis(kernel, axis, 0).reshape(heads, -1)  # query head n = player n // group: rows in order
+        return grouped.T
+
     if attention is not None and attention.split:  # the kernels hold the heads (Einsum): their head axes
         for module, which in [*((m, 3) for m, _ in attention.sources), *((c, 2) for c in attention.consumers)]:
             kernel, axes = _kernel(node_at(tree, module), module, ()), kernel_axes.get(module, ())
             if kernel is not None and len(axes) == 4 and axes[which] is not None:
-                parts.append(np.moveaxis(kernel, axes[which], -1).reshape(-1, heads))
+                parts.append(by_player(kernel, axes[which]))
     elif attention is not None:
-        width = heads * attention.head_dim
-        for module, offset in attention.sources:
+        for i, (module, offset) in enumerate(attention.sources):
             kernel = _kernel(node_at(tree, module), module, transposed)
-            part = kernel[..., offset: offset + width].reshape(-1, heads, attention.head_dim)
-            parts.append(np.moveaxis(part, 1, -1).reshape(-1, heads))
+            width = attention.heads_of(i) * attention.head_dim
+            parts.append(by_player(kernel[..., offset: offset + width].reshape(-1, width), -1))
         for consumer in attention.consumers:
-            kernel = _kernel(node_at(tree, consumer), consumer, transposed).reshape(heads, attention.head_dim, -1)
-            parts.append(np.moveaxis(kernel, 0, -1).reshape(-1, heads))
+            kernel = _kernel(node_at(tree, consumer), consumer, transposed)
+            parts.append(by_player(kernel.reshape(heads * attention.group * attention.head_dim, -1), 0))
     else:
         attn = layer[: -len(HEADS)]
         for proj in ("query", "key", "value"):
