@@ -120,7 +120,8 @@ def _hf_row(label: str, net, x, y, heads: list[str], ffn: list[str], stream: str
 
 
 def hugging_face() -> None:
-    """Hugging Face Flax BERT, ViT and GPT-2 (transformers < 5), random 2-layer configs of width 64 and 4 heads."""
+    """Hugging Face Flax BERT, ViT, GPT-2 and Llama (transformers < 5), random 2-layer configs of width 64 and 4 heads
+    (Llama: 2 key-value heads)."""
     import transformers
 
     from gtap_jax.network import hf
@@ -136,6 +137,8 @@ def hugging_face() -> None:
             image_size=16, patch_size=4, num_channels=1, num_labels=3, **common), seed=0)
         gpt2 = transformers.FlaxGPT2LMHeadModel(transformers.GPT2Config(
             vocab_size=500, n_positions=32, n_embd=64, n_layer=2, n_head=4), seed=0)
+        llama = transformers.FlaxLlamaForCausalLM(transformers.LlamaConfig(
+            vocab_size=500, max_position_embeddings=32, num_key_value_heads=2, **common), seed=0)
     layer = "bert/encoder/layer/{}"
     _hf_row("BERT (sequence classification)", hf.network(bert), ids, labels,
             [layer.format(i) + "/attention/self:heads" for i in (0, 1)],
@@ -147,6 +150,9 @@ def hugging_face() -> None:
     _hf_row("GPT-2 (causal LM, last token)", hf.network(gpt2, "last_token"), ids, ids[:, -1],
             [f"transformer/h/{i}/attn:heads" for i in (0, 1)], [f"transformer/h/{i}/mlp/c_fc" for i in (0, 1)],
             "transformer/wte")
+    _hf_row("Llama (causal LM, last token; 4 query / 2 key-value heads)", hf.network(llama, "last_token"), ids,
+            ids[:, -1], [f"model/layers/{i}/self_attn:heads" for i in (0, 1)],
+            [f"model/layers/{i}/mlp/up_proj" for i in (0, 1)], "model/embed_tokens")
 
 
 def gemma(examples: Path) -> None:

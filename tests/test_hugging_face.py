@@ -47,6 +47,34 @@ def _gpt2():
     return transformers.FlaxGPT2LMHeadModel(config, seed=0)
 
 
+def _llama():
+    config = transformers.LlamaConfig(vocab_size=50, hidden_size=WIDTH, intermediate_size=32, num_hidden_layers=2,
+                                      num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=16)
+    return transformers.FlaxLlamaForCausalLM(config, seed=0)
+
+
+def test_llama_grouped_queries_and_its_own_rmsnorm():
+    """Llama: grouped-query attention (a player per key / value head and its 2 query heads; oracle: that head's value
+    columns 0) and an RMSNorm of its own class in the stream (normalising over the kept features, as a narrower
+    stream does: the smaller network reproduces the masked one)."""
+    with ALLOW:
+        llama = _llama()
+    net = hf.network(llama, "last_token")
+    layout = net.layout(["model/layers/1/self_attn:heads"], IDS)
+    assert layout.num_players == 2 and net.attentions(IDS)[1].group == 2
+    keep = np.array([0, 1], bool)
+    oracle = hf.network(llama, "last_token")
+    oracle = type(oracle)(oracle.model, {"params": _values_zeroed(oracle.params, "model/layers/1/self_attn/v_proj",
+                                                                   0, keep)})
+    np.testing.assert_allclose(net.predict(IDS, layout.split(keep)), oracle.predict(IDS), atol=1e-5)
+    for layers in (["model/layers/0/self_attn:heads", "model/layers/1/mlp/up_proj:group"],
+                   ["model/embed_tokens:group"]):
+        layout = net.layout(layers, IDS)
+        mask = np.random.default_rng(3).random(layout.num_players) < 0.6
+        small = g.compact(net, None, layout, mask, x=IDS)
+        np.testing.assert_allclose(small.network.predict(IDS), net.predict(IDS, layout.split(mask)), atol=2e-5)
+
+
 @pytest.fixture(scope="module")
 def models():
     """``{name: (Hugging Face model, network, inputs, labels)}``."""

@@ -36,13 +36,14 @@ from gtap_jax.network.linen import interceptors as graph
 from gtap_jax.network.modules import coupling, shrink_chain, shrink_groups
 from gtap_jax.network.modules.base import ModuleNetwork
 from gtap_jax.network.modules.masking import (
+    NORMS,
     check_logits,
     check_names,
     expand,
     node_at,
     with_active,
 )
-from gtap_jax.network.modules.weights import dense_like
+from gtap_jax.network.modules.weights import dense_like, norm_like
 from gtap_jax.shapes import example_batch, zeros
 
 
@@ -58,6 +59,7 @@ class LinenNetwork(ModuleNetwork):
         self._groups: dict = {}  # layers -> their Grouping, found by layout()
         self._dense_like: dict = {}  # {module path: kernel transposed, or None}: modules of other classes than Dense
         self._decided = False  # whether an unmasked pass filled _dense_like
+        self._norm_like: dict = {}  # {module path: NormSpec}: modules of other classes that compute a norm
 
     def _like(self, variables, widths=None) -> LinenNetwork:
         """This network with other variables (and producer widths), of the same adapter class."""
@@ -70,8 +72,12 @@ class LinenNetwork(ModuleNetwork):
             yield
 
     def _apply(self, variables, x, **kwargs):
-        with self.resized(), nn.intercept_methods(graph.masking):
-            return self.model.apply(variables, x, **{**self.apply_kwargs, **kwargs})
+        token = NORMS.set(self._norm_like)
+        try:
+            with self.resized(), nn.intercept_methods(graph.masking):
+                return self.model.apply(variables, x, **{**self.apply_kwargs, **kwargs})
+        finally:
+            NORMS.reset(token)
 
     @property
     def params(self):
@@ -197,6 +203,8 @@ class LinenNetwork(ModuleNetwork):
         kind = graph.kind(module)
         if kind == "other" and unmasked and path not in self._dense_like:
             self._dense_like[path] = dense_like(params, x, out)
+            if self._dense_like[path] is None and (norm := norm_like(params, x, out)) is not None:
+                self._norm_like[path] = norm  # a norm of the model's own class: grouped members normalise the kept
         transposed = self._dense_like.get(path) if kind == "other" else None
         return shrink_chain.Call(path, kind if transposed is None else "dense", type(module).__name__, x,
                                  params is not None, getattr(module, "padding", "VALID"), bool(transposed))

@@ -16,6 +16,7 @@ from gtap_jax.layout import PlayerLayout, as_mask
 from gtap_jax.network.modules import shrink_chain as chain
 from gtap_jax.network.modules.masking import (
     HEADS,
+    NORMS,
     called,
     grouped_norm,
     mask_input,
@@ -55,13 +56,20 @@ def masking(next_fun, args, kwargs, context):
 
 
 def grouped_norm_of(module, path: str, args):
-    """A LayerNorm or RMSNorm over the kept features of its coupled group (:func:`masking.grouped_norm`), or None."""
-    if not args or not isinstance(module, nn.LayerNorm | nn.RMSNorm):
+    """A LayerNorm or RMSNorm over the kept features of its coupled group (:func:`masking.grouped_norm`), or None;
+    flax's own, or a module of another class that computes one (:data:`masking.NORMS`)."""
+    if not args:
         return None
     params = module.variables.get("params", {})
-    center = isinstance(module, nn.LayerNorm)
-    return grouped_norm(path, args[0], params.get("scale"), params.get("bias") if center else None, module.epsilon,
-                        center)
+    if isinstance(module, nn.LayerNorm | nn.RMSNorm):
+        center = isinstance(module, nn.LayerNorm)
+        return grouped_norm(path, args[0], params.get("scale"), params.get("bias") if center else None,
+                            module.epsilon, center)
+    spec = (NORMS.get() or {}).get(path)
+    if spec is None:
+        return None
+    bias = None if spec.bias is None else params[spec.bias]
+    return grouped_norm(path, args[0], spec.offset + params[spec.scale], bias, spec.epsilon, spec.center)
 
 
 def resizing(widths: Mapping[str, int]):

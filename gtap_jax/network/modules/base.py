@@ -98,7 +98,8 @@ class ModuleNetwork(abc.ABC):
         """The attentions whose heads the traced pass shows (:mod:`gtap_jax.network.modules.heads`), whatever their
         class; ``"<owner>:heads"`` names one's heads as players."""
         head_outputs = {path for path, axes in self._kernel_axes().items() if len(axes) == 4 and axes[3] is not None}
-        return heads.traced_attentions(self._traced(example)[0], head_outputs)
+        return heads.traced_attentions(self._traced(example)[0], head_outputs,
+                                       lambda path: self._variable(path, "kernel") is not None)
 
     def _grouping(self, layers: Sequence[str], x) -> Grouping | None:
         """The coupled groups and traced heads that ``layers`` name (traced once on ``x``), or None."""

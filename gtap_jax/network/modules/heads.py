@@ -271,16 +271,19 @@ def _walk(jaxpr, labels_in, tokens: _Tokens, head_outputs=frozenset()):
     return [get(v) for v in jaxpr.outvars]
 
 
-def traced_attentions(closed_jaxpr, head_outputs=frozenset()) -> list[Attention]:
+def traced_attentions(closed_jaxpr, head_outputs=frozenset(), has_kernel=None) -> list[Attention]:
     """The attentions of a jaxpr traced with :func:`gtap_jax.network.modules.coupling.marked` inputs and outputs, in
     the order of their first head split: head splits that met one another and whose merged heads a module reads.
-    ``head_outputs``: the modules whose outputs are ``[..., heads, head_dim]`` already (kernels holding the heads)."""
+    ``head_outputs``: the modules whose outputs are ``[..., heads, head_dim]`` already (kernels holding the heads);
+    ``has_kernel``: ``module -> bool``, which may be an output projection (a rotary embedding that reads the heads is
+    not)."""
     tokens = _Tokens()
     jaxpr = closed_jaxpr.jaxpr
     _walk(jaxpr, [None] * len(jaxpr.invars), tokens, frozenset(head_outputs))
     found = []
     for root in sorted({tokens.find(t) for t in range(len(tokens.splits))}):
-        consumers = tuple(dict.fromkeys(c for t, cs in tokens.consumers.items() if tokens.find(t) == root for c in cs))
+        consumers = tuple(dict.fromkeys(c for t, cs in tokens.consumers.items() if tokens.find(t) == root for c in cs
+                                        if has_kernel is None or has_kernel(c)))
         if root not in tokens.met or not consumers:
             continue
         splits = list({(s.module, int(s.offset)): s for t, s in enumerate(tokens.splits)

@@ -44,6 +44,10 @@ ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gtap_masks", default=No
 # the array (the Linen interceptor and the NNX wrappers read it at each module they mask; incremental.py)
 OVERRIDE: contextvars.ContextVar = contextvars.ContextVar("gtap_override", default=None)
 
+# {module path: weights.NormSpec} of the modules of other classes than flax's norms that compute one (set by an
+# adapter around a pass: a coupled group's member normalises over the kept features, :func:`grouped_norm`)
+NORMS: contextvars.ContextVar = contextvars.ContextVar("gtap_norms", default=None)
+
 HEADS = ":heads"  # a layer "attn:heads": the heads of the attention module at "attn" are the players
 GROUP = ":group"  # a layer "stem:group": the features of stem's coupled group (coupling.py), absent when dropped
 
@@ -311,9 +315,8 @@ def feature_means(outputs: Mapping, layers: Sequence[str]) -> dict:
 
 
 __all__ = [
-    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "OVERRIDE", "Grouping", "Recorded", "called", "check_logits",
-    "check_names", "expand",
-    "feature_axis", "feature_means", "grouped_norm", "grouping", "mask_input", "mask_output", "node_at",
-    "not_for_groups", "sizes_of", "warn_if_grouped", "with_active", "with_override",
-    "zero_fills_only",
+    "ACTIVE", "GROUP", "GROUPED", "HEADS", "INPUT", "NORMS", "OVERRIDE", "Grouping", "Recorded", "called",
+    "check_logits", "check_names", "expand", "feature_axis", "feature_means", "grouped_norm", "grouping",
+    "mask_input", "mask_output", "node_at", "not_for_groups", "sizes_of", "warn_if_grouped", "with_active",
+    "with_override", "zero_fills_only",
 ]

@@ -10,6 +10,7 @@ Every reader of a kernel takes the transposed ones as their transpose.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,52 @@ def dense_like(params, x, out) -> bool | None:
             want = x @ w + bias
             if np.allclose(out, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.max(np.abs(want), initial=0.0)))):
                 return transposed
+    return None
+
+
+class NormSpec(NamedTuple):
+    """A module that computes a LayerNorm (``center``) or an RMSNorm over the feature axis, whatever its class:
+    ``(x - mean) / sqrt(var + epsilon) * (offset + scale) + bias`` (:func:`norm_like`)."""
+
+    center: bool
+    scale: str
+    offset: float
+    bias: str | None
+    epsilon: float
+
+
+def norm_like(params, x, out) -> NormSpec | None:
+    """Whether a module of a class not known as a norm computes one, by what it computed on one call (a norm of its
+    own class, as Hugging Face's Llama and Gemma RMSNorms, ``weight * x / sqrt(mean(x^2) + eps)`` or ``(1 + weight)
+    * ...``): its :class:`NormSpec`, or None (also where the arrays are not concrete)."""
+    if not isinstance(params, Mapping) or not hasattr(x, "shape") or not hasattr(out, "shape"):
+        return None
+    try:
+        x, out = np.asarray(x, np.float64), np.asarray(out, np.float64)
+        vectors = {k: np.asarray(v, np.float64) for k, v in params.items() if np.shape(v) == np.shape(x)[-1:]}
+    except Exception:  # noqa: BLE001 (tracers: not concrete, so not decided)
+        return None
+    if (x.shape != out.shape or x.ndim < 1 or x.shape[-1] < 2 or not vectors or len(vectors) != len(params)
+            or len(vectors) > 2 or np.allclose(out, x)):  # a scale of its own; not an identity (a dropout)
+        return None
+    for center in (False, True):
+        centred = x - x.mean(-1, keepdims=True) if center else x
+        second = np.mean(centred**2, axis=-1, keepdims=True)
+        for scale in vectors:
+            for bias in (b for b in [*vectors, None] if b != scale):
+                for offset in (0.0, 1.0):
+                    weight = offset + vectors[scale]
+                    added = vectors[bias] if bias is not None else 0.0
+                    shifted = out - added
+                    usable = np.abs(shifted) > 1e-3 * max(1.0, float(np.max(np.abs(shifted))))
+                    if not usable.any():
+                        continue
+                    # the epsilon that explains the output: (w x / (out - b))^2 = mean + epsilon
+                    ratio = (weight * centred / np.where(usable, shifted, 1.0)) ** 2 - second
+                    epsilon = max(float(np.median(ratio[usable])), 0.0)
+                    want = weight * centred / np.sqrt(second + epsilon) + added
+                    if np.allclose(out, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.max(np.abs(want))))):
+                        return NormSpec(center, scale, offset, bias, epsilon)
     return None
 
 
@@ -145,4 +192,4 @@ def silenced_params(node: Mapping, keep: np.ndarray, fill, path: str, transposed
     return node
 
 
-__all__ = ["dense_like", "einsum_axes", "kernel_of", "silenced_params"]
+__all__ = ["NormSpec", "dense_like", "einsum_axes", "kernel_of", "norm_like", "silenced_params"]
