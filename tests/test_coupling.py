@@ -285,3 +285,26 @@ def test_gate_and_leave_one_out_scores_equal_hand_computed_ones():
     np.testing.assert_allclose(leave_one_out_scores(net, None, tokens, y, layout), without - full, rtol=1e-4,
                                atol=1e-6)
     assert np.all(np.isfinite(gate_scores(net, None, tokens, y, layout)))
+
+
+def test_norms_and_dense_layers_are_found_by_what_they_compute():
+    """weights.norm_like and dense_like on one call's arrays: an RMSNorm scaled by 1 + scale (Gemma's), a LayerNorm
+    with a bias, each with its epsilon read back; an identity (a dropout) and a Dense are no norm; a kernel stored
+    [out, in] is a transposed Dense."""
+    from gtap_jax.network.modules.weights import dense_like, norm_like
+
+    x = np.asarray(jax.random.normal(jax.random.key(0), (6, 5, 8))) * 3.0 + 1.0
+    scale, bias = np.linspace(-0.5, 0.5, 8), np.linspace(1.0, 2.0, 8)
+    rms = x / np.sqrt(np.mean(x**2, -1, keepdims=True) + 1e-6) * (1.0 + scale)
+    centred = x - x.mean(-1, keepdims=True)
+    layer = centred / np.sqrt(np.mean(centred**2, -1, keepdims=True) + 1e-5) * scale + bias
+    found = norm_like({"scale": scale}, x, rms)
+    assert (found.center, found.scale, found.offset, found.bias) == (False, "scale", 1.0, None)
+    assert found.epsilon == pytest.approx(1e-6, abs=1e-7)
+    found = norm_like({"w": scale, "b": bias}, x, layer)
+    assert (found.center, found.scale, found.offset, found.bias) == (True, "w", 0.0, "b")
+    assert found.epsilon == pytest.approx(1e-5, rel=0.05)
+    kernel = np.asarray(jax.random.normal(jax.random.key(1), (8, 8)))
+    assert norm_like({"scale": scale}, x, x) is None and norm_like({"kernel": kernel}, x, x @ kernel) is None
+    assert dense_like({"kernel": kernel}, x, x @ kernel) is False
+    assert dense_like({"kernel": kernel}, x, x @ kernel.T) is True and dense_like({"kernel": kernel}, x, rms) is None
