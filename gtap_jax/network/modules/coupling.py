@@ -144,31 +144,46 @@ def _follow(eqn, ins, groups: _Groups):
     return None
 
 
-def _walk(jaxpr, ins, groups: _Groups, consumers: dict):
-    label = {v: a for v, a in zip(jaxpr.invars, ins, strict=True)}
+def walk(jaxpr, labels_in: list, step) -> list:
+    """The labels of a jaxpr's outputs from its inputs': each equation's output labels are ``step(eqn, args)``, its
+    inputs' labels ``args`` (None for a literal), except a call of a sub-jaxpr (a jit, a custom derivative) that is not
+    a :func:`marked` identity, which is walked through with the same step."""
+    label = dict(zip(jaxpr.invars, labels_in, strict=True))
 
     def get(v):
         return None if isinstance(v, jex_core.Literal) else label.get(v)
 
     for eqn in jaxpr.eqns:
         args = [get(v) for v in eqn.invars]
-        tag = str(eqn.params.get("name", ""))
         sub = _sub_jaxpr(eqn)
-        if tag.startswith(MARK):
-            path = tag[len(MARK):]
-            groups.find(path)
-            outs = [groups.union([path, args[0] if _width(eqn.invars[0]) == _width(eqn.outvars[0]) else None])]
-        elif tag.startswith(MARK_IN):
-            if args[0] is not None:
-                consumers.setdefault(tag[len(MARK_IN):], args[0])
-            outs = args[:1]
-        elif sub is not None and len(sub.invars) == len(args):
-            outs = _walk(sub, args, groups, consumers)
+        if sub is not None and len(sub.invars) == len(args) and not tag_of(eqn).startswith((MARK, MARK_IN)):
+            outs = walk(sub, args, step)
         else:
-            outs = [_follow(eqn, args, groups)] * len(eqn.outvars)
+            outs = step(eqn, args)
         for v, a in zip(eqn.outvars, outs, strict=True):
             label[v] = a
     return [get(v) for v in jaxpr.outvars]
+
+
+def tag_of(eqn) -> str:
+    """The name of a called function (a :func:`marked` identity's says whose input or output it is)."""
+    return str(eqn.params.get("name", ""))
+
+
+def _step(groups: _Groups, consumers: dict):
+    def step(eqn, args):
+        tag = tag_of(eqn)
+        if tag.startswith(MARK):
+            path = tag[len(MARK):]
+            groups.find(path)
+            return [groups.union([path, args[0] if _width(eqn.invars[0]) == _width(eqn.outvars[0]) else None])]
+        if tag.startswith(MARK_IN):
+            if args[0] is not None:
+                consumers.setdefault(tag[len(MARK_IN):], args[0])
+            return args[:1]
+        return [_follow(eqn, args, groups)] * len(eqn.outvars)
+
+    return step
 
 
 def coupled_groups(closed_jaxpr, params: list[str] | None = None) -> list[Group]:
@@ -184,7 +199,7 @@ def coupled_groups(closed_jaxpr, params: list[str] | None = None) -> list[Group]
     names = [PARAM + p for p in params or ()]
     for name in names:
         groups.find(name)
-    _walk(jaxpr, names + [None] * (len(jaxpr.invars) - len(names)), groups, consumers)
+    walk(jaxpr, names + [None] * (len(jaxpr.invars) - len(names)), _step(groups, consumers))
     found: dict[str, Group] = {}
     modules = [p for p in groups.parent if not p.startswith(PARAM)]  # in the order of their outputs in the pass
     for path in modules:
@@ -208,4 +223,4 @@ def key_path(path) -> str:
     return jax.tree_util.keystr(path, simple=True, separator="/").removesuffix("/value")
 
 
-__all__ = ["MARK", "MARK_IN", "PARAM", "Group", "coupled_groups", "key_path", "marked"]
+__all__ = ["MARK", "MARK_IN", "PARAM", "Group", "coupled_groups", "key_path", "marked", "tag_of", "walk"]

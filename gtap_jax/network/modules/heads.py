@@ -31,9 +31,7 @@ import math
 import os
 from typing import NamedTuple
 
-from jax.extend import core as jex_core
-
-from gtap_jax.network.modules.coupling import ELEMENTWISE, MARK, MARK_IN, REDUCTIONS, _sub_jaxpr
+from gtap_jax.network.modules.coupling import ELEMENTWISE, MARK, MARK_IN, REDUCTIONS, tag_of, walk
 
 
 class Attention(NamedTuple):
@@ -237,38 +235,26 @@ def _split_outputs(eqn, first):
     return [("F", first[1], first[2] + off) for off in offsets]
 
 
-def _walk(jaxpr, labels_in, tokens: _Tokens, head_outputs=frozenset()):
-    label = dict(zip(jaxpr.invars, labels_in, strict=True))
-
-    def get(v):
-        return None if isinstance(v, jex_core.Literal) else label.get(v)
-
-    for eqn in jaxpr.eqns:
-        args = [get(v) for v in eqn.invars]
-        tag = str(eqn.params.get("name", ""))
-        sub = _sub_jaxpr(eqn)
+def _step(tokens: _Tokens, head_outputs: frozenset):
+    def step(eqn, args):
+        tag = tag_of(eqn)
         if tag.startswith(MARK):
             module, shape = tag[len(MARK):], _shape(eqn.outvars[0])
-            keep = args[0] is not None and args[0][0] in ("H", "M")
             if module in head_outputs and len(shape) >= 2:
-                outs = [("H", tokens.new(_Split(module, 0, shape[-2], shape[-1], True)), len(shape) - 2)]
-            else:
-                outs = [args[0] if keep else ("F", module, 0)]
-        elif tag.startswith(MARK_IN):
+                return [("H", tokens.new(_Split(module, 0, shape[-2], shape[-1], True)), len(shape) - 2)]
+            keep = args[0] is not None and args[0][0] in ("H", "M")
+            return [args[0] if keep else ("F", module, 0)]
+        if tag.startswith(MARK_IN):
             arg, shape = args[0], _shape(eqn.invars[0])
             if arg is not None and (arg[0] == "M" or (arg[0] == "H" and arg[2] == len(shape) - 2
                                                        and shape[-1] == tokens.splits[arg[1]].dim)):
                 tokens.consumers.setdefault(tokens.find(arg[1]), []).append(tag[len(MARK_IN):])
-            outs = args[:1]
-        elif sub is not None and len(sub.invars) == len(args):
-            outs = _walk(sub, args, tokens, head_outputs)
-        elif eqn.primitive.name == "split":
-            outs = _split_outputs(eqn, args[0])
-        else:
-            outs = [_follow(eqn, args, tokens)] * len(eqn.outvars)
-        for v, a in zip(eqn.outvars, outs, strict=True):
-            label[v] = a
-    return [get(v) for v in jaxpr.outvars]
+            return args[:1]
+        if eqn.primitive.name == "split":
+            return _split_outputs(eqn, args[0])
+        return [_follow(eqn, args, tokens)] * len(eqn.outvars)
+
+    return step
 
 
 def traced_attentions(closed_jaxpr, head_outputs=frozenset(), has_kernel=None) -> list[Attention]:
@@ -279,7 +265,7 @@ def traced_attentions(closed_jaxpr, head_outputs=frozenset(), has_kernel=None) -
     not)."""
     tokens = _Tokens()
     jaxpr = closed_jaxpr.jaxpr
-    _walk(jaxpr, [None] * len(jaxpr.invars), tokens, frozenset(head_outputs))
+    walk(jaxpr, [None] * len(jaxpr.invars), _step(tokens, frozenset(head_outputs)))
     found = []
     for root in sorted({tokens.find(t) for t in range(len(tokens.splits))}):
         consumers = tuple(dict.fromkeys(c for t, cs in tokens.consumers.items() if tokens.find(t) == root for c in cs
