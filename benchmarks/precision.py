@@ -29,6 +29,7 @@ values: values spent, seconds, settled share.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import time
@@ -48,8 +49,12 @@ from gtap_jax.models import MODELS
 # the emotion tweets from a local copy: $GTAP_TEST_DATA/emotion (CONTRIBUTING.md), by default ../shared/data
 TWEETS = Path(os.environ.get("GTAP_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DATA = {"mnist": {}, "emotion": {"source": "path", "path": str(TWEETS / "emotion")}}
+# (model, data set, player layers, training epochs) of the four trained networks every part measures
+GAMES = (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
+         ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5))
 
 
+@functools.cache  # every part measures the same trained networks: trained once a run
 def trained_game(name, dataset, layers, epochs):
     ds = data.load(dataset, **DATA[dataset])
     model = MODELS[name](ds.num_classes)
@@ -184,8 +189,7 @@ def main():
         print("Variance per value, plain permutations over each candidate (summed over players / median player);"
               " median rho^2 of the paired Banzhaf flips with each control\n\n| game | players | antithetic |"
               " 2 shifts | 4 shifts | CV size: rho^2 | CV v(T): rho^2 | time |\n|" + "---|" * 8)
-        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
-                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+        for game in GAMES:
             variance_ratios(*game)
     if args.part in (None, 2):
         settled_share_by_cap()
@@ -194,8 +198,7 @@ def main():
               " the top-80 overlap of two independent estimates of each at equal values\n\n| game | players |"
               " paired / complementary | top-80 overlap, paired | top-80 overlap, complementary | time |\n|"
               + "---|" * 6)
-        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
-                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+        for game in GAMES:
             complementary_ratio(*game)
     if args.part in (None, 4):
         print("\nBanzhaf on games valued whole: the squared standard error of regression (d = 0.5) over Kernel"
@@ -203,15 +206,13 @@ def main():
               " pairs are more precise), and the top-80 overlap of two independent estimates of each\n\n| game |"
               " players | values | regression / Kernel Banzhaf | top-80 overlap, regression | top-80 overlap,"
               " Kernel Banzhaf | time |\n|" + "---|" * 7)
-        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
-                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+        for game in GAMES:
             pair_regression_ratio(*game)
     if args.part in (None, 5):
         print("\nThe Shapley pilot: permutations' variance per value over antithetic orders' (above 1: antithetic), on"
               " the pilot's orders for three keys and on 32x as many (the reference)\n\n| game | players |"
               " reference | pilot, 3 keys | chosen | pilot values | time |\n|" + "---|" * 7)
-        for game in (("lenet300", "mnist", ("fc1", "fc2"), 10), ("lenet300", "mnist", ("fc2",), 10),
-                     ("lenet5", "mnist", ("fc1", "fc2"), 5), ("text_mlp", "emotion", None, 5)):
+        for game in GAMES:
             pilot_choices(*game)
 
 

@@ -37,7 +37,7 @@ from gtap_jax.indices import (
     new_state,
 )
 from gtap_jax.indices.focus import FocusMoments
-from gtap_jax.indices.pilot import Pilot, pilot_evaluations, pilot_key, shapley_pilot
+from gtap_jax.indices.pilot import Pilot, pilot_decides, pilot_evaluations, pilot_key, shapley_pilot
 from gtap_jax.strategies import (
     STRATEGIES,
     AttributeFn,
@@ -149,7 +149,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
             estimator, _ = round_budget(index, num_players, cfg.evaluations, estimator=chosen, value_fn=value_fn)
         else:
             estimator = chosen or default_estimator(index, num_players, cfg.max_evaluations, value_fn)
-            if not chosen and index == "shapley" and options.pilot:
+            if pilot_decides(index, chosen, options.pilot):
                 if not piloted:  # the first round's (a resumed run reads it back); its values count in that round
                     piloted.append(_pilot(folder / f"game{game}_pilot.npz", key, value_fn, num_players, ctx))
                 spent, estimator = (piloted[0].num_evaluations if i == 0 else 0), piloted[0].estimator
@@ -258,7 +258,7 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
 
         def dry(key, value_fn, num_players, cutoffs=(), spent=spent, game=game):
             if not cfg.evaluations:  # settled mode: a round spends at most its cap (the first, a Shapley pilot too)
-                piloted = not spent and index == "shapley" and not cfg.estimators.get(index)
+                piloted = not spent and pilot_decides(index, cfg.estimators.get(index))
                 spent.append(cfg.max_evaluations + (pilot_evaluations(num_players) if piloted else 0))
                 return Scores(np.zeros(num_players), np.zeros(num_players), cfg.max_evaluations)
             _, budget = round_budget(index, num_players, cfg.evaluations, estimator=cfg.estimators.get(index) or None,

@@ -78,9 +78,14 @@ def _size(name: str, num_players: int) -> int:
     return (num_players + 1) * (2 if name == "antithetic" else 1)
 
 
+def pilot_decides(index: str, estimator: str | None, enabled: bool = True) -> bool:
+    """Whether a settled round's estimator is the pilot's: a Shapley round given no estimator, with the pilot on."""
+    return enabled and index == "shapley" and not estimator
+
+
 def pilot_key(key: PRNGKey) -> PRNGKey:
     """The pilot's key from a round's: its own stream, apart from the round's draws."""
     return jax.random.fold_in(key, 0x9170)
 
 
-__all__ = ["CANDIDATES", "PILOT_VALUES", "Pilot", "pilot_evaluations", "pilot_key", "shapley_pilot"]
+__all__ = ["CANDIDATES", "PILOT_VALUES", "Pilot", "pilot_decides", "pilot_evaluations", "pilot_key", "shapley_pilot"]

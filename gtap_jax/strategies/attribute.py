@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gtap_jax.engine import Plan, make_plan
 from gtap_jax.indices import default_estimator, draw_size, estimate, exact, resolve_d
-from gtap_jax.indices.pilot import Pilot, pilot_key, shapley_pilot
+from gtap_jax.indices.pilot import Pilot, pilot_decides, pilot_key, shapley_pilot
 from gtap_jax.registry import renamed
 from gtap_jax.strategies.scores import AttributeFn, Scores
 from gtap_jax.strategies.settle import RoundSpec, Settle, scores_at, settle_round, z_value
@@ -89,7 +89,7 @@ def by_estimate(
         if evaluations is None:
             chosen = estimator or default_estimator(index, num_players, settle.max_evaluations, value_fn)
             spent = 0
-            if estimator is None and index == "shapley" and settle.pilot:
+            if pilot_decides(index, estimator, settle.pilot):
                 if not piloted:
                     piloted.append(shapley_pilot(pilot_key(key), value_fn, num_players, plan=decided[0]))
                     spent = piloted[0].num_evaluations

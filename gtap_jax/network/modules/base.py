@@ -97,9 +97,11 @@ class ModuleNetwork(abc.ABC):
     def attentions(self, example) -> list[heads.Attention]:
         """The attentions whose heads the traced pass shows (:mod:`gtap_jax.network.modules.heads`), whatever their
         class; ``"<owner>:heads"`` names one's heads as players."""
-        head_outputs = {path for path, axes in self._kernel_axes().items() if len(axes) == 4 and axes[3] is not None}
-        return heads.traced_attentions(self._traced(example)[0], head_outputs,
-                                       lambda path: self._variable(path, "kernel") is not None)
+        if "_attentions_cache" not in vars(self):  # from the one trace: found once per network
+            head_outputs = {p for p, axes in self._kernel_axes().items() if len(axes) == 4 and axes[3] is not None}
+            self._attentions_cache = heads.traced_attentions(self._traced(example)[0], head_outputs,
+                                                             lambda path: self._variable(path, "kernel") is not None)
+        return self._attentions_cache
 
     def _grouping(self, layers: Sequence[str], x) -> Grouping | None:
         """The coupled groups and traced heads that ``layers`` name (traced once on ``x``), or None."""
