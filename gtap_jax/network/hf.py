@@ -14,7 +14,7 @@ model's own (``"bert/encoder/layer/0/attention/self"``), and that maps the input
 
 Token ids ``[batch, length]`` get an attention mask (``ids != pad_id``, or all ones without ``pad_id``),
 token types 0 and positions ``0..length-1``; images go in as ``[batch, height, width, channels]``, the
-layout the Flax modules take. Nothing of ``transformers`` is imported here: any module whose ``__call__``
+layout the Flax modules take. This module imports nothing of ``transformers``: any module whose ``__call__``
 takes ``input_ids`` or ``pixel_values`` and returns an object with ``logits`` works.
 """
 

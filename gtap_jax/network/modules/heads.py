@@ -5,7 +5,7 @@ An attention module splits a projection's output features into heads (a reshape 
 weights with values head by head (``dot_general`` batched over the head axis), and merges the heads
 back (a reshape to ``[..., heads * head_dim]``) into the input of an output projection. The same
 jaxpr that :mod:`gtap_jax.network.modules.coupling` reads (every leaf module's input and output named)
-is followed here:
+is followed by this module:
 
 - a module's output carries its features (``(module, offset)``: a slice or split along the feature
   axis, as GPT-2's one ``c_attn`` for queries, keys and values, shifts the offset);
