@@ -54,6 +54,22 @@ def test_chains_equal_the_batched_pass(name, layers, masked_value, metric):
     np.testing.assert_allclose(np.asarray(evaluate_stars(fn, stars)), batched, rtol=1e-5, atol=1e-5)
 
 
+def test_a_built_in_game_runs_its_prefix_once(monkeypatch):
+    """The masked pass and the chains of a built-in model's game share the activations before the first player layer
+    (the prefix runs once per game, not once for each)."""
+    model_class = type(MODELS["lenet5"](CLASSES))
+    apply, prefixes = model_class.apply, []
+
+    def counting(self, *args, **kwargs):
+        if kwargs.get("stop") is not None:
+            prefixes.append(kwargs["stop"])
+        return apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "apply", counting)
+    fn, _ = _game("lenet5", ["conv2", "fc1"])
+    assert isinstance(fn, ChainValueFn) and len(prefixes) == 1
+
+
 def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(mesh, one_device):
     fn, layout = _game("lenet300", ["fc1", "fc2"], metric="neg_loss")
     p = layout.num_players

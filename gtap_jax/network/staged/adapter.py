@@ -42,6 +42,7 @@ class StagedNetwork:
 
     def __init__(self, model: StagedModel, params: PyTree | None = None):
         self.model, self._params = model, params
+        self._last_prefix = None  # (x, stop, activations): a game's masked pass and its chains share one prefix
 
     @property
     def params(self) -> PyTree:
@@ -69,7 +70,7 @@ class StagedNetwork:
                 return model.apply(suffix_variables, jax.lax.optimization_barrier(x), masks=masks, fills=fills)
 
             return forward
-        prefix = cast_floats(jax.jit(lambda v, x: model.apply(v, x, stop=first + 1))(variables, x), dtype)
+        prefix = cast_floats(self._prefix(x, first + 1), dtype)
 
         def forward(masks, fills):
             masks = dict(masks)
@@ -77,6 +78,14 @@ class StagedNetwork:
             return model.apply(suffix_variables, h, masks=masks, fills=fills, start=first + 1)
 
         return forward
+
+    def _prefix(self, x: jax.Array, stop: int) -> jax.Array:
+        """The float32 activations of the stages before ``stop`` on ``x``, computed once for the last ``x`` asked."""
+        last = self._last_prefix
+        if last is None or last[0] is not x or last[1] != stop:
+            out = jax.jit(lambda v, x: self.model.apply(v, x, stop=stop))({"params": self._params}, x)
+            self._last_prefix = last = (x, stop, out)
+        return last[2]
 
     def chain_fn(self, layout, x, reduce, *, dtype="float32"):
         """Values of chains of coalitions, each one player away from the one before (or stars), or None.
@@ -99,7 +108,7 @@ class StagedNetwork:
         if spec.consumer not in names:
             return None
         start = names.index(first)
-        prefix = jax.jit(lambda v, x: model.apply(v, x, stop=start + 1))(variables, jnp.asarray(x))
+        prefix = self._prefix(jnp.asarray(x), start + 1)
 
         def run(h, masks, fills):
             masks = dict(masks)
