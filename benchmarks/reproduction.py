@@ -9,7 +9,8 @@
 resumes), with the tweet configs on the local CSVs under ``--text-data`` (``DATA/emotion``,
 ``DATA/twitter_financial_news_topic``; without it they load from Hugging Face). ``--layerwise``
 adds a ``game.layerwise=True`` run per config and seed (the baselines' per-layer
-allocation for GTAP too). ``report`` reads every ``results.json`` and writes, per config
+allocation for GTAP too); ``--variant verdict`` runs the configs' ``verdict`` variant (runs
+``<config>-s<seed>-verdict``). ``report`` reads every ``results.json`` and writes, per config
 and retrain mode, test accuracy mean +- std over seeds for every method and size, with
 the mean parameters and FLOPs (and latency, where measured) of the pruned networks, a
 paired comparison across seeds of every GTAP method with the best baseline, and plots per
@@ -52,13 +53,16 @@ VIEWS = {  # run name suffix -> what its runs are
     "layerwise": "layer-wise game",
     "proportional": "joint game, 2026-12-02 config: baselines proportional only, d = 0.95 fixed after a test read;"
                     " superseded",
+    "verdict": "joint game, the config's `verdict` variant: budgets of parameters, every allocation, choices on the"
+               " selection set, fine-tuning",
 }
 PAPER = ["lenet300_mnist", "lenet5_mnist", "mlp_emotion", "mlp_twitter_topic"]  # the default of ``run``
 
 
 def _command(config: str, seed: int, workdir: Path, text_data: Path | None, layerwise: bool,
-             overrides: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "gtap_jax.prune", f"--config=gtap_jax/configs/{config}.py",
+             overrides: list[str], variant: str = "") -> list[str]:
+    variant = f":{variant}" if variant else ""
+    cmd = [sys.executable, "-m", "gtap_jax.prune", f"--config=gtap_jax/configs/{config}.py{variant}",
            f"--config.seed={seed}", "--config.progress=False", f"--workdir={workdir}"]
     if CONFIGS[config] is not None and text_data is not None:
         cmd += ["--config.data.source=path", f"--config.data.path={text_data / CONFIGS[config]}"]
@@ -72,9 +76,10 @@ def run(args) -> None:
     for config in args.configs:
         for seed in args.seeds:
             for layerwise in (False, True) if args.layerwise else (False,):
-                name = f"{config}-s{seed}" + ("-layerwise" if layerwise else "")
+                suffix = args.suffix or args.variant
+                name = f"{config}-s{seed}" + ("-layerwise" if layerwise else "") + (f"-{suffix}" * bool(suffix))
                 jobs.append((name, _command(config, seed, args.out / name, args.text_data, layerwise,
-                                           args.set)))
+                                           args.set, args.variant)))
     args.out.mkdir(parents=True, exist_ok=True)
 
     def start(job):
@@ -332,6 +337,10 @@ def main():
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--layerwise", action="store_true")
+    r.add_argument("--variant", default="", help="a config variant (`config.py:VARIANT`), e.g. verdict; it names the"
+                   " runs <config>-s<seed>-VARIANT")
+    r.add_argument("--suffix", default="", help="names the runs <config>-s<seed>-SUFFIX instead (a view of its own"
+                   " in the report), e.g. for a variant run with other --set overrides")
     r.add_argument("--text-data", type=Path, default=None, help="a folder holding emotion/ and"
                    " twitter_financial_news_topic/ with the tweet CSVs (default: the configs' Hugging Face source)")
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

@@ -288,6 +288,19 @@ def test_model_options_reach_the_model_or_are_an_error(tmp_path):
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+@pytest.mark.parametrize("name", ["lenet300_mnist", "lenet5_mnist", "mlp_emotion", "mlp_twitter_topic"])
+def test_verdict_variants_choose_on_a_selection_set(name):
+    """Each MNIST and tweet config's ``verdict`` variant validates and keeps the verdict protocol: a selection set
+    beside the game's examples, budgets of parameters, every allocation, only the selected pair retrained."""
+    c = importlib.import_module(f"gtap_jax.configs.{name}").get_config("verdict")
+    experiment.validate(c)
+    assert c.game.selection_examples > 0 and c.game.eval_examples > 0 and c.retrain.selected_only
+    assert c.target_unit == "params" and set(c.allocations) == {"proportional", "global", "cost"}
+    assert {"gate", "loo"} <= set(c.baselines) and "finetune" in c.retrain.modes
+    with pytest.raises(ValueError, match="use '', 'verdict' or 'smoke'"):
+        importlib.import_module(f"gtap_jax.configs.{name}").get_config("verdicts")
+
+
 def test_a_renamed_field_names_its_new_name():
     config = _config("lenet300_mnist")
     config.unlock()

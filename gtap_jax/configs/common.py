@@ -140,10 +140,44 @@ def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
         c.data.options = {"vocab_size": 1000}
         # a dense MLP like LeNet-300-100, whose smoke run covers wgmp and the lottery ticket on dense layers
         c.baselines = ("wmp", "random")
+    elif arg == "verdict":  # 500 validation tweets for the game, 500 for the selection set
+        dense_verdict(c, targets=(0.5, 0.3, 0.2, 0.1), eval_examples=500, selection_examples=500)
+        c.gtap.max_evaluations = 1 << 17  # fc1 feeds a Dense layer: draws valued incrementally (lenet300_mnist)
+        c.gtap.focus = False
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
+        raise ValueError(f"unknown variant {arg!r}; use '', 'verdict' or 'smoke'")
     c.lock()
     return c
+
+
+def verdict(c: ml_collections.ConfigDict, *, targets: tuple[float, ...], modes: tuple[str, ...],
+            eval_examples: int = 256, selection_examples: int = 244) -> None:
+    """The protocol of a config whose rows are verdicts (docs/method.md, "Choices and verdicts"): the game plays on
+    the first ``eval_examples`` validation examples (by default 256 of MNIST's 500), a selection set of the last
+    ``selection_examples`` (the other 244) chooses the reported GTAP variant and baseline per regime and target,
+    the test set only scores the two. Targets are ``targets`` shares of the parameters; every score-based method
+    runs under the proportional, global and cost allocations; GTAP runs ``top_n`` and iterated pruning (iterated
+    building, which can empty a layer, is left out); ``modes`` retrain only the selected pair (fine-tuning: one
+    epoch from the kept weights)."""
+    c.game.eval_examples = eval_examples
+    c.game.selection_examples = selection_examples
+    c.gtap.strategies = ("top_n", "iterated_pruning")
+    c.allocations = ("proportional", "global", "cost")
+    c.target_unit = "params"
+    c.targets = targets
+    c.retrain.modes = modes
+    c.retrain.finetune_epochs = 1
+    c.retrain.selected_only = True
+
+
+def dense_verdict(c: ml_collections.ConfigDict, *, targets: tuple[float, ...], **examples) -> None:
+    """:func:`verdict` for the MNIST and tweet configs (LeNet-300-100, LeNet5, the text MLPs), retrained after
+    pruning as well: candidates Shapley, Banzhaf (d = 0.5, what the bands' rule picks on LeNet-300-100) and beta_d
+    at d = 0.8 and 0.95; baselines weight magnitude, weight x gradient, the gate, leave-one-out, random units and
+    the lottery ticket."""
+    c.gtap.indices = ("shapley", "banzhaf", "beta_0.8", "beta_0.95")
+    c.baselines = ("wmp", "wgmp", "gate", "loo", "random", "lottery")
+    verdict(c, targets=targets, modes=("none", "finetune", "scratch"), **examples)
 
 
 def one_shot_config(model: str, arg: str | None, *, epochs: int, baselines: tuple[str, ...],
@@ -168,20 +202,12 @@ def one_shot_config(model: str, arg: str | None, *, epochs: int, baselines: tupl
     c.game.layers = MODELS[model](10, **c.model.options).groups()
     c.game.masked_value = "zero"
     c.train.epochs = epochs
-    c.game.eval_examples = 256
-    c.game.selection_examples = 244  # the rest of MNIST's 500 validation images
     c.bands.num_samples = 64
-    c.gtap.strategies = ("top_n", "iterated_pruning")
     c.gtap.indices = ("banzhaf", "beta_0.8", "beta_0.9", "beta_0.95")  # candidates; the selection set chooses
     c.gtap.max_evaluations = 2048
     c.baselines = baselines
-    c.allocations = ("proportional", "global", "cost")
-    c.target_unit = "params"
-    c.targets = (0.9, 0.8, 0.7)  # shares of the parameters: one-shot pruning of nets this small
-    c.retrain.modes = ("none", "finetune")
-    c.retrain.finetune_epochs = 1
+    verdict(c, targets=(0.9, 0.8, 0.7), modes=("none", "finetune"))  # one-shot pruning of nets this small
     c.retrain.seeds = 1
-    c.retrain.selected_only = True
     c.latency = True
     if arg == "smoke":  # one allocation, no fine-tuning: vit_mnist's smoke covers the rest
         smoke(c)

@@ -5,7 +5,8 @@ Command (offline, the embedded 5,000-image MNIST subset):
     python -m gtap_jax.prune --config gtap_jax/configs/lenet300_mnist.py --workdir runs/lenet300
 
 Runtime on 2 CPU cores: about 6.5 minutes (measured 6 min 27 s, 2026-12-05, with complementary stars for
-Banzhaf); ``:smoke`` under a minute. Full MNIST:
+Banzhaf); ``:smoke`` under a minute; ``:verdict`` (budgets of parameters, every allocation, choices on a
+selection set, fine-tuning: ``common.dense_verdict``) about 3 minutes (178-203 s, 2026-12-05). Full MNIST:
 ``--config.data.source=tfds`` (online once) or ``--config.data.source=path --config.data.path=DIR``.
 """
 
@@ -25,7 +26,9 @@ def get_config(arg=None):
     if arg == "smoke":
         common.smoke(c)
         c.gtap.indices = ("shapley", "beta")  # the CLI smoke test runs every strategy with both kinds of index
+    elif arg == "verdict":
+        common.dense_verdict(c, targets=(0.5, 0.3, 0.2, 0.1, 0.05))
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
+        raise ValueError(f"unknown variant {arg!r}; use '', 'verdict' or 'smoke'")
     c.lock()
     return c

@@ -27,7 +27,9 @@ def get_config(arg=None):
     if arg == "smoke":
         common.smoke(c)
         c.game.layers = ("fc1", "fc2")  # a conv suffix per coalition compiles too slowly for a smoke run
+    elif arg == "verdict":
+        common.dense_verdict(c, targets=(0.5, 0.3, 0.2, 0.1, 0.05))
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'")
+        raise ValueError(f"unknown variant {arg!r}; use '', 'verdict' or 'smoke'")
     c.lock()
     return c
