@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gtap_jax.experiment.report import plot_curves
+from gtap_jax.experiment.report import plot_curves, select
 
 CONFIGS = {  # config -> the tweet folder it reads under --text-data (None: MNIST, embedded)
     "lenet300_mnist": None,
@@ -126,6 +126,38 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
+def _per_network(rows: list[dict]) -> dict:
+    """``{(regime, target, method): row}`` with the row's accuracy the mean over its retraining seeds."""
+    grouped = defaultdict(list)
+    for r in rows:
+        grouped[(r["retrain"], _target(r), r["method"])].append(r)
+    return {k: {**v[0], "accuracy": float(np.mean([r["accuracy"] for r in v]))} for k, v in grouped.items()}
+
+
+def merged(runs: dict, views: list[str]) -> dict:
+    """Runs of one config and seed under several ``views`` (e.g. zero and mean fills) as one run per seed, in which
+    the selection chooses among the variants of every view: each row's method is named ``method [view]``, and
+    the GTAP variant and baseline of highest selection accuracy per regime and target are chosen over all of
+    them (the test set unread, as within a run). Returns ``{(config, "view+view"): [(seed, result)]}``."""
+    out = {}
+    for config in sorted({c for c, _ in runs}):
+        by_seed = defaultdict(dict)
+        for view in views:
+            for seed, res in runs.get((config, view), []):
+                if "selection" in res:
+                    by_seed[seed][view] = res
+        seeds = sorted(s for s, found in by_seed.items() if len(found) == len(views))
+        if not seeds:
+            continue
+        out[(config, "+".join(views))] = found = []
+        for seed in seeds:
+            rows = [{**r, "method": f"{r['method']} [{view}]"} for view in views for r in by_seed[seed][view]["rows"]]
+            keys = ("method", "family", "retrain", "target", "selection_accuracy")
+            choices = select([{k: r[k] for k in keys} for r in rows if r.get("selection_accuracy") is not None])
+            found.append((seed, {"rows": rows, "selection": {"choices": choices}}))
+    return out
+
+
 def _verdicts(runs: dict) -> list[str]:
     """The verdict table: per config, regime and target, the GTAP variant and the baseline that each run's selection
     set chose, compared on the test set seed by seed (paired t-test, Holm over every cell of the table)."""
@@ -135,7 +167,7 @@ def _verdicts(runs: dict) -> list[str]:
         for seed, res in found:
             if "selection" not in res:
                 continue
-            rows = {(r["retrain"], _target(r), r["method"]): r for r in res["rows"] if r.get("seed") in (None, 0)}
+            rows = _per_network(res["rows"])
             for c in res["selection"]["choices"]:
                 pair = [rows.get((c["retrain"], c["target"], c[f])) for f in ("gtap", "baseline")]
                 if all(pair):
@@ -274,7 +306,11 @@ def report(args) -> None:
         config, rest = name.split("-s", 1)
         seed, _, view = rest.partition("-")
         runs[(config, view or "joint")].append((int(seed), json.loads(path.read_text())))
-    lines = _verdicts(runs)
+    judged = dict(runs)
+    for spec in args.merge:  # each merged view is judged in place of the views it merges
+        views = spec.split("+")
+        judged = {k: v for k, v in judged.items() if k[1] not in views} | merged(runs, views)
+    lines = _verdicts(judged)
     for (config, view), found in sorted(runs.items()):
         seeds = sorted(s for s, _ in found)
         rows = [{**r, "run_seed": seed} for seed, res in found for r in res["rows"]]
@@ -349,6 +385,9 @@ def main():
     p.add_argument("--out", type=Path, nargs="+", required=True, help="run folders, or folders of results.json"
                    " copies named <config>-s<seed>[-layerwise].json")
     p.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
+    p.add_argument("--merge", nargs="*", default=[], metavar="VIEW+VIEW",
+                   help="views whose runs (one per config and seed) the verdicts judge as one: the selection set"
+                        " chooses among the variants of all of them, e.g. verdict+verdict-mean")
     args = parser.parse_args()
     run(args) if args.what == "run" else report(args)
 

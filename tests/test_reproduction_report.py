@@ -81,3 +81,36 @@ def test_verdicts_compare_the_selected_variants_with_holm(reproduction):
     # Holm over the two cells of the table
     holm = min(1.0, 2 * p) if p < other else max(min(1.0, 2 * other), p)
     assert float(cells[11]) == pytest.approx(holm, abs=1e-3)
+
+
+def test_merged_views_choose_across_them_on_the_selection_set_only(reproduction):
+    def run(gtap_sel, gtap_test, base_sel, base_test):
+        rows = [{"method": "top_n/banzhaf@cost", "family": "gtap", "retrain": "none", "target": 0.5, "seed": None,
+                 "accuracy": gtap_test, "selection_accuracy": gtap_sel, "params": 50, "flops": 1e3, "neurons": 5},
+                {"method": "wmp@cost", "family": "baseline", "retrain": "none", "target": 0.5, "seed": None,
+                 "accuracy": base_test, "selection_accuracy": base_sel, "params": 50, "flops": 1e3, "neurons": 5}]
+        return {"rows": rows, "selection": {"rule": "", "choices": []}}
+
+    runs = {("lenet300_mnist", "zero"): [(0, run(0.7, 0.99, 0.8, 0.5)), (1, run(0.7, 0.6, 0.8, 0.8))],
+            ("lenet300_mnist", "mean"): [(0, run(0.9, 0.1, 0.6, 0.9)), (1, run(0.6, 0.9, 0.9, 0.7))],
+            ("vit_mnist", "zero"): [(0, run(0.5, 0.5, 0.5, 0.5))]}  # no mean-fill run: nothing merged
+    out = reproduction.merged(runs, ["zero", "mean"])
+    assert list(out) == [("lenet300_mnist", "zero+mean")]
+    choices = {seed: res["selection"]["choices"][0] for seed, res in out[("lenet300_mnist", "zero+mean")]}
+    # the higher selection accuracy wins in each family, whatever the test accuracy
+    assert (choices[0]["gtap"], choices[0]["baseline"]) == ("top_n/banzhaf@cost [mean]", "wmp@cost [zero]")
+    assert (choices[1]["gtap"], choices[1]["baseline"]) == ("top_n/banzhaf@cost [zero]", "wmp@cost [mean]")
+    line = next(x for x in reproduction._verdicts(out) if x.startswith("| lenet300_mnist"))
+    diff = np.array([0.1 - 0.5, 0.6 - 0.7])
+    assert [c.strip() for c in line.split("|")][8].startswith(f"{diff.mean():+.3f}")
+
+
+def test_verdicts_average_the_retraining_seeds(reproduction):
+    rows = [{"method": m, "family": f, "retrain": "scratch", "target": 0.5, "seed": k, "accuracy": a,
+             "params": 50, "flops": 1e3, "neurons": 5}
+            for m, f, accs in (("top_n/shapley@cost", "gtap", (0.8, 0.6)), ("wmp@cost", "baseline", (0.5, 0.5)))
+            for k, a in enumerate(accs)]
+    choice = {"retrain": "scratch", "target": 0.5, "gtap": "top_n/shapley@cost", "baseline": "wmp@cost"}
+    runs = {("lenet300_mnist", "joint"): [(s, {"rows": rows, "selection": {"choices": [choice]}}) for s in (0, 1)]}
+    line = next(x for x in reproduction._verdicts(runs) if x.startswith("| lenet300_mnist"))
+    assert [c.strip() for c in line.split("|")][8].startswith("+0.200")
