@@ -158,6 +158,17 @@ def merged(runs: dict, views: list[str]) -> dict:
     return out
 
 
+def judged(runs: dict, merges: list[str]) -> dict:
+    """The runs the verdicts judge: each ``"A+B"`` of ``merges`` replaces, for every config that has both views, its
+    runs under A and under B by their :func:`merged` view; a config with only one of them keeps it."""
+    out = dict(runs)
+    for spec in merges:
+        views = spec.split("+")
+        joined = merged(runs, views)
+        out = {k: v for k, v in out.items() if (k[0], spec) not in joined or k[1] not in views} | joined
+    return out
+
+
 def _verdicts(runs: dict) -> list[str]:
     """The verdict table: per config, regime and target, the GTAP variant and the baseline that each run's selection
     set chose, compared on the test set seed by seed (paired t-test, Holm over every cell of the table)."""
@@ -306,11 +317,7 @@ def report(args) -> None:
         config, rest = name.split("-s", 1)
         seed, _, view = rest.partition("-")
         runs[(config, view or "joint")].append((int(seed), json.loads(path.read_text())))
-    judged = dict(runs)
-    for spec in args.merge:  # each merged view is judged in place of the views it merges
-        views = spec.split("+")
-        judged = {k: v for k, v in judged.items() if k[1] not in views} | merged(runs, views)
-    lines = _verdicts(judged)
+    lines = _verdicts(judged(runs, args.merge))
     for (config, view), found in sorted(runs.items()):
         seeds = sorted(s for s, _ in found)
         rows = [{**r, "run_seed": seed} for seed, res in found for r in res["rows"]]

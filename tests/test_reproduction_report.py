@@ -96,6 +96,7 @@ def test_merged_views_choose_across_them_on_the_selection_set_only(reproduction)
             ("vit_mnist", "zero"): [(0, run(0.5, 0.5, 0.5, 0.5))]}  # no mean-fill run: nothing merged
     out = reproduction.merged(runs, ["zero", "mean"])
     assert list(out) == [("lenet300_mnist", "zero+mean")]
+    assert sorted(reproduction.judged(runs, ["zero+mean"])) == [("lenet300_mnist", "zero+mean"), ("vit_mnist", "zero")]
     choices = {seed: res["selection"]["choices"][0] for seed, res in out[("lenet300_mnist", "zero+mean")]}
     # the higher selection accuracy wins in each family, whatever the test accuracy
     assert (choices[0]["gtap"], choices[0]["baseline"]) == ("top_n/banzhaf@cost [mean]", "wmp@cost [zero]")
