@@ -172,6 +172,12 @@ def judged(runs: dict, merges: list[str]) -> dict:
 def _verdicts(runs: dict) -> list[str]:
     """The verdict table: per config, regime and target, the GTAP variant and the baseline that each run's selection
     set chose, compared on the test set seed by seed (paired t-test, Holm over every cell of the table)."""
+    return _verdict_lines(_verdict_cells(runs))
+
+
+def _verdict_cells(runs: dict) -> list[dict]:
+    """One dict per config, view, regime and target: the selected pairs seed by seed, their differences, p, Holm's
+    adjusted p (over every cell) and the verdict."""
     cells = []
     for (config, view), found in sorted(runs.items()):
         chosen = defaultdict(dict)  # (regime, target) -> seed -> (gtap row, baseline row)
@@ -194,9 +200,15 @@ def _verdicts(runs: dict) -> list[str]:
             cells.append({"config": config, "view": view, "regime": regime, "target": target, "n": n, "diff": diff,
                           "half": half, "p": p, "gtap": [by_seed[k][0] for k in seeds],
                           "baseline": [by_seed[k][1] for k in seeds]})
+    for c, adj in zip(cells, holm([c["p"] for c in cells]), strict=True):
+        c["holm"] = adj
+        c["verdict"] = ("GTAP ahead" if c["diff"].mean() > 0 else "GTAP behind") if adj < 0.05 else "level"
+    return cells
+
+
+def _verdict_lines(cells: list[dict]) -> list[str]:
     if not cells:
         return []
-    adjusted = holm([c["p"] for c in cells])
     lines = ["## Verdicts: selected GTAP against the selected baseline", "",
              "In each run the selection set (validation images the game never sees) chose the GTAP variant and the"
              " baseline variant (scores and allocation) of highest accuracy, per regime and target; the test set"
@@ -219,16 +231,55 @@ def _verdicts(runs: dict) -> list[str]:
         return (f"{np.mean([r['accuracy'] for r in rows]):.3f} / {np.mean([r['params'] for r in rows]):,.0f} / "
                 f"{np.mean([r['flops'] for r in rows]) / 1e6:.2f}")
 
-    for c, adj in zip(cells, adjusted, strict=True):
-        if np.isfinite(adj) and adj < 0.05:
-            verdict = "GTAP ahead" if c["diff"].mean() > 0 else "GTAP behind"
-        else:
-            verdict = "level"
+    for c in cells:
         lines.append(f"| {c['config']} | {c['regime']} | {c['target']} | {summary(c['gtap'])} |"
                      f" {summary(c['baseline'])} | {size(c['gtap'])} | {size(c['baseline'])} |"
                      f" {c['diff'].mean():+.3f} +- {c['half']:.3f} | {int((c['diff'] > 0).sum())}/{c['n']} |"
-                     f" {c['p']:.3f} | {adj:.3f} | {verdict} |")
+                     f" {c['p']:.3f} | {c['holm']:.3f} | {c['verdict']} |")
     return lines + [""]
+
+
+def _sizes(cell: dict | None) -> str:
+    """A verdict cell's mean parameters and MFLOPs, GTAP's / the baseline's."""
+    if cell is None:
+        return ""
+    params, flops = ([np.mean([r[k] for r in cell[f]]) for f in ("gtap", "baseline")] for k in ("params", "flops"))
+    return f"{params[0]:,.0f} / {params[1]:,.0f} parameters, {flops[0] / 1e6:.2f} / {flops[1] / 1e6:.2f} MFLOPs"
+
+
+def readme_tables(cells: list[dict]) -> list[str]:
+    """The verdicts in brief, one table per set of targets: per config (and view) a row of sizes (mean parameters
+    and MFLOPs, GTAP's / the baseline's) and a row per regime: the verdict, GTAP minus the baseline (their mean
+    test accuracies), the seeds where GTAP is ahead and Holm's p (cells with one seed: no p, no verdict)."""
+    groups = defaultdict(lambda: defaultdict(dict))  # targets -> (config, view) -> (regime, target) -> cell
+    for c in cells:
+        groups[None][(c["config"], c["view"])][(c["regime"], c["target"])] = c
+    by_targets = defaultdict(dict)
+    for key, found in groups[None].items():
+        by_targets[tuple(sorted({t for _, t in found}, reverse=True))][key] = found
+    lines = []
+    for targets, configs in by_targets.items():
+        lines += ["| config (view), seeds | regime | " + " | ".join(f"{t:g} of the parameters" for t in targets) + " |",
+                  "|---|---|" + "---|" * len(targets)]
+        for (config, view), found in sorted(configs.items()):
+            n = max(c["n"] for c in found.values())
+            regimes = list(dict.fromkeys(r for r, _ in found))
+            lines.append(f"| {config} ({view}), {n} seed{'s' * (n > 1)} | sizes (GTAP / baseline) | "
+                         + " | ".join(_sizes(found.get((regimes[0], t))) for t in targets) + " |")
+            for regime in regimes:
+                row = []
+                for t in targets:
+                    c = found.get((regime, t))
+                    if c is None:
+                        row.append("")
+                        continue
+                    g, b = (np.mean([r["accuracy"] for r in c[f]]) for f in ("gtap", "baseline"))
+                    holm_p = f", Holm p = {c['holm']:.2g}" if np.isfinite(c["holm"]) else ""
+                    row.append(f"{c['verdict'] if np.isfinite(c['holm']) else 'one seed'}: {c['diff'].mean():+.3f}"
+                               f" ({g:.3f} against {b:.3f}; {int((c['diff'] > 0).sum())}/{c['n']} ahead{holm_p})")
+                lines.append(f"| | {regime} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
 
 
 def _mean_std(values: list[float]) -> str:
@@ -317,7 +368,14 @@ def report(args) -> None:
         config, rest = name.split("-s", 1)
         seed, _, view = rest.partition("-")
         runs[(config, view or "joint")].append((int(seed), json.loads(path.read_text())))
-    lines = _verdicts(judged(runs, args.merge))
+    cells = _verdict_cells(judged(runs, args.merge))
+    lines = _verdict_lines(cells)
+    if args.readme:  # the README's verdict tables, between its markers
+        text = args.readme.read_text()
+        start, end = "<!-- verdicts from benchmarks/reproduction.py report -->", "<!-- end of the verdicts -->"
+        head, rest = text.split(start)
+        args.readme.write_text(head + start + "\n\n" + "\n".join(readme_tables(cells)) + "\n" + end
+                               + rest.split(end)[1])
     for (config, view), found in sorted(runs.items()):
         seeds = sorted(s for s, _ in found)
         rows = [{**r, "run_seed": seed} for seed, res in found for r in res["rows"]]
@@ -392,6 +450,8 @@ def main():
     p.add_argument("--out", type=Path, nargs="+", required=True, help="run folders, or folders of results.json"
                    " copies named <config>-s<seed>[-layerwise].json")
     p.add_argument("--doc", type=Path, default=Path("docs/reproduction.md"))
+    p.add_argument("--readme", type=Path, default=None, help="a file (README.md) whose verdict tables, between"
+                   " its markers, are rewritten")
     p.add_argument("--merge", nargs="*", default=[], metavar="VIEW+VIEW",
                    help="views whose runs (one per config and seed) the verdicts judge as one: the selection set"
                         " chooses among the variants of all of them, e.g. verdict+verdict-mean")

@@ -115,3 +115,18 @@ def test_verdicts_average_the_retraining_seeds(reproduction):
     runs = {("lenet300_mnist", "joint"): [(s, {"rows": rows, "selection": {"choices": [choice]}}) for s in (0, 1)]}
     line = next(x for x in reproduction._verdicts(runs) if x.startswith("| lenet300_mnist"))
     assert [c.strip() for c in line.split("|")][8].startswith("+0.200")
+
+
+def test_readme_tables_give_each_set_of_targets_a_table_and_no_verdict_on_one_seed(reproduction):
+    vit = [(0.8, 0.7), (0.82, 0.7), (0.79, 0.72)]
+    runs = {("vit_mnist", "joint"): [_result(s, g, b) for s, (g, b) in enumerate(vit)],
+            ("resnet_mnist", "joint"): [_result(0, 0.5, 0.6)]}
+    cells = reproduction._verdict_cells(runs)
+    table = reproduction.readme_tables(cells)
+    assert table[0].startswith("| config (view), seeds | regime | 0.8 of the parameters |")
+    resnet = table[table.index("| resnet_mnist (joint), 1 seed | sizes (GTAP / baseline) | 800 / 790 parameters,"
+                               " 1.00 / 1.00 MFLOPs |") + 1]
+    assert resnet == "| | none | one seed: -0.100 (0.500 against 0.600; 0/1 ahead) |"
+    vit = next(line for line in table if line.startswith("| | none |") and "3 ahead" in line)
+    # the only p of the family: Holm leaves it as it is
+    assert vit == "| | none | GTAP ahead: +0.097 (0.803 against 0.707; 3/3 ahead, Holm p = 0.022) |"
