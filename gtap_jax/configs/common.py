@@ -142,7 +142,11 @@ def text_mlp_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
         c.baselines = ("wmp", "random")
     elif arg == "verdict":  # 500 validation tweets for the game, 500 for the selection set
         dense_verdict(c, targets=(0.5, 0.3, 0.2, 0.1), eval_examples=500, selection_examples=500)
-        c.gtap.max_evaluations = 1 << 17  # fc1 feeds a Dense layer: draws valued incrementally (lenet300_mnist)
+        # fc1 feeds a Dense layer: draws valued incrementally, and focused draws would compile anew for each
+        # sub-game (lenet300_mnist); a round's cap is 4x the whole-coalition default, not LeNet-300-100's 16x, so
+        # a seed fits the time of a run on 2 CPU cores (at 1 << 17, one 768-player round of top_n took 36-69 s
+        # beside another run, and an iterated strategy plays several such rounds per index)
+        c.gtap.max_evaluations = 1 << 15
         c.gtap.focus = False
     elif arg:
         raise ValueError(f"unknown variant {arg!r}; use '', 'verdict' or 'smoke'")

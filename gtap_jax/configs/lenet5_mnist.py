@@ -10,7 +10,9 @@ sharing the cores with another run); the bands and the 33 GTAP rounds (at most 2
 each) took about half of it, the 65 clean-slate retrainings and the lottery ticket the rest.
 A coalition value runs conv2 over the evaluation set (84 values/s with 250 images that day):
 the default, all 500 validation images and 2 retraining seeds, costs about twice that; use a
-GPU. ``:smoke`` (dense layers only) takes about half a minute (28 s, 2026-12-02).
+GPU. ``:smoke`` (dense layers only) takes about half a minute (28 s, 2026-12-02). ``:verdict`` (budgets of
+parameters, every allocation, choices on a selection set, fine-tuning: ``common.dense_verdict``; steps of conv1's
+players valued incrementally at conv2) took 341-586 s a seed (2026-12-05; the longer ones beside another run).
 """
 
 from gtap_jax.configs import common
