@@ -154,7 +154,8 @@ def merged(runs: dict, views: list[str]) -> dict:
             rows = [{**r, "method": f"{r['method']} [{view}]"} for view in views for r in by_seed[seed][view]["rows"]]
             keys = ("method", "family", "retrain", "target", "selection_accuracy")
             choices = select([{k: r[k] for k in keys} for r in rows if r.get("selection_accuracy") is not None])
-            found.append((seed, {"rows": rows, "selection": {"choices": choices}}))
+            summary = by_seed[seed][views[0]].get("summary", {})  # one trained network per seed
+            found.append((seed, {"rows": rows, "selection": {"choices": choices}, "summary": summary}))
     return out
 
 
@@ -181,6 +182,7 @@ def _verdict_cells(runs: dict) -> list[dict]:
     cells = []
     for (config, view), found in sorted(runs.items()):
         chosen = defaultdict(dict)  # (regime, target) -> seed -> (gtap row, baseline row)
+        unpruned = [res.get("summary", {}).get("trained_test_accuracy") for _, res in found if "selection" in res]
         for seed, res in found:
             if "selection" not in res:
                 continue
@@ -199,7 +201,8 @@ def _verdict_cells(runs: dict) -> list[dict]:
             half = stats.t.ppf(0.975, n - 1) * np.std(diff, ddof=1) / np.sqrt(n) if n > 1 else float("nan")
             cells.append({"config": config, "view": view, "regime": regime, "target": target, "n": n, "diff": diff,
                           "half": half, "p": p, "gtap": [by_seed[k][0] for k in seeds],
-                          "baseline": [by_seed[k][1] for k in seeds]})
+                          "baseline": [by_seed[k][1] for k in seeds],
+                          "unpruned": [a for a in unpruned if a is not None]})
     for c, adj in zip(cells, holm([c["p"] for c in cells]), strict=True):
         c["holm"] = adj
         c["verdict"] = ("GTAP ahead" if c["diff"].mean() > 0 else "GTAP behind") if adj < 0.05 else "level"
@@ -264,7 +267,12 @@ def readme_tables(cells: list[dict]) -> list[str]:
         for (config, view), found in sorted(configs.items()):
             n = max(c["n"] for c in found.values())
             regimes = list(dict.fromkeys(r for r, _ in found))
-            lines.append(f"| {config} ({view}), {n} seed{'s' * (n > 1)} | sizes (GTAP / baseline) | "
+            first = next(iter(found.values()))
+            acc = first["unpruned"]
+            whole = (f"; unpruned {min(acc):.3f}-{max(acc):.3f}" if acc else "") + (
+                f", {first['gtap'][0]['params_total']:,} parameters, {first['gtap'][0]['flops_total'] / 1e6:.2f} MFLOPs"
+                if "params_total" in first["gtap"][0] else "")
+            lines.append(f"| {config} ({view}), {n} seed{'s' * (n > 1)}{whole} | sizes (GTAP / baseline) | "
                          + " | ".join(_sizes(found.get((regimes[0], t))) for t in targets) + " |")
             for regime in regimes:
                 row = []

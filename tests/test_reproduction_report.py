@@ -60,8 +60,11 @@ def _result(seed, gtap_acc, base_acc):
              "accuracy": base_acc, "params": 790, "flops": 1e6, "neurons": 6},
             {"method": "loo@global", "family": "baseline", "retrain": "none", "target": 0.8, "seed": None,
              "accuracy": 0.99, "params": 790, "flops": 1e6, "neurons": 6}]  # best on test, not selected
+    for r in rows:
+        r.update(params_total=1000, flops_total=2e6)
     choice = {"retrain": "none", "target": 0.8, "gtap": "top_n/beta_0.9@cost", "baseline": "gate@global"}
-    return seed, {"rows": rows, "selection": {"rule": "", "choices": [choice]}}
+    return seed, {"rows": rows, "selection": {"rule": "", "choices": [choice]},
+                  "summary": {"trained_test_accuracy": 0.9 + seed / 100}}
 
 
 def test_verdicts_compare_the_selected_variants_with_holm(reproduction):
@@ -124,8 +127,9 @@ def test_readme_tables_give_each_set_of_targets_a_table_and_no_verdict_on_one_se
     cells = reproduction._verdict_cells(runs)
     table = reproduction.readme_tables(cells)
     assert table[0].startswith("| config (view), seeds | regime | 0.8 of the parameters |")
-    resnet = table[table.index("| resnet_mnist (joint), 1 seed | sizes (GTAP / baseline) | 800 / 790 parameters,"
-                               " 1.00 / 1.00 MFLOPs |") + 1]
+    resnet = table[table.index("| resnet_mnist (joint), 1 seed; unpruned 0.900-0.900, 1,000 parameters, 2.00 MFLOPs |"
+                               " sizes (GTAP / baseline) | 800 / 790 parameters, 1.00 / 1.00 MFLOPs |") + 1]
+    assert any(line.startswith("| vit_mnist (joint), 3 seeds; unpruned 0.900-0.920, ") for line in table)
     assert resnet == "| | none | one seed: -0.100 (0.500 against 0.600; 0/1 ahead) |"
     vit = next(line for line in table if line.startswith("| | none |") and "3 ahead" in line)
     # the only p of the family: Holm leaves it as it is
