@@ -254,11 +254,11 @@ def readme_tables(cells: list[dict]) -> list[str]:
     """The verdicts in brief, one table per set of targets: per config (and view) a row of sizes (mean parameters
     and MFLOPs, GTAP's / the baseline's) and a row per regime: the verdict, GTAP minus the baseline (their mean
     test accuracies), the seeds where GTAP is ahead and Holm's p (cells with one seed: no p, no verdict)."""
-    groups = defaultdict(lambda: defaultdict(dict))  # targets -> (config, view) -> (regime, target) -> cell
+    by_config = defaultdict(dict)  # (config, view) -> (regime, target) -> cell
     for c in cells:
-        groups[None][(c["config"], c["view"])][(c["regime"], c["target"])] = c
-    by_targets = defaultdict(dict)
-    for key, found in groups[None].items():
+        by_config[(c["config"], c["view"])][(c["regime"], c["target"])] = c
+    by_targets = defaultdict(dict)  # the targets, largest first -> (config, view) -> its cells
+    for key, found in by_config.items():
         by_targets[tuple(sorted({t for _, t in found}, reverse=True))][key] = found
     lines = []
     for targets, configs in by_targets.items():
