@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gtap_jax.experiment.report import plot_curves, select
+from gtap_jax.experiment.report import plot_curves, select_rows
 
 CONFIGS = {  # config -> the tweet folder it reads under --text-data (None: MNIST, embedded)
     "lenet300_mnist": None,
@@ -152,8 +152,7 @@ def merged(runs: dict, views: list[str]) -> dict:
         out[(config, "+".join(views))] = found = []
         for seed in seeds:
             rows = [{**r, "method": f"{r['method']} [{view}]"} for view in views for r in by_seed[seed][view]["rows"]]
-            keys = ("method", "family", "retrain", "target", "selection_accuracy")
-            choices = select([{k: r[k] for k in keys} for r in rows if r.get("selection_accuracy") is not None])
+            choices = select_rows(rows)
             summary = by_seed[seed][views[0]].get("summary", {})  # one trained network per seed
             found.append((seed, {"rows": rows, "selection": {"choices": choices}, "summary": summary}))
     return out

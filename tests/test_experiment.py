@@ -216,10 +216,10 @@ def _check_selection(workdir):
 def test_selection_set_is_cut_from_validation_apart_from_the_game(tmp_path, monkeypatch):
     """The game's examples and the selection set are disjoint parts of the validation split, and the
     selection reads no test accuracy: the same choices whatever the test set says."""
-    run_module = importlib.import_module("gtap_jax.experiment.run")
+    report_module = importlib.import_module("gtap_jax.experiment.report")  # where the run's selection calls select
     seen = []
-    real = run_module.select
-    monkeypatch.setattr(run_module, "select", lambda candidates: seen.append(candidates) or real(candidates))
+    real = report_module.select
+    monkeypatch.setattr(report_module, "select", lambda candidates: seen.append(candidates) or real(candidates))
     config = _config("lenet300_mnist", **{"gtap.strategies": ("top_n",), "gtap.indices": ("banzhaf",),
                                           "baselines": ("wmp", "random"), "retrain.modes": ("none",),
                                           "game.selection_examples": 150, "allocations": ("proportional", "global")})

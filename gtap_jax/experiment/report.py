@@ -56,6 +56,13 @@ def select(candidates: Sequence[dict]) -> list[dict]:
     return out
 
 
+def select_rows(rows: Sequence[dict]) -> list[dict]:
+    """:func:`select` over result rows: each row that has a selection accuracy is handed over with its method,
+    family, regime, target and that accuracy only (nothing of the test set)."""
+    keys = ("method", "family", "retrain", "target", "selection_accuracy")
+    return select([{k: r[k] for k in keys} for r in rows if r.get("selection_accuracy") is not None])
+
+
 CSV_FIELDS = (
     "method", "family", "strategy", "index", "d", "allocation", "target", "target_unit", "selected", "neurons",
     "neurons_total", "keep_fraction", "params",
@@ -192,4 +199,5 @@ def plot_bands(bands: Bands, d: float, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["CSV_FIELDS", "SELECTION_RULE", "plot_bands", "plot_curves", "select", "summary_table", "write_csv"]
+__all__ = ["CSV_FIELDS", "SELECTION_RULE", "plot_bands", "plot_curves", "select", "select_rows", "summary_table",
+           "write_csv"]

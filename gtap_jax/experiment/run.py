@@ -34,7 +34,7 @@ from gtap_jax.experiment.methods import (
     parse,
 )
 from gtap_jax.experiment.progress import clear_partial, expected_evaluations, index_d, say_expected_time
-from gtap_jax.experiment.report import SELECTION_RULE, select
+from gtap_jax.experiment.report import SELECTION_RULE, select_rows
 from gtap_jax.experiment.setup import load_network
 from gtap_jax.experiment.steps import Steps, workdir_lock, write_json
 from gtap_jax.experiment.validation import (
@@ -306,12 +306,9 @@ def evaluate(ctx: Context, masks: dict[str, dict]) -> list[dict]:
 
 
 def selected(ctx: Context, rows: list[dict]) -> list[dict]:
-    """The selection (:func:`gtap_jax.experiment.report.select`) over ``rows``, handed their selection accuracy
+    """The selection (:func:`gtap_jax.experiment.report.select_rows`) over ``rows``, handed their selection accuracy
     and nothing of the test set; [] without a selection set."""
-    if ctx.selection_data is None:
-        return []
-    keys = ("method", "family", "retrain", "target", "selection_accuracy")
-    return select([{k: r[k] for k in keys} for r in rows if r.get("selection_accuracy") is not None])
+    return [] if ctx.selection_data is None else select_rows(rows)
 
 
 def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
