@@ -171,6 +171,44 @@ def test_a_smaller_network_drops_each_group_everywhere(resnet):
     assert error < 1e-4 and small.num_params() < t.num_params()
 
 
+class _Chain(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Conv(5, (3, 3), name="conv")(x)).mean((1, 2))
+        return nn.Dense(3, name="out")(nn.relu(nn.Dense(6, name="fc")(h)))
+
+
+def test_a_smaller_network_unchecked_is_the_checked_one_and_runs_nothing(resnet, monkeypatch):
+    """``check=False`` (the cost step counts parameters and FLOPs) builds the same network, of groups (whose
+    BatchNorms hold a group's variables: the trace decides how to narrow them) or of a chain, running neither it
+    nor the masked network on x."""
+    from gtap_jax.network.modules import shrink_groups
+
+    model, variables, x, _ = resnet
+    chain, traced = _Chain(), []
+    real_traces = shrink_groups.traces
+    monkeypatch.setattr(shrink_groups, "traces", lambda small, x: traced.append(real_traces(small, x)) or traced[-1])
+    for net, layers in ((adapt(model, variables), ["stem:group", "b2/Conv_1:group"]),
+                        (adapt(chain, chain.init(jax.random.key(2), x)), ["conv", "fc"])):
+        layout = net.layout(layers, x)
+        mask = np.array(jax.random.bernoulli(jax.random.key(5), 0.6, (layout.num_players,)))
+        checked = net.smaller(layout, mask, x=x)
+        predict = type(net).predict
+
+        def traced_only(self, inputs, *args, _predict=predict, **kw):
+            if not isinstance(inputs, jax.core.Tracer):
+                pytest.fail("an unchecked smaller network ran")
+            return _predict(self, inputs, *args, **kw)
+
+        with monkeypatch.context() as m:
+            m.setattr(type(net), "predict", traced_only)
+            m.setattr(type(net), "masked_logits", lambda *a, **k: lambda *b: pytest.fail("the masked network ran"))
+            unchecked = net.smaller(layout, mask, x=x, check=False)
+        assert unchecked.num_params() == checked.num_params() < net.num_params()
+        jax.tree.map(np.testing.assert_array_equal, unchecked.variables, checked.variables)
+    assert traced == [True]  # the ResNet's narrowed BatchNorms trace as they are; the chain has no holders
+
+
 class LinenAttention(nn.Module):
     @nn.compact
     def __call__(self, x):

@@ -127,12 +127,15 @@ class Network(Protocol):
 class Shrinkable(Network, Protocol):
     """A network that can be made physically smaller (:func:`gtap_jax.network.compact`)."""
 
-    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills: Fills = None, atol: float = 1e-4) -> Network:
+    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills: Fills = None, atol: float = 1e-4,
+                check: bool = True) -> Network:
         """The physically smaller network without the players outside ``mask`` (``bool[P]``).
 
         Its outputs equal the masked network's; ``fills`` are folded into the next layers' biases.
         ``x`` is the evaluation inputs, for adapters that check the result or read constants on them
-        (``atol``: the check's tolerance, relative to the output scale).
+        (``atol``: the check's tolerance, relative to the output scale). ``check=False`` skips running the
+        result against the masked network on ``x`` (one compilation per new shape), for callers that only count
+        its parameters or FLOPs.
 
         Raises:
             ValueError: when the adapter cannot remove them (the masked network is then the pruned one).

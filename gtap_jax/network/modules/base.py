@@ -192,9 +192,10 @@ class ModuleNetwork(abc.ABC):
     def num_params(self) -> int:
         return count_params(self.params)
 
-    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills=None, atol: float = 1e-4):
+    def smaller(self, layout: PlayerLayout, mask, *, x=None, fills=None, atol: float = 1e-4, check: bool = True):
         """The smaller network, checked to reproduce the masked one on ``x`` (required: the constants folded
-        into biases are read there)."""
+        into biases are read there). ``check=False`` skips the check; where it decides whether a module holding a
+        stream's variable must be narrowed through its attributes, the smaller network's shapes decide (a trace)."""
         if x is None:
             raise ValueError("a smaller Flax model is built and checked on the evaluation inputs: pass x=")
         x = jnp.asarray(x)
@@ -203,6 +204,9 @@ class ModuleNetwork(abc.ABC):
             cuts = shrink_groups.group_cuts(layout, mask, self._grouping(layout.names, x), self._variable,
                                             {c.path: c.kind for c in calls},
                                             {**self._kernel_axes(), **{c.path: (-1, 0) for c in calls if c.transposed}})
+            if not check:  # shapes only: whether the holders must be narrowed is traced, nothing compiled or run
+                small = self._sliced(cuts._replace(holders={}))
+                return small if not cuts.holders or shrink_groups.traces(small, x) else self._sliced(cuts)
             masks = layout.split(as_mask(mask, layout.num_players))
             reference = np.asarray(self.masked_logits(layout, x)(masks, None))
             try:  # a module that holds a stream's variable is narrowed through its attributes only where it must be
@@ -213,7 +217,8 @@ class ModuleNetwork(abc.ABC):
             return shrink_groups.checked(self._sliced(cuts), reference, x, atol)[0]
         return shrink_chain.smaller_network(
             layout, mask, x, fills, forward=self.masked_logits(layout, x),
-            record=lambda m, f: self._leaf_calls(layout.names, x, m, f), rebuild=self._rebuilt, atol=atol)[0]
+            record=lambda m, f: self._leaf_calls(layout.names, x, m, f), rebuild=self._rebuilt, atol=atol,
+            check=check)[0]
 
 
 __all__ = ["ModuleNetwork"]

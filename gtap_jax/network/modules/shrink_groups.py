@@ -294,6 +294,15 @@ def fewer_heads(module, attention, kept: int) -> dict:
     return found
 
 
+def traces(small, x) -> bool:
+    """Whether ``small.predict(x)`` traces: its shapes fit (nothing is compiled or run)."""
+    try:
+        jax.eval_shape(small.predict, x)
+    except Exception:  # a width fixed in the model's code still expects the old one
+        return False
+    return True
+
+
 def checked(small, reference, x, atol: float = 1e-4):
     """``(small, largest difference)``, if ``small.predict(x)`` reproduces ``reference`` (the masked logits).
 
@@ -317,4 +326,4 @@ def checked(small, reference, x, atol: float = 1e-4):
 
 
 __all__ = ["GroupCuts", "checked", "fewer_heads", "group_cuts", "holders", "kept_heads", "kept_widths", "narrower",
-           "produces", "sliced", "slices", "traced_heads"]
+           "produces", "sliced", "slices", "traced_heads", "traces"]

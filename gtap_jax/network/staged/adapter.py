@@ -137,8 +137,8 @@ class StagedNetwork:
     def predict(self, x, masks=None, fills=None):
         return train.predict(self.model, self._params, x, masks, fills)
 
-    def smaller(self, layout, mask, *, x=None, fills=None, atol=1e-4) -> StagedNetwork:
-        """Exact slicing of every site (``x`` and ``atol`` unused: nothing is checked on inputs)."""
+    def smaller(self, layout, mask, *, x=None, fills=None, atol=1e-4, check=True) -> StagedNetwork:
+        """Exact slicing of every site (``x``, ``atol`` and ``check`` unused: nothing is checked on inputs)."""
         masks = masks_dict(layout, mask)
         model, params = slicing.slice_sites(self.model, self._params, masks, fills=fills)
         return StagedNetwork(model, params)
