@@ -86,10 +86,10 @@ def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(
                                             (lambda m: fn(m), many, "kernel_banzhaf")):
         assert default_estimator("banzhaf", p, evaluations, value_fn) == expected
     assert default_estimator("beta", p, many, fn) == "paired"
-    # Focused flips (a star over the unsure players) too, with a number of draws that splits unevenly.
+    # Focused draws (a star over the unsure players) too, with a number of draws that splits unevenly.
     players = np.array([3, 17, 250, 399])
-    for plan in (g.make_plan(mesh=mesh), None):
-        args = (jax.random.key(4), p, "flip", 0.5, players, 7, plan)
+    for plan, (kind, d) in ((g.make_plan(mesh=mesh), ("flip", 0.5)), (None, ("owen", None))):
+        args = (jax.random.key(4), p, kind, d, players, 7, plan)
         np.testing.assert_allclose(focused_samples(args[0], fn, *args[1:]),
                                    focused_samples(args[0], lambda m: fn(m), *args[1:]), rtol=1e-4, atol=1e-5)
 
@@ -119,16 +119,19 @@ def test_games_without_incremental_steps_evaluate_whole(monkeypatch):
     assert isinstance(_game("lenet5", ["fc1"])[0], ChainValueFn)
 
 
-def test_settled_shapley_on_chains_draws_permutations_only():
+def test_settled_shapley_on_chains_focuses_with_stars_valued_incrementally(monkeypatch):
+    """A settled Shapley round's focused draws (``"owen"``) are stars: on a game of chains, valued incrementally."""
+    from gtap_jax.indices import focus
+
     fn, layout = _game("lenet300", ["fc2"], metric="neg_loss")
     p = layout.num_players
-    settle = g.Settle(epsilon=0.0, max_evaluations=16 * (p + 1), pilot=False)  # permutations on both
-    focused = {}
-    for name, value_fn in (("chains", fn), ("whole", lambda m: fn(m))):
-        states = []
-        g.by_estimate("shapley", settle=settle)(jax.random.key(5), value_fn, p, (p // 5,), on_check=states.append)
-        focused[name] = sum(state.focus_evaluations for state in states)
-    assert focused["chains"] == 0 < focused["whole"]  # focused orders are valued whole: only where all are
+    settle = g.Settle(epsilon=0.0, max_evaluations=16 * (p + 1), pilot=False)
+    incremental, real = [], focus.evaluate_stars
+    monkeypatch.setattr(focus, "evaluate_stars", lambda value_fn, masks, **kw: incremental.append(
+        isinstance(value_fn, ChainValueFn)) or real(value_fn, masks, **kw))
+    states = []
+    g.by_estimate("shapley", settle=settle)(jax.random.key(5), fn, p, (p // 5,), on_check=states.append)
+    assert sum(state.focus_evaluations for state in states) > 0 and incremental and all(incremental)
 
 
 class _LinenMLP(nn.Module):

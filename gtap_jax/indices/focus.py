@@ -8,21 +8,27 @@ focused draw that samples the index it estimates:
 
 * ``"flip"`` (beta_d; Banzhaf at d = 0.5): a coalition T ~ Bernoulli(d)^P and its
   flip of each unsure player u, ``v(T + u) - v(T - u)``: 1 + U evaluations per draw.
-* ``"order"`` (Shapley): a uniformly random order, and for each unsure player u the
-  players before it with and without u: 2U evaluations per draw.
+* ``"owen"`` (Shapley): the same with d drawn from Uniform(0, 1) for each draw. The
+  Shapley value is the integral over d of beta_d's marginals (Owen's multilinear
+  extension): T minus u is distributed as u's predecessors in a uniformly random
+  order, so the sample is distributed as a permutation's marginal of u, at 1 + U
+  evaluations per draw where an order's two coalitions per player cost 2U.
 
 Either sample is unbiased for the player's index, and independent of the
 uniform estimate (its own key), so the two combine by inverse-variance
 weighting (:func:`combine`). Focusing pays when U is small against P: E
-evaluations buy an unsure player E / (P + 1) permutation samples but E / (2U)
-focused ones, so Shapley gains when 2U < P + 1 (``by_estimate`` focuses while
-2U <= P); a regression draw's precision per evaluation is about a paired
-draw's (``benchmarks/RESULTS.md``), so a focused beta_d draw gains about
-P / (U + 1). A flip draw is a star (each coalition one player away from the
-first): a game that values stars incrementally (``gtap_jax.engine.evaluate_stars``)
-does. The masks are built on the device in blocks but evaluated from the
-host: on a GPU, where the evaluations themselves are fast, that costs more than
-it saves (measured in ``benchmarks/RESULTS.md``).
+evaluations buy an unsure player E / (P + 1) permutation samples but E / (U + 1)
+focused ones (``by_estimate`` focuses while 2U <= P); a regression draw's precision
+per evaluation is about a paired draw's (``benchmarks/RESULTS.md``), so a focused
+beta_d draw gains about P / (U + 1) too. A draw is a star (each coalition one player
+away from the first): a game that values stars incrementally
+(``gtap_jax.engine.evaluate_stars``) does. The masks are built on the device in
+blocks but evaluated from the host: on a GPU, where the evaluations themselves are
+fast, that costs more than it saves (measured in ``benchmarks/RESULTS.md``).
+
+References:
+    Owen, Multilinear extensions of games, Management Science 18(5), 1972.
+    Okhrati and Lipani, A multilinear sampling algorithm to estimate Shapley values, ICPR 2020.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class FocusMoments(NamedTuple):
 
 def draw_cost(kind: str, num_unsure: int) -> int:
     """Evaluations of one focused draw of ``kind`` over ``num_unsure`` players."""
-    return 1 + num_unsure if kind == "flip" else 2 * num_unsure
+    return 1 + num_unsure
 
 
 def _pow2(n: int, least: int = 8) -> int:
@@ -84,20 +90,18 @@ BLOCK_CELLS = 1 << 24
 
 @functools.partial(jax.jit, static_argnames=("num_players", "d", "block"))
 def _focused_masks(key, start, players, *, num_players: int, d: float | None, block: int):
-    """``bool[block, K, P]``: focused coalitions of ``players[U]``, draw i from ``fold_in(key, start + i)``.
-
-    beta_d (``d`` a float): K = 1 + U, the drawn coalition then its flip of each player.
-    Shapley (``d`` None): K = 2U, each player's predecessors in the drawn order, then with it.
-    The caller pads U to a power of two, so few shapes compile.
+    """``bool[block, 1 + U, P]``: a coalition then its flip of each of ``players[U]``, draw i from
+    ``fold_in(key, start + i)``; each player in the coalition with probability ``d``, or (``d`` None) with a
+    probability drawn from Uniform(0, 1) for each draw. The caller pads U to a power of two, so few shapes compile.
     """
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(block))
     onehot = jax.nn.one_hot(players, num_players, dtype=jnp.bool_)
-    if d is not None:
-        t = jax.vmap(lambda k: jax.random.bernoulli(k, d, (num_players,)))(keys)
-        return jnp.concatenate([t[:, None, :], t[:, None, :] ^ onehot[None]], axis=1)
-    ranks = jax.vmap(lambda k: jnp.argsort(jax.random.permutation(k, num_players)))(keys)
-    before = ranks[:, None, :] < ranks[:, players][:, :, None]
-    return jnp.concatenate([before, before | onehot[None]], axis=1)
+    if d is None:
+        q = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1)))(keys)
+    else:
+        q = jnp.full((block,), d)
+    t = jax.vmap(lambda k, p: jax.random.bernoulli(k, p, (num_players,)))(keys, q)
+    return jnp.concatenate([t[:, None, :], t[:, None, :] ^ onehot[None]], axis=1)
 
 
 def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None, players: np.ndarray,
@@ -107,31 +111,26 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
     Raises:
         ValueError: for an unknown kind, or ``"flip"`` without a d.
     """
-    if kind not in ("flip", "order") or (kind == "flip" and d is None):
-        raise ValueError(f"focused draws are 'flip' (with a d) or 'order', got {kind!r} with d={d}")
+    if kind not in ("flip", "owen") or (kind == "flip" and d is None):
+        raise ValueError(f"focused draws are 'flip' (with a d) or 'owen', got {kind!r} with d={d}")
     u = players.size
     padded = jnp.asarray(np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32))
-    beta, up = kind == "flip", int(padded.size)
-    fits = max(1, BLOCK_CELLS // (2 * up * num_players))
+    fits = max(1, BLOCK_CELLS // ((1 + padded.size) * num_players))
     block = min(BLOCK, 1 << (fits.bit_length() - 1))  # a power of two: few shapes compile
     out = []
     for start in range(0, num_draws, block):
         masks = np.asarray(_focused_masks(key, start, padded, num_players=num_players,
-                                          d=float(d) if beta else None, block=block))[: num_draws - start]
-        if beta and isinstance(value_fn, ChainValueFn):  # a coalition and its flips, a star valued incrementally:
+                                          d=float(d) if kind == "flip" else None, block=block))[: num_draws - start]
+        if isinstance(value_fn, ChainValueFn):  # a coalition and its flips, a star valued incrementally:
             # the padding's flips too, so that its length (and the compiled shape) is one of a few
             values = np.asarray(evaluate_stars(value_fn, masks, plan=plan), np.float64)[:, : 1 + u]
             masks = masks[:, : 1 + u]
         else:
-            cut = [slice(0, 1), slice(1, 1 + u)] if beta else [slice(0, u), slice(up, up + u)]
-            masks = np.concatenate([masks[:, cut[0]], masks[:, cut[1]]], axis=1)
+            masks = masks[:, : 1 + u]
             values = np.asarray(evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
                                 np.float64).reshape(masks.shape[:2])
-        if beta:
-            inside = masks[:, 0, players]
-            out.append(np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1]))
-        else:
-            out.append(values[:, u:] - values[:, :u])
+        inside = masks[:, 0, players]
+        out.append(np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1]))
     return np.concatenate(out)
 
 

@@ -59,9 +59,8 @@ def by_estimate(
     from ``max(1024, 5 (P + 1))``, and stops at ``settle.max_evaluations`` settled
     or not (the scores say which). After the first check, while at most half the
     players are unsure and ``settle.focus`` is True, the draws aim at the unsure
-    players alone (:mod:`gtap_jax.indices.focus`), except Shapley's on a game that
-    values permutations along chains: focused orders are valued whole, and cost
-    more than the permutations they replace (``benchmarks/RESULTS.md``). Shapley rounds
+    players alone (:mod:`gtap_jax.indices.focus`: stars, for Shapley with a random
+    inclusion probability per draw). Shapley rounds
     with no ``estimator`` given draw permutations or antithetic orders, whichever a pilot on
     the first round's game finds more precise per value (``settle.pilot``,
     :mod:`gtap_jax.indices.pilot`; its values are counted in the first round's).

@@ -21,9 +21,8 @@ Focused draws are aimed at the players that the uniform estimate leaves unsure; 
 estimate, their values lean toward the cutoff, and the unchosen players' away from it (over 150
 keys, t statistics of 5-9 on a 12-player game). So a round with focused draws decides on all its
 draws but reports the uniform estimate's values and errors, with the decision's order in
-``Scores.ranking``. On a game that values permutations along chains (``gtap_jax.engine.ChainValueFn``),
-Shapley rounds do not focus: a focused order is valued whole, and on LeNet-300-100 settled rounds with
-them took 10x the time for the same agreement.
+``Scores.ranking``. A focused draw is a star (:mod:`gtap_jax.indices.focus`), valued incrementally where
+the game values stars so (``gtap_jax.engine.ChainValueFn``).
 """
 
 from __future__ import annotations
@@ -168,8 +167,6 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
     uniform_key, focus_key = jax.random.split(key)
     entry = ESTIMATORS[spec.estimator]
     kind = entry.focus if options.focus else None
-    if kind == "order" and entry.incremental_on(value_fn):
-        kind = None  # focused orders are valued whole: against permutations along chains they cost more than they save
     k = entry.draw_size(num_players)
     step = k * max(2, -(-max(1024, 5 * (num_players + 1)) // k))
     planned = 1 + max(0, math.ceil(math.log2(options.max_evaluations / step)))  # doubling from step to the cap

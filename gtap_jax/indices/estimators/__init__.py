@@ -37,9 +37,8 @@ from gtap_jax.indices.estimators.regression import RegressionState, regression_b
 from gtap_jax.registry import Registry
 
 # Focused draws (gtap_jax.indices.focus): "flip", a Bernoulli(d) coalition and its flip of each
-# unsure player (beta_d and Banzhaf); "order", a random order and each unsure player's predecessors
-# with and without it (the Shapley value).
-FOCUS_KINDS = ("flip", "order")
+# unsure player (beta_d and Banzhaf); "owen", the same with d drawn uniformly per draw (the Shapley value).
+FOCUS_KINDS = ("flip", "owen")
 
 
 class EstimatorEntry(NamedTuple):
@@ -72,9 +71,9 @@ class EstimatorEntry(NamedTuple):
 ESTIMATORS = Registry(
     "estimator",
     {
-        "permutation": EstimatorEntry(permutation_shapley, ("shapley",), lambda p: p + 1, "order", chains=1),
-        "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",), lambda p: 2 * p + 2, "order", chains=2),
-        "kernel": EstimatorEntry(kernel_shapley, ("shapley",), lambda p: 2 * PAIRS_PER_DRAW + 2, "order"),
+        "permutation": EstimatorEntry(permutation_shapley, ("shapley",), lambda p: p + 1, "owen", chains=1),
+        "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",), lambda p: 2 * p + 2, "owen", chains=2),
+        "kernel": EstimatorEntry(kernel_shapley, ("shapley",), lambda p: 2 * PAIRS_PER_DRAW + 2, "owen"),
         "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
         "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta"), lambda p: p + 1, "flip", chains=1, star=True),
         "complementary": EstimatorEntry(complementary_banzhaf, ("banzhaf",), lambda p: 2 * p + 2, "flip", chains=2,
