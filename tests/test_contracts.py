@@ -261,8 +261,9 @@ def test_estimator_settles_a_wrong_decision_in_at_most_delta_of_keys(name, index
     """Settled mode (focused draws on) keeps the top 4 of a near tie; a decision it calls settled is wrong by
     more than epsilon in at most delta = 0.05 of 40 keys: at most 5, the bound a 5% rate exceeds with
     probability 0.014. (A standard error that is too small settles wrong sets: regression's at d = 0.25 did in
-    6 of 40. Standard errors shrunk 5x settle 2 to 17 wrong sets of 40, more than 5 in 12 of the 14 cases, about
-    as many under this cap of 2^14 evaluations as under 2^16, which takes twice the time.)"""
+    6 of 40. Standard errors shrunk 5x settle 2 to 13 wrong sets of 40, more than 5 in 12 of the 14 cases, under
+    this cap of 2^14 evaluations; with Shapley's earlier focused orders, 2^16 gave about as many in twice the
+    time.)"""
     game, epsilon = lookup_game(_near_tie_table()), 0.005
     truth = exact(game, 12, index, d=d)
     attribute = by_estimate(index, d=d, estimator=name, settle=Settle(0.05, epsilon, 1 << 14))
