@@ -42,6 +42,9 @@ import numpy as np
 
 from gtap_jax.engine import ChainValueFn, Plan, evaluate_coalitions, evaluate_stars
 
+# The kinds of focused draw (the module's docstring): each estimator's registry entry names one.
+FOCUS_KINDS = ("flip", "owen")
+
 # A player's focused samples enter its estimate from this many on (the normal approximation
 # of their mean, and their variance, need a few).
 FOCUS_MIN_SAMPLES = 16
@@ -73,8 +76,8 @@ class FocusMoments(NamedTuple):
         return FocusMoments(count, mean, m2)
 
 
-def draw_cost(kind: str, num_unsure: int) -> int:
-    """Evaluations of one focused draw of ``kind`` over ``num_unsure`` players."""
+def draw_cost(num_unsure: int) -> int:
+    """Evaluations of one focused draw (of either kind) over ``num_unsure`` players: a coalition and its flips."""
     return 1 + num_unsure
 
 
@@ -111,8 +114,8 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
     Raises:
         ValueError: for an unknown kind, or ``"flip"`` without a d.
     """
-    if kind not in ("flip", "owen") or (kind == "flip" and d is None):
-        raise ValueError(f"focused draws are 'flip' (with a d) or 'owen', got {kind!r} with d={d}")
+    if kind not in FOCUS_KINDS or (kind == "flip" and d is None):
+        raise ValueError(f"focused draws are one of {FOCUS_KINDS} ('flip' with a d), got {kind!r} with d={d}")
     u = players.size
     padded = jnp.asarray(np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32))
     fits = max(1, BLOCK_CELLS // ((1 + padded.size) * num_players))
@@ -163,4 +166,4 @@ def combine(values, stderr, focus: FocusMoments) -> tuple[np.ndarray, np.ndarray
     return values, stderr
 
 
-__all__ = ["FOCUS_MIN_SAMPLES", "FocusMoments", "combine", "draw_cost", "focused_samples"]
+__all__ = ["FOCUS_KINDS", "FOCUS_MIN_SAMPLES", "FocusMoments", "combine", "draw_cost", "focused_samples"]

@@ -184,7 +184,7 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
         spent = state.num_evaluations
         add = min(max(step, spent), options.max_evaluations - spent)
         unsure = np.flatnonzero(~ok)
-        cost = None if kind is None else draw_cost(kind, unsure.size)
+        cost = None if kind is None else draw_cost(unsure.size)
         if cost is not None and state.uniform is not None and 2 * unsure.size <= num_players and add >= cost:
             n = add // cost
             samples = focused_samples(jax.random.fold_in(focus_key, state.checks), value_fn, num_players, kind,

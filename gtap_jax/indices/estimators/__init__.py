@@ -34,11 +34,11 @@ from gtap_jax.indices.estimators.msr import MSRState, msr_beta
 from gtap_jax.indices.estimators.paired import paired_beta
 from gtap_jax.indices.estimators.permutation import permutation_shapley
 from gtap_jax.indices.estimators.regression import RegressionState, regression_beta
+from gtap_jax.indices.focus import FOCUS_KINDS
 from gtap_jax.registry import Registry
 
-# Focused draws (gtap_jax.indices.focus): "flip", a Bernoulli(d) coalition and its flip of each
+# Focused draws (gtap_jax.indices.focus.FOCUS_KINDS): "flip", a Bernoulli(d) coalition and its flip of each
 # unsure player (beta_d and Banzhaf); "owen", the same with d drawn uniformly per draw (the Shapley value).
-FOCUS_KINDS = ("flip", "owen")
 
 
 class EstimatorEntry(NamedTuple):
