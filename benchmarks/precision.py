@@ -15,6 +15,10 @@ Part 4: on games valued whole, the Banzhaf value by regression against Kernel Ba
 complementary pairs): squared standard errors at equal values, and the top-80 agreement of two estimates.
 Part 5: the Shapley pilot (gtap_jax.indices.pilot) on the same four games: its choice on three keys against a
 pilot of 32x its orders.
+Part 6: a settled round's focused samples (gtap_jax.indices.focus) on the 64 players nearest each game's
+top-80 (top-20%) cutoff: variance per coalition value of a sample of independent draws over the library's
+samples (complementary pairs; for Shapley, Owen draws with d stratified), and for Shapley of complementary
+pairs with d drawn freely (above 1: the library's samples are more precise per value).
 Part 2: the default run's top_n round (LeNet-300-100, cutoffs 200/120/80/40/20 of 400, delta 0.05, epsilon
 0.1 of the mean unit's part, no focus) and a one-cutoff round (top 80), settled mode at caps of 2^17-2^21
 values: values spent, seconds, settled share.
@@ -24,6 +28,7 @@ values: values spent, seconds, settled share.
     python benchmarks/precision.py --part 3   # about 7 minutes
     python benchmarks/precision.py --part 4   # about 4 minutes
     python benchmarks/precision.py --part 5
+    python benchmarks/precision.py --part 6   # about 4 minutes
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import gtap_jax as g
 from gtap_jax import data
 from gtap_jax.indices import ESTIMATORS, make_estimator
 from gtap_jax.indices.estimators.permutation import prefix_marginals, prefix_masks, random_ranks
+from gtap_jax.indices.focus import focused_samples, sample_sizes
 from gtap_jax.indices.pilot import PILOT_VALUES, shapley_pilot
 from gtap_jax.models import MODELS
 
@@ -179,9 +185,42 @@ def pilot_choices(name, dataset, layers, epochs, keys=3):
           f" {pilots[0].num_evaluations:,} | {time.perf_counter() - t0:.0f} s |", flush=True)
 
 
+def _flips(fn, coalitions, players):
+    """``[B, U]``: each of ``players``' marginal at each of ``coalitions[B, P]`` (stars)."""
+    u = players.size
+    masks = np.repeat(coalitions[:, None, :], 1 + u, axis=1)
+    masks[:, np.arange(1, 1 + u), players] ^= True
+    values = np.asarray(g.engine.evaluate_stars(fn, masks), np.float64)
+    return np.where(coalitions[:, players], values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
+
+
+def focused_ratios(name, dataset, layers, epochs, draws=2048):
+    t0 = time.perf_counter()
+    fn, layout = trained_game(name, dataset, layers, epochs)
+    p, rng, cells = layout.num_players, np.random.default_rng(0), []
+    for index, kind, d in (("shapley", "owen", None), ("banzhaf", "flip", 0.5)):
+        rough = g.estimate(jax.random.key(9), fn, p, index, evaluations=1 << 15).values
+        cut = min(80, p // 5)  # the 64 players nearest the top-80 (top-20%) cutoff
+        players = np.sort(np.argsort(-np.asarray(rough))[max(0, cut - 32): cut + 32])
+        q = rng.random(draws) if d is None else np.full(draws, d)
+        coalitions = rng.random((draws, p)) < q[:, None]
+        single = _flips(fn, coalitions, players).var(axis=0, ddof=1)
+        m = sample_sizes(kind, d)[0]
+        ours = m * focused_samples(jax.random.key(5), fn, p, kind, d, players, draws // m, g.make_plan(), m).var(
+            axis=0, ddof=1)
+        live = (single > 0) & (ours > 0)  # a dead unit's samples are all 0
+        cells.append(f"{np.median(single[live] / ours[live]):.2f}")
+        if d is None:  # complementary pairs, d free
+            half = coalitions[: draws // 2]
+            pairs = (_flips(fn, half, players) + _flips(fn, ~half, players)) / 2
+            cells.append(f"{np.median(single[live] / (2 * pairs.var(axis=0, ddof=1))[live]):.2f}")
+    print(f"| {name} {'+'.join(layout.names)} | {p} | {' | '.join(cells)} | {time.perf_counter() - t0:.0f} s |",
+          flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4, 5))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4, 5, 6))
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -214,6 +253,13 @@ def main():
               " reference | pilot, 3 keys | chosen | pilot values | time |\n|" + "---|" * 7)
         for game in GAMES:
             pilot_choices(*game)
+    if args.part in (None, 6):
+        print("\nFocused samples on the 64 players nearest the top-80 cutoff: variance per value of independent draws"
+              " over the library's samples (median player; above 1: the library's are more precise), and for Shapley"
+              " over complementary pairs with d drawn freely\n\n| game | players | Shapley: library (pairs, d"
+              " stratified) | Shapley: pairs, d free | Banzhaf: library (pairs) | time |\n|" + "---|" * 6)
+        for game in GAMES:
+            focused_ratios(*game)
 
 
 if __name__ == "__main__":

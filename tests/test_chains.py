@@ -88,8 +88,9 @@ def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(
     assert default_estimator("beta", p, many, fn) == "paired"
     # Focused draws (a star over the unsure players) too, with a number of draws that splits unevenly.
     players = np.array([3, 17, 250, 399])
-    for plan, (kind, d) in ((g.make_plan(mesh=mesh), ("flip", 0.5)), (None, ("owen", None))):
-        args = (jax.random.key(4), p, kind, d, players, 7, plan)
+    for plan, (kind, d, draws) in ((g.make_plan(mesh=mesh), ("flip", 0.5, 2)), (None, ("owen", None, 8)),
+                                   (None, ("owen", None, 1))):
+        args = (jax.random.key(4), p, kind, d, players, 7, plan, draws)
         np.testing.assert_allclose(focused_samples(args[0], fn, *args[1:]),
                                    focused_samples(args[0], lambda m: fn(m), *args[1:]), rtol=1e-4, atol=1e-5)
 

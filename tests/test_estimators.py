@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from gtap_jax import estimate, exact
+from gtap_jax import estimate, exact, make_plan
 from gtap_jax.games import additive_game, lookup_game, random_lookup_table
 from gtap_jax.indices import (
     ESTIMATORS,
@@ -17,6 +17,7 @@ from gtap_jax.indices import (
     make_estimator,
     msr_beta,
 )
+from gtap_jax.indices.focus import focused_samples
 
 
 def _budget(draws, p, name):
@@ -169,3 +170,15 @@ def test_complementary_draws_cancel_every_pairwise_term():
     assert np.max(fits["kernel_banzhaf"].stderr) < 1e-3 < 0.05 < np.min(fits["regression"].stderr)
     with pytest.raises(ValueError, match="'kernel_banzhaf' does not serve index 'beta'"):
         make_estimator(p, "beta", d=0.3, estimator="kernel_banzhaf")
+    # Focused samples pair each coalition with its complement wherever the complement has the draw's law (Banzhaf;
+    # Shapley, whose d is symmetric): exact on this game too. Single draws (beta_0.3's, or one Owen draw) vary.
+    players = np.array([0, 4, 8])
+    for kind, d, index, draws in (("flip", 0.5, "banzhaf", 2), ("owen", None, "shapley", 8),
+                                  ("owen", None, "shapley", 2), ("flip", 0.3, "beta", 1), ("owen", None, "shapley", 1)):
+        samples = focused_samples(jax.random.key(2), game, p, kind, d, players, 64, make_plan(), draws)
+        spread = samples.std(axis=0)
+        if draws == 1:
+            assert spread.min() > 0.05
+        else:
+            assert spread.max() < 1e-5
+            np.testing.assert_allclose(samples.mean(axis=0), exact(game, p, index)[players], atol=1e-5)

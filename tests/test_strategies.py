@@ -327,5 +327,7 @@ def test_settled_shapley_rounds_take_the_pilots_estimator_and_count_its_values()
     for a, b in zip(off.history, permutations.history, strict=True):
         assert a.scores.num_evaluations == b.scores.num_evaluations
         np.testing.assert_array_equal(a.scores.values, b.scores.values)
-    # where the pair cancels the size term, the piloted round settles; permutations reach the cap unsettled
-    assert piloted.history[0].scores.settled and not off.history[0].scores.settled
+    # where the pair cancels the size term, the piloted round settles at once; permutations only through the focused
+    # samples' complementary pairs (which cancel it too), near the cap
+    first, slow = piloted.history[0].scores, off.history[0].scores
+    assert first.settled and first.num_evaluations * 10 < slow.num_evaluations

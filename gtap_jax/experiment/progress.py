@@ -216,7 +216,8 @@ def _fixed_round(ctx, key, value_fn, num_players, spec: RoundSpec, partial_path,
 
 def _save_settle(path: Path, state: SettleState, meta: dict) -> None:
     arrays = {"count": state.focus.count, "mean": state.focus.mean, "m2": state.focus.m2,
-              "focus_evaluations": np.asarray(state.focus_evaluations), "checks": np.asarray(state.checks)}
+              "draws": np.asarray(state.focus.draws), "focus_evaluations": np.asarray(state.focus_evaluations),
+              "checks": np.asarray(state.checks)}
     if state.uniform is not None:
         arrays |= _state_arrays(state.uniform.state) | {"uniform_values": np.asarray(state.uniform.values),
                                                          "uniform_stderr": np.asarray(state.uniform.stderr)}
@@ -234,7 +235,9 @@ def _load_settle(path: Path, template: EstimateState, meta: dict) -> SettleState
         k = draw_size(state.estimator, state.num_players)
         uniform = Attribution(jnp.asarray(arrays["uniform_values"]), jnp.asarray(arrays["uniform_stderr"]),
                               state.num_draws, state.num_draws * k, state.index, state.estimator, state.d, state)
-    focus = FocusMoments(arrays["count"], arrays["mean"], arrays["m2"])
+    # (saved before samples had sizes: one draw each)
+    draws = int(arrays["draws"]) if "draws" in arrays else int(arrays["count"].any())
+    focus = FocusMoments(arrays["count"], arrays["mean"], arrays["m2"], draws)
     return SettleState(uniform, focus, int(arrays["focus_evaluations"]), int(arrays["checks"]))
 
 

@@ -14,6 +14,29 @@ focused draw that samples the index it estimates:
   order, so the sample is distributed as a permutation's marginal of u, at 1 + U
   evaluations per draw where an order's two coalitions per player cost 2U.
 
+A *sample* is the mean of a few draws made together, and the error bars come
+from the spread of samples, which are independent. A round fixes its draws per
+sample at its first focused check (:func:`sample_draws`): the most that still buy
+``FOCUS_MIN_SAMPLES`` samples with that check's values, so that its samples count
+at once (on 8,192 players with 3,500 unsure, a sample of 8 draws costs 28,000
+values, and a round that waited for 16 of them never used its focus).
+
+* Where the complement of a draw's coalition has the draw's distribution (Banzhaf;
+  Shapley, whose d is symmetric about 1/2), each coalition comes with its complement
+  N \\ T. A pairwise term b_uk of the game enters u's marginal at exactly one of the
+  two, so their mean carries b_uk / 2 every time (the pairing trick of complementary
+  stars, ``gtap_jax.indices.estimators.complementary``).
+* For the Shapley value, the d of a sample's pairs are stratified: the k-th of
+  its S pairs draws d uniformly from ``[k, k + 1) / (2 S)`` and its complement has
+  ``1 - d``, so every sample covers small and large coalitions alike; a marginal's
+  mean varies with the coalition's size, and that part of its variance leaves the
+  sample. (One draw alone takes d from Uniform(0, 1).)
+
+On the 64 players nearest a trained network's top-20% cutoff (neg_loss), a
+Shapley sample of 4 stratified pairs has 0.32-0.86x an independent draw's
+variance per evaluation, a Banzhaf pair 0.34-0.85x (``benchmarks/RESULTS.md``,
+"Focused samples").
+
 Either sample is unbiased for the player's index, and independent of the
 uniform estimate (its own key), so the two combine by inverse-variance
 weighting (:func:`combine`). Focusing pays when U is small against P: E
@@ -45,25 +68,37 @@ from gtap_jax.engine import ChainValueFn, Plan, evaluate_coalitions, evaluate_st
 # The kinds of focused draw (the module's docstring): each estimator's registry entry names one.
 FOCUS_KINDS = ("flip", "owen")
 
+# Draws in one focused sample, most first (the module docstring): for Shapley up to 4 pairs of a coalition and its
+# complement, each pair's d from its own stratum; for Banzhaf a pair; for beta_d (d != 1/2) one draw.
+OWEN_SIZES = (8, 4, 2, 1)
+
 # A player's focused samples enter its estimate from this many on (the normal approximation
 # of their mean, and their variance, need a few).
 FOCUS_MIN_SAMPLES = 16
 
 
 class FocusMoments(NamedTuple):
-    """Running count, mean and sum of squared deviations of each player's focused samples (float64)."""
+    """Running count, mean and sum of squared deviations of each player's focused samples (float64), and the
+    draws in each sample (0 before any)."""
 
     count: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
+    draws: int = 0
 
     @classmethod
     def zeros(cls, num_players: int) -> FocusMoments:
         z = np.zeros(num_players)
         return cls(z, z.copy(), z.copy())
 
-    def add(self, players: np.ndarray, samples: np.ndarray) -> FocusMoments:
-        """Folds ``samples[n, U]`` of ``players[U]`` in (Chan et al.'s merge)."""
+    def add(self, players: np.ndarray, samples: np.ndarray, draws: int) -> FocusMoments:
+        """Folds ``samples[n, U]`` of ``players[U]``, each the mean of ``draws`` draws, in (Chan et al.'s merge).
+
+        Raises:
+            ValueError: for samples of another size than those already folded in (their spread differs).
+        """
+        if self.draws not in (0, draws):
+            raise ValueError(f"focused samples of {draws} draws cannot join samples of {self.draws}")
         count, mean, m2 = self.count.copy(), self.mean.copy(), self.m2.copy()
         n = samples.shape[0]
         mb, m2b = samples.mean(axis=0), ((samples - samples.mean(axis=0)) ** 2).sum(axis=0)
@@ -73,57 +108,83 @@ class FocusMoments(NamedTuple):
         mean[players] += delta * n / total
         m2[players] += m2b + delta**2 * na * n / total
         count[players] = total
-        return FocusMoments(count, mean, m2)
+        return FocusMoments(count, mean, m2, draws)
 
 
-def draw_cost(num_unsure: int) -> int:
-    """Evaluations of one focused draw (of either kind) over ``num_unsure`` players: a coalition and its flips."""
-    return 1 + num_unsure
+def sample_sizes(kind: str, d: float | None) -> tuple[int, ...]:
+    """The draws a focused sample of ``kind`` may hold, most first: ``OWEN_SIZES`` for ``"owen"``; a coalition and
+    its complement, or one, for ``"flip"`` at d = 1/2; else one."""
+    return OWEN_SIZES if kind == "owen" else (2, 1) if d == 0.5 else (1,)
+
+
+def sample_draws(kind: str, d: float | None, num_unsure: int, evaluations: int) -> int:
+    """Draws per focused sample of ``kind`` over ``num_unsure`` players: the most of :func:`sample_sizes` whose
+    ``FOCUS_MIN_SAMPLES`` samples cost at most ``evaluations``, or the fewest."""
+    sizes = sample_sizes(kind, d)
+    return next((m for m in sizes if FOCUS_MIN_SAMPLES * sample_cost(m, num_unsure) <= evaluations), sizes[-1])
+
+
+def sample_cost(draws: int, num_unsure: int) -> int:
+    """Evaluations of one focused sample of ``draws`` draws over ``num_unsure`` players: a coalition and its flips
+    per draw."""
+    return draws * (1 + num_unsure)
 
 
 def _pow2(n: int, least: int = 8) -> int:
     return max(least, 1 << max(0, (n - 1).bit_length()))
 
 
-# Focused draws are made and evaluated in blocks of at most this many (one compiled shape per padded U),
-# and of at most BLOCK_CELLS mask entries: a draw over U of P players is about 2U x P of them.
+# Focused samples are made and evaluated in blocks of at most this many draws (one compiled shape per padded U),
+# and of at most BLOCK_CELLS mask entries: a draw over U of P players is about U x P of them.
 BLOCK = 256
 BLOCK_CELLS = 1 << 24
 
 
-@functools.partial(jax.jit, static_argnames=("num_players", "d", "block"))
-def _focused_masks(key, start, players, *, num_players: int, d: float | None, block: int):
-    """``bool[block, 1 + U, P]``: a coalition then its flip of each of ``players[U]``, draw i from
-    ``fold_in(key, start + i)``; each player in the coalition with probability ``d``, or (``d`` None) with a
-    probability drawn from Uniform(0, 1) for each draw. The caller pads U to a power of two, so few shapes compile.
+@functools.partial(jax.jit, static_argnames=("num_players", "d", "draws", "block"))
+def _focused_masks(key, start, players, *, num_players: int, d: float | None, draws: int, block: int):
+    """``bool[block * draws, 1 + U, P]``: ``block`` samples of ``draws`` draws, each a coalition then its flip of
+    each of ``players[U]``; sample i from ``fold_in(key, start + i)``.
+
+    Each player is in a coalition with probability ``d``; ``d`` None: with a probability drawn for each pair of
+    draws from the pair's stratum (module docstring). With two or more draws a sample, every other coalition is
+    its predecessor's complement. The caller pads U to a power of two, so few shapes compile.
     """
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(block))
     onehot = jax.nn.one_hot(players, num_players, dtype=jnp.bool_)
-    if d is None:
-        q = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1)))(keys)
+    pairs = max(1, draws // 2)
+    if d is None:  # each pair's stratum of [0, 1/2), its complement's of (1/2, 1]; one draw: [0, 1)
+        offset = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1), (pairs,)))(keys)
+        q = (jnp.arange(pairs)[None, :] + offset) / (2 * pairs if draws > 1 else 1)
     else:
-        q = jnp.full((block,), d)
-    t = jax.vmap(lambda k, p: jax.random.bernoulli(k, p, (num_players,)))(keys, q)
+        q = jnp.full((block, pairs), d)
+    t = jax.vmap(lambda k, p: jax.random.uniform(k, (pairs, num_players)) < p[:, None])(keys, q)
+    if draws > 1:
+        t = jnp.stack([t, ~t], axis=2)
+    t = t.reshape(block * draws, num_players)
     return jnp.concatenate([t[:, None, :], t[:, None, :] ^ onehot[None]], axis=1)
 
 
 def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None, players: np.ndarray,
-                    num_draws: int, plan: Plan) -> np.ndarray:
-    """``float64[num_draws, U]``: one unbiased sample of each of ``players``' index per draw of ``kind``.
+                    num_samples: int, plan: Plan, draws: int) -> np.ndarray:
+    """``float64[num_samples, U]``: one unbiased sample of each of ``players``' index per focused sample of
+    ``kind``, the mean of ``draws`` draws (one of :func:`sample_sizes`).
 
     Raises:
-        ValueError: for an unknown kind, or ``"flip"`` without a d.
+        ValueError: for an unknown kind, ``"flip"`` without a d, or a sample size the kind does not make.
     """
     if kind not in FOCUS_KINDS or (kind == "flip" and d is None):
         raise ValueError(f"focused draws are one of {FOCUS_KINDS} ('flip' with a d), got {kind!r} with d={d}")
     u = players.size
+    d = float(d) if kind == "flip" else None
+    if draws not in sample_sizes(kind, d):
+        raise ValueError(f"a focused sample of kind {kind!r} with d={d} cannot be {draws} draws")
     padded = jnp.asarray(np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32))
-    fits = max(1, BLOCK_CELLS // ((1 + padded.size) * num_players))
-    block = min(BLOCK, 1 << (fits.bit_length() - 1))  # a power of two: few shapes compile
+    fits = max(1, BLOCK_CELLS // ((1 + padded.size) * num_players * draws))
+    block = min(max(1, BLOCK // draws), 1 << (fits.bit_length() - 1))  # a power of two: few shapes compile
     out = []
-    for start in range(0, num_draws, block):
-        masks = np.asarray(_focused_masks(key, start, padded, num_players=num_players,
-                                          d=float(d) if kind == "flip" else None, block=block))[: num_draws - start]
+    for start in range(0, num_samples, block):
+        masks = np.asarray(_focused_masks(key, start, padded, num_players=num_players, d=d, draws=draws,
+                                          block=block))[: (num_samples - start) * draws]
         if isinstance(value_fn, ChainValueFn):  # a coalition and its flips, a star valued incrementally:
             # the padding's flips too, so that its length (and the compiled shape) is one of a few
             values = np.asarray(evaluate_stars(value_fn, masks, plan=plan), np.float64)[:, : 1 + u]
@@ -133,7 +194,8 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
             values = np.asarray(evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
                                 np.float64).reshape(masks.shape[:2])
         inside = masks[:, 0, players]
-        out.append(np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1]))
+        marginal = np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
+        out.append(marginal.reshape(-1, draws, u).mean(axis=1))
     return np.concatenate(out)
 
 
@@ -166,4 +228,6 @@ def combine(values, stderr, focus: FocusMoments) -> tuple[np.ndarray, np.ndarray
     return values, stderr
 
 
-__all__ = ["FOCUS_KINDS", "FOCUS_MIN_SAMPLES", "FocusMoments", "combine", "draw_cost", "focused_samples"]
+__all__ = ["FOCUS_KINDS", "FOCUS_MIN_SAMPLES", "FocusMoments", "OWEN_SIZES", "combine", "focused_samples",
+           "sample_cost", "sample_draws",
+           "sample_sizes"]

@@ -37,7 +37,7 @@ import numpy as np
 
 from gtap_jax.engine import Plan, evaluate_coalitions
 from gtap_jax.indices import ESTIMATORS, estimate
-from gtap_jax.indices.focus import FocusMoments, combine, draw_cost, focused_samples
+from gtap_jax.indices.focus import FocusMoments, combine, focused_samples, sample_cost, sample_draws
 from gtap_jax.layout import strongest_first
 from gtap_jax.strategies.scores import Scores
 
@@ -184,12 +184,14 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
         spent = state.num_evaluations
         add = min(max(step, spent), options.max_evaluations - spent)
         unsure = np.flatnonzero(~ok)
-        cost = None if kind is None else draw_cost(unsure.size)
+        # a round's samples are all of one size, set at its first focused check (gtap_jax.indices.focus)
+        draws = None if kind is None else state.focus.draws or sample_draws(kind, spec.d, unsure.size, add)
+        cost = None if kind is None else sample_cost(draws, unsure.size)
         if cost is not None and state.uniform is not None and 2 * unsure.size <= num_players and add >= cost:
             n = add // cost
             samples = focused_samples(jax.random.fold_in(focus_key, state.checks), value_fn, num_players, kind,
-                                      spec.d, unsure, n, spec.plan)
-            state = state._replace(focus=state.focus.add(unsure, samples),
+                                      spec.d, unsure, n, spec.plan, draws)
+            state = state._replace(focus=state.focus.add(unsure, samples, draws),
                                    focus_evaluations=state.focus_evaluations + n * cost)
         else:
             add = add // k * k
