@@ -9,7 +9,7 @@ from flax import nnx
 
 import gtap_jax as g
 from gtap_jax.data import synthetic
-from gtap_jax.engine import ChainValueFn, evaluate_stars
+from gtap_jax.engine import ChainValueFn, evaluate_flips, evaluate_stars
 from gtap_jax.games import restrict
 from gtap_jax.indices import PAIRED_MIN_DRAWS, default_estimator, make_estimator
 from gtap_jax.indices.focus import focused_samples
@@ -37,10 +37,25 @@ CASES = [("lenet300", ["fc1", "fc2"], "zero", "neg_loss"), ("lenet300", ["fc2"],
          ("lenet5", ["conv2", "fc1"], "zero", "accuracy"), ("alexnet", ["conv1", "conv2"], "mean", "neg_loss")]
 
 
+def _flips_equal_the_batched_pass(fn, layout, bases):
+    """``evaluate_flips`` on ``bases`` with players of every layer flipped equals the stars' masks valued whole."""
+    p = layout.num_players
+    players = np.array(sorted({0, p - 1, *[a for a, _ in layout.offsets().values()],
+                               *[b - 1 for _, b in layout.offsets().values()]}), np.int32)
+    stars = np.repeat(bases[:, None], 1 + players.size, axis=1)
+    stars[:, 1 + np.arange(players.size), players] ^= True
+    batched = np.asarray(g.evaluate_coalitions(fn, stars.reshape(-1, p))).reshape(stars.shape[:2])
+    np.testing.assert_allclose(np.asarray(evaluate_flips(fn, bases, players)), batched, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name,layers,masked_value,metric", CASES)
-def test_chains_equal_the_batched_pass(name, layers, masked_value, metric):
+def test_chains_equal_the_batched_pass(name, layers, masked_value, metric, monkeypatch):
+    built, real = [], incremental._second
+    monkeypatch.setattr(incremental, "_second", lambda *a: built.append(a[2]) or real(*a))
     fn, layout = _game(name, layers, masked_value=masked_value, metric=metric)
     assert isinstance(fn, ChainValueFn)
+    # A second player layer read by a Dense: its flips move that Dense's output (a conv's map is not its units).
+    assert bool(built) == (len(layers) > 1 and not layers[1].startswith("conv")), built
     p = layout.num_players
     masks = np.asarray(jax.vmap(make_estimator(p, "shapley", estimator="antithetic").draw, in_axes=(None, 0))(
         jax.random.key(1), np.arange(2)))  # two draws of two chains each
@@ -52,6 +67,7 @@ def test_chains_equal_the_batched_pass(name, layers, masked_value, metric):
         jax.random.key(1), np.arange(2)))  # two coalitions, each with its P flips
     batched = np.asarray(g.evaluate_coalitions(fn, stars.reshape(-1, p))).reshape(stars.shape[:2])
     np.testing.assert_allclose(np.asarray(evaluate_stars(fn, stars)), batched, rtol=1e-5, atol=1e-5)
+    _flips_equal_the_batched_pass(fn, layout, stars[:, 0])
 
 
 def test_a_built_in_game_runs_its_prefix_once(monkeypatch):
@@ -107,6 +123,9 @@ def test_a_sub_game_keeps_its_chains():
     star = np.asarray(make_estimator(30, "banzhaf", estimator="paired").draw(jax.random.key(3), 0))
     np.testing.assert_allclose(np.asarray(sub.chain_values(star, star=True)),
                                np.asarray(g.evaluate_coalitions(sub, star)), rtol=1e-5, atol=1e-5)
+    players = np.array([0, 7, 29], np.int32)  # its flips are the game's flips of its players
+    np.testing.assert_allclose(np.asarray(evaluate_flips(sub, star[:2, :], players)),
+                               np.asarray(evaluate_flips(lambda m: sub(m), star[:2, :], players)), rtol=1e-5, atol=1e-5)
 
 
 def test_games_without_incremental_steps_evaluate_whole(monkeypatch):
@@ -121,15 +140,16 @@ def test_games_without_incremental_steps_evaluate_whole(monkeypatch):
 
 
 def test_settled_shapley_on_chains_focuses_with_stars_valued_incrementally(monkeypatch):
-    """A settled Shapley round's focused draws (``"owen"``) are stars: on a game of chains, valued incrementally."""
+    """A settled Shapley round's focused draws (``"owen"``) are stars of known flips: on a game of chains, valued
+    incrementally."""
     from gtap_jax.indices import focus
 
     fn, layout = _game("lenet300", ["fc2"], metric="neg_loss")
     p = layout.num_players
     settle = g.Settle(epsilon=0.0, max_evaluations=16 * (p + 1), pilot=False)
-    incremental, real = [], focus.evaluate_stars
-    monkeypatch.setattr(focus, "evaluate_stars", lambda value_fn, masks, **kw: incremental.append(
-        isinstance(value_fn, ChainValueFn)) or real(value_fn, masks, **kw))
+    incremental, real = [], focus.evaluate_flips
+    monkeypatch.setattr(focus, "evaluate_flips", lambda value_fn, *a, **kw: incremental.append(
+        hasattr(value_fn, "flip_values")) or real(value_fn, *a, **kw))
     states = []
     g.by_estimate("shapley", settle=settle)(jax.random.key(5), fn, p, (p // 5,), on_check=states.append)
     assert sum(state.focus_evaluations for state in states) > 0 and incremental and all(incremental)
@@ -233,6 +253,7 @@ def test_flax_models_value_chains_and_stars_as_the_batched_pass():
             np.testing.assert_allclose(np.asarray(fn.chain_values(masks, star=is_star)),
                                        np.asarray(g.evaluate_coalitions(fn, masks)), rtol=1e-5, atol=1e-5,
                                        err_msg=name)
+        _flips_equal_the_batched_pass(fn, layout, star[:2])
 
 
 def test_a_built_in_model_with_numpy_params_values_chains_and_stars():

@@ -54,10 +54,15 @@ class ChainValueFn(Protocol):
 
 class ChainGame:
     """A :class:`ChainValueFn` from a value function of one coalition and ``chain_values(masks, star)``
-    (a network game's, :mod:`gtap_jax.network.modules.incremental`, or a sub-game's of it)."""
+    (a network game's, :mod:`gtap_jax.network.modules.incremental`, or a sub-game's of it); with
+    ``flip_values(base[P], players[U]) -> values[1 + U]`` (the base, then each player flipped), it also values
+    stars whose flipped players are known when compiling (:func:`evaluate_flips`)."""
 
-    def __init__(self, value: ValueFn, chain_values: Callable[..., Float[Array, " K"]]):
+    def __init__(self, value: ValueFn, chain_values: Callable[..., Float[Array, " K"]],
+                 flip_values: Callable[..., Float[Array, " K"]] | None = None):
         self._value, self._chain_values = value, chain_values
+        if flip_values is not None:
+            self.flip_values = flip_values
 
     def __call__(self, mask):
         return self._value(mask)
@@ -94,9 +99,20 @@ def batched_chain_fn(value_fn: ChainValueFn, chains: int, mesh: Mesh | None = No
     return _cached(value_fn, (mesh, chains, star), mesh, make)
 
 
-def _cached(value_fn, cache_key, mesh: Mesh | None, make):
-    """``make(value_fn)``, a function of a batch, jitted and sharded over ``mesh``; cached per value function
-    and ``cache_key``. The jitted function holds a weak reference to ``value_fn``."""
+def batched_flip_fn(value_fn, mesh: Mesh | None = None):
+    """Jitted ``(bases[B, P], players[U]) -> values[B, 1 + U]`` by ``value_fn.flip_values``; the B axis sharded
+    over ``mesh``, the players on every device (as :func:`batched_value_fn`)."""
+
+    def make(fn):
+        return lambda bases, players: jax.vmap(fn.flip_values, in_axes=(0, None))(bases, players).astype(jnp.float32)
+
+    return _cached(value_fn, (mesh, "flips"), mesh, make, replicated=1)
+
+
+def _cached(value_fn, cache_key, mesh: Mesh | None, make, replicated: int = 0):
+    """``make(value_fn)``, a function of a batch (and ``replicated`` arguments the same on every device), jitted
+    and sharded over ``mesh``; cached per value function and ``cache_key``. The jitted function holds a weak
+    reference to ``value_fn``."""
     try:
         per_fn = _BATCHED_CACHE.setdefault(value_fn, {})
         ref = weakref.ref(value_fn)
@@ -108,37 +124,39 @@ def _cached(value_fn, cache_key, mesh: Mesh | None, make):
 
     if cache_key not in per_fn:
 
-        def local(batch):  # callers check the value function's shape first (check_players)
-            return make(ref())(batch)
+        def local(batch, *rest):  # callers check the value function's shape first (check_players)
+            return make(ref())(batch, *rest)
 
         if mesh is None:
             per_fn[cache_key] = jax.jit(local)
         elif not mesh.is_multi_process:
             spec = _coalition_spec(mesh)
-            per_fn[cache_key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec))
+            per_fn[cache_key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(spec, *[PS()] * replicated),
+                                                      out_specs=spec))
         else:
-            per_fn[cache_key] = _gathered(local, mesh)
+            per_fn[cache_key] = _gathered(local, mesh, replicated)
     return per_fn[cache_key]
 
 
-def _gathered(local, mesh: Mesh):
+def _gathered(local, mesh: Mesh, replicated: int = 0):
     """``local`` over a multi-process mesh, its values all-gathered to every device."""
     axes = tuple(mesh.axis_names)
 
-    def gathered(masks):
-        return jax.lax.all_gather(local(masks), axes, tiled=True)
+    def gathered(masks, *rest):
+        return jax.lax.all_gather(local(masks, *rest), axes, tiled=True)
 
     # check_vma=False: all_gather's result is the same on every device, which
     # the replicated out_spec states but the type system does not infer.
-    fn = jax.jit(jax.shard_map(gathered, mesh=mesh, in_specs=_coalition_spec(mesh), out_specs=PS(), check_vma=False))
+    fn = jax.jit(jax.shard_map(gathered, mesh=mesh, in_specs=(_coalition_spec(mesh), *[PS()] * replicated),
+                               out_specs=PS(), check_vma=False))
     if mesh.local_devices[0].platform != "cpu":
         return fn
 
-    def one_at_a_time(masks):
+    def one_at_a_time(masks, *rest):
         # CPU collectives wait for every local device's thread; with several
         # chunks in flight the threads can all be waiting on different chunks
         # (a deadlock XLA ends by aborting), so a chunk finishes before the next.
-        return fn(masks).block_until_ready()
+        return fn(masks, *rest).block_until_ready()
 
     return one_at_a_time
 
@@ -264,15 +282,38 @@ def evaluate_stars(value_fn: ValueFn, masks: Bool[Array, "B K P"] | np.ndarray, 
     return _in_calls(fn, masks, decided.draws_per_call(b, k, whole_draws=True), decided.mesh)
 
 
-def _in_calls(fn, masks: np.ndarray, size: int, mesh: Mesh | None) -> Float[Array, ...]:
-    """``fn`` over ``masks`` (on the host) in calls of ``size`` along the first axis, the last padded with
-    empty coalitions; the values, checked finite."""
+def evaluate_flips(value_fn: ValueFn, bases: Bool[Array, "B P"] | np.ndarray, players: np.ndarray, *,
+                   plan: Plan | None = None) -> Float[Array, "B K"]:
+    """Values of B stars: each base coalition, then it with each of ``players[U]`` flipped (K = 1 + U).
+
+    A value function with ``flip_values`` (:class:`ChainGame`) knows the flipped players when compiling, so a
+    network game values a flip by the layer it is in (:mod:`gtap_jax.network.modules.incremental`); the bases
+    split over the plan's mesh. Any other is given the stars' masks (:func:`evaluate_stars`).
+
+    Raises:
+        ValueError: as :func:`evaluate_coalitions`.
+    """
+    bases, players = as_masks(bases), np.asarray(players, np.int32)
+    b, p = bases.shape
+    if not hasattr(value_fn, "flip_values") or b == 0:
+        stars = np.repeat(bases[:, None, :], 1 + players.size, axis=1)
+        stars[:, 1 + np.arange(players.size), players] ^= True
+        return evaluate_stars(value_fn, stars, plan=plan)
+    check_players(value_fn, p)
+    decided = plan or make_plan(value_fn, p, num_coalitions=b * (1 + players.size))
+    size = decided.draws_per_call(b, 1 + players.size, whole_draws=True)
+    return _in_calls(batched_flip_fn(value_fn, decided.mesh), bases, size, decided.mesh, jnp.asarray(players))
+
+
+def _in_calls(fn, masks: np.ndarray, size: int, mesh: Mesh | None, *rest) -> Float[Array, ...]:
+    """``fn`` over ``masks`` (on the host) in calls of ``size`` along the first axis (and ``rest``, the same in every
+    call), the last padded with empty coalitions; the values, checked finite."""
     total = masks.shape[0]
     pad = -total % size
     if pad:
         masks = np.concatenate([masks, np.zeros((pad, *masks.shape[1:]), bool)])
     # Dispatch every call before reading any back, so they pipeline.
-    outs = [fn(place(masks[s : s + size], mesh)) for s in range(0, total + pad, size)]
+    outs = [fn(place(masks[s : s + size], mesh), *rest) for s in range(0, total + pad, size)]
     values = np.concatenate([np.asarray(local_copy(o)) for o in outs])[:total]
     check_finite(values)
     return jnp.asarray(values)
@@ -282,10 +323,12 @@ __all__ = [
     "ChainGame",
     "ChainValueFn",
     "batched_chain_fn",
+    "batched_flip_fn",
     "batched_value_fn",
     "check_finite",
     "check_players",
     "evaluate_coalitions",
+    "evaluate_flips",
     "evaluate_stars",
     "local_copy",
     "non_finite_error",

@@ -46,8 +46,10 @@ def restrict(value_fn: ValueFn, always_in: ArrayLike, free: ArrayLike) -> tuple[
     def value(sub_mask):
         return value_fn(full(sub_mask))
 
-    if isinstance(value_fn, ChainValueFn):  # a sub-game's chains are chains of the game
-        return ChainGame(value, lambda sub_masks, star: value_fn.chain_values(full(sub_masks), star)), idx
+    if isinstance(value_fn, ChainValueFn):  # a sub-game's chains (and flips) are the game's
+        flips = getattr(value_fn, "flip_values", None)
+        return ChainGame(value, lambda sub_masks, star: value_fn.chain_values(full(sub_masks), star),
+                         None if flips is None else lambda base, players: flips(full(base), idx_j[players])), idx
     return value, idx
 
 

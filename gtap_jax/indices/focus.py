@@ -44,8 +44,9 @@ evaluations buy an unsure player E / (P + 1) permutation samples but E / (U + 1)
 focused ones (``by_estimate`` focuses while 2U <= P); a regression draw's precision
 per evaluation is about a paired draw's (``benchmarks/RESULTS.md``), so a focused
 beta_d draw gains about P / (U + 1) too. A draw is a star (each coalition one player
-away from the first): a game that values stars incrementally
-(``gtap_jax.engine.evaluate_stars``) does. The masks are built on the device in
+away from the first) whose flipped players every draw shares: a game that values
+such stars incrementally (``gtap_jax.engine.evaluate_flips``) does, a network game
+each flip by the path of its layer. The coalitions are drawn on the device in
 blocks but evaluated from the host: on a GPU, where the evaluations themselves are
 fast, that costs more than it saves (measured in ``benchmarks/RESULTS.md``).
 
@@ -63,7 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gtap_jax.engine import ChainValueFn, Plan, evaluate_coalitions, evaluate_stars
+from gtap_jax.engine import ChainValueFn, Plan, evaluate_flips
 
 # The kinds of focused draw (the module's docstring): each estimator's registry entry names one.
 FOCUS_KINDS = ("flip", "owen")
@@ -141,16 +142,15 @@ BLOCK_CELLS = 1 << 24
 
 
 @functools.partial(jax.jit, static_argnames=("num_players", "d", "draws", "block"))
-def _focused_masks(key, start, players, *, num_players: int, d: float | None, draws: int, block: int):
-    """``bool[block * draws, 1 + U, P]``: ``block`` samples of ``draws`` draws, each a coalition then its flip of
-    each of ``players[U]``; sample i from ``fold_in(key, start + i)``.
+def _focused_bases(key, start, *, num_players: int, d: float | None, draws: int, block: int):
+    """``bool[block * draws, P]``: the coalitions of ``block`` samples of ``draws`` draws, sample i from
+    ``fold_in(key, start + i)``.
 
     Each player is in a coalition with probability ``d``; ``d`` None: with a probability drawn for each pair of
     draws from the pair's stratum (module docstring). With two or more draws a sample, every other coalition is
-    its predecessor's complement. The caller pads U to a power of two, so few shapes compile.
+    its predecessor's complement.
     """
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(block))
-    onehot = jax.nn.one_hot(players, num_players, dtype=jnp.bool_)
     pairs = max(1, draws // 2)
     if d is None:  # each pair's stratum of [0, 1/2), its complement's of (1/2, 1]; one draw: [0, 1)
         offset = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1), (pairs,)))(keys)
@@ -160,8 +160,7 @@ def _focused_masks(key, start, players, *, num_players: int, d: float | None, dr
     t = jax.vmap(lambda k, p: jax.random.uniform(k, (pairs, num_players)) < p[:, None])(keys, q)
     if draws > 1:
         t = jnp.stack([t, ~t], axis=2)
-    t = t.reshape(block * draws, num_players)
-    return jnp.concatenate([t[:, None, :], t[:, None, :] ^ onehot[None]], axis=1)
+    return t.reshape(block * draws, num_players)
 
 
 def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None, players: np.ndarray,
@@ -178,23 +177,18 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
     d = float(d) if kind == "flip" else None
     if draws not in sample_sizes(kind, d):
         raise ValueError(f"a focused sample of kind {kind!r} with d={d} cannot be {draws} draws")
-    padded = jnp.asarray(np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32))
-    fits = max(1, BLOCK_CELLS // ((1 + padded.size) * num_players * draws))
+    # A star valued incrementally flips the padding too, so that its length (and the compiled shape) is one of a few.
+    flipped = players
+    if isinstance(value_fn, ChainValueFn):
+        flipped = np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32)
+    fits = max(1, BLOCK_CELLS // ((1 + flipped.size) * num_players * draws))
     block = min(max(1, BLOCK // draws), 1 << (fits.bit_length() - 1))  # a power of two: few shapes compile
     out = []
     for start in range(0, num_samples, block):
-        masks = np.asarray(_focused_masks(key, start, padded, num_players=num_players, d=d, draws=draws,
+        bases = np.asarray(_focused_bases(key, start, num_players=num_players, d=d, draws=draws,
                                           block=block))[: (num_samples - start) * draws]
-        if isinstance(value_fn, ChainValueFn):  # a coalition and its flips, a star valued incrementally:
-            # the padding's flips too, so that its length (and the compiled shape) is one of a few
-            values = np.asarray(evaluate_stars(value_fn, masks, plan=plan), np.float64)[:, : 1 + u]
-            masks = masks[:, : 1 + u]
-        else:
-            masks = masks[:, : 1 + u]
-            values = np.asarray(evaluate_coalitions(value_fn, masks.reshape(-1, num_players), plan=plan),
-                                np.float64).reshape(masks.shape[:2])
-        inside = masks[:, 0, players]
-        marginal = np.where(inside, values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
+        values = np.asarray(evaluate_flips(value_fn, bases, flipped, plan=plan), np.float64)[:, : 1 + u]
+        marginal = np.where(bases[:, players], values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
         out.append(marginal.reshape(-1, draws, u).mean(axis=1))
     return np.concatenate(out)
 

@@ -70,8 +70,9 @@ class Network(Protocol):
     def chain_fn(self, layout: PlayerLayout, x, reduce: Callable, *, dtype: str = "float32") -> Callable | None:
         """``chain(masks[K, P], fills, star=False) -> values[K]`` for coalitions each one player away from the
         one before (``star``: from the first), valued incrementally (:mod:`gtap_jax.network.modules.incremental`), with
-        ``reduce(logits)`` the value; or None where the adapter offers no such shortcut (every coalition is
-        then evaluated whole)."""
+        ``reduce(logits)`` the value, and ``chain.flips(base[P], players[U], fills) -> values[1 + U]`` for a star
+        whose flipped players are known when compiling; or None where the adapter offers no such shortcut (every
+        coalition is then evaluated whole)."""
         ...
 
     def layer_outputs(self, x, layout: PlayerLayout) -> dict[str, Any]:

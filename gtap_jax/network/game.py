@@ -115,7 +115,10 @@ def network_game(
         return metric_value(forward(layout.split(mask), fills), y, metric)
 
     chain = net.chain_fn(layout, x, lambda logits: metric_value(logits, y, metric), dtype=dtype)
-    return (value if chain is None else ChainGame(value, lambda masks, star: chain(masks, fills, star))), layout
+    if chain is None:
+        return value, layout
+    return ChainGame(value, lambda masks, star: chain(masks, fills, star),
+                     lambda base, players: chain.flips(base, players, fills)), layout
 
 
 __all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "ChainGame", "metric_value", "network_game"]

@@ -150,8 +150,8 @@ class ModuleNetwork(abc.ABC):
         x = jnp.asarray(x)
         grouped = self._grouping(layout.names, x)
 
-        def forward(consumer):
-            run = self._runner(layout.names, x, also=(consumer,))
+        def forward(*consumers):
+            run = self._runner(layout.names, x, also=consumers)
             return lambda x, masks, fills: with_active((expand(masks, grouped), fills), run, x)
 
         return incremental.intercepted_chain_fn(

@@ -63,8 +63,8 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
         layout, x, reduce, dtype: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
         calls: the leaf module calls of one pass, in order (:class:`gtap_jax.network.modules.shrink_chain.Call`).
         params_at: ``path -> {name: array}``, the parameters of the module at ``path`` (None if none).
-        forward: ``consumer -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with the
-            module at ``consumer`` open to the override.
+        forward: ``(*consumers) -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with
+            the modules at ``consumers`` open to the override.
         grouping: the coupled groups that the layout names (:class:`~gtap_jax.network.modules.masking.Grouping`).
         transposed: the Dense modules whose kernels are stored ``[out, in]``.
     """
@@ -72,24 +72,35 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
     consumer = None if dtype != "float32" else _consumer(calls, first, grouping)
     if consumer is None:
         return None
-    node = params_at(consumer) or {}
-    kernel = node.get("kernel")
-    kernel = np.asarray(kernel).T if consumer in transposed and kernel is not None else kernel
-    return consumer_chain_fn(layout, x, reduce, consumer=consumer, run=forward(consumer), kernel=kernel,
-                             bias=node.get("bias"), check=True)
+    def parameters(path):
+        node = params_at(path) or {}
+        kernel = node.get("kernel")
+        return np.asarray(kernel).T if path in transposed and kernel is not None else kernel, node.get("bias")
+
+    kernel, bias = parameters(consumer)
+    # the second player layer's consumer, where it is a Dense other than the first's (checked with the rest)
+    path = _consumer(calls, layout.layers[1][0], grouping) if len(layout.layers) > 1 else None
+    second = None if path in (None, consumer) else (path, *parameters(path))
+    run = forward(consumer) if second is None else forward(consumer, path)
+    return consumer_chain_fn(layout, x, reduce, consumer=consumer, run=run, kernel=kernel, bias=bias, check=True,
+                             second=second)
 
 
 def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, kernel=None, bias=None,
-                      check: bool = True):
-    """``chain(masks[K, P], fills, star=False) -> values[K]`` through the affine module at ``consumer``, or None.
+                      check: bool = True, second=None):
+    """``chain(masks[K, P], fills, star=False) -> values[K]`` through the affine module at ``consumer``, or None;
+    ``chain.flips(base[P], players[U], fills) -> values[1 + U]`` values a star of known flips (:func:`chains`).
 
     Args:
         layout, x, reduce: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
         consumer: the path of the module that the first player layer's features reach first.
-        run: ``(x, masks, fills) -> logits``, the masked model with ``consumer`` open to the override.
+        run: ``(x, masks, fills) -> logits``, the masked model with ``consumer`` (and ``second``'s) open to the
+            override.
         kernel, bias: the consumer's parameters; a 2-D kernel on the layer's ``width`` features makes the
             contributions rank-1 (nothing stored).
         check: whether the evaluator must first reproduce ``run`` on a few coalitions (else None).
+        second: ``(path, kernel, bias)`` of the second player layer's consumer, or None: a Dense on that layer's
+            features (a 2-D kernel) values a flip there rank-1 too, from the star's first coalition.
     """
     width = layout.layers[0][1]
     dense = kernel is not None and np.ndim(kernel) == 2 and np.shape(kernel)[0] == width
@@ -107,12 +118,61 @@ def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, ke
         return lambda z, masks, fills: with_override({consumer: z}, run, jax.lax.optimization_barrier(x), masks,
                                                      fills)
 
+    level2 = None
+    if second is not None and len(layout.layers) > 1 and np.ndim(second[1]) == 2 and \
+            np.shape(second[1])[0] == layout.layers[1][1]:
+        path, kernel2, bias2 = second
+        kernel2 = jnp.asarray(kernel2, jnp.float32)
+        bias2 = jnp.zeros(kernel2.shape[1], jnp.float32) if bias2 is None else jnp.asarray(bias2, jnp.float32)
+        level2 = _second(layout, consumer, path, run, kernel2, bias2)
+
     x = jnp.asarray(x)
     if check:
         few = x[:16]
         if not _reproduces(layout, few, run, chains(layout, parts(few), logits_of(few), lambda logits: logits)):
             return None
-    return chains(layout, parts(x), logits_of(x), reduce)
+        if level2 is not None and not _reproduces(layout, few, run, chains(
+                layout, parts(few), logits_of(few), lambda logits: logits, level2(few)), flips=True):
+            level2 = None
+    return chains(layout, parts(x), logits_of(x), reduce, None if level2 is None else level2(x))
+
+
+def _lead(a, ndim):
+    """``a``'s last axis as the last of ``ndim`` axes (the rank promotion that numpy would do)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+
+
+def _second(layout: PlayerLayout, consumer: str, second: str, run, kernel, bias):
+    """``x -> fills -> (start, step, logits)`` for a Dense at ``second`` on the second player layer's features:
+    ``start(z, masks) -> (y, column)``, its output for a coalition whose first consumer's output is ``z``, and what
+    keeping each of the layer's players adds to its input; ``step(y, column, k, sign)`` keeps (``sign`` 1) or
+    drops (-1) the layer's player k; ``logits(y, z, masks)``, the rest of the network from ``y``."""
+    name, width = layout.layers[1]
+
+    def parts(x):
+        def setup(fills):
+            def recorded(z, masks, keep):
+                got = []
+                with_override({consumer: z, second: got}, run, jax.lax.optimization_barrier(x), {**masks, name: keep},
+                              fills)
+                return got[0]
+
+            def start(z, masks):
+                kept, dropped = recorded(z, masks, jnp.ones(width, bool)), recorded(z, masks, jnp.zeros(width, bool))
+                y = jnp.where(_lead(masks[name], kept.ndim), kept, dropped) @ kernel + _lead(bias, kept.ndim)
+                return y, kept - dropped
+
+            def step(y, column, k, sign):
+                return y + sign * column[..., k][..., None] * _lead(kernel[k], y.ndim)
+
+            def logits(y, z, masks):
+                return with_override({consumer: z, second: y}, run, jax.lax.optimization_barrier(x), masks, fills)
+
+            return start, step, logits
+
+        return setup
+
+    return parts
 
 
 def _recorded(got: list, consumer: str, run, x, masks, fills):
@@ -125,9 +185,7 @@ def _rank1(layout: PlayerLayout, consumer: str, run, kernel, bias):
     """``x -> fills -> (whole, step)`` for a Dense consumer of the first layer's features: a step adds player j's
     output column times its weight row."""
     first, width = layout.layers[0]
-
-    def lead(a, ndim):  # a's last axis as the last of ndim axes (the rank promotion that numpy would do)
-        return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+    lead = _lead
 
     def parts(x):
         def setup(fills):
@@ -196,21 +254,26 @@ def _consumer(calls, first: str, grouping) -> str | None:
     return found.path if ok else None
 
 
-def _reproduces(layout: PlayerLayout, x, run, star) -> bool:
+def _reproduces(layout: PlayerLayout, x, run, star, flips: bool = False) -> bool:
     """Whether ``star`` (logits by updates of the consumer's output) equals the masked pass on a coalition and a
-    few of its flips."""
+    few of its flips (``flips``: ``star.flips`` on them, a player of each layer among them)."""
     p, width = layout.num_players, layout.layers[0][1]
     base = np.random.default_rng(0).random(p) < 0.5
-    masks = np.repeat(base[None], 6, axis=0)
-    for row, j in enumerate(sorted({0, 1, width // 2, width - 1, p - 1}), start=1):
-        masks[row, j] = ~masks[row, j]
-    got = np.asarray(star(jnp.asarray(masks), None, True))
+    flipped = sorted({0, 1, width // 2, width - 1, p - 1, *(a + (b - a) // 2 for a, b in layout.offsets().values())})
+    masks = np.repeat(base[None], 1 + len(flipped), axis=0)
+    masks[np.arange(1, 1 + len(flipped)), flipped] ^= True
+    got = np.asarray(star.flips(jnp.asarray(base), jnp.asarray(flipped), None) if flips else
+                     star(jnp.asarray(masks), None, True))
     want = np.stack([np.asarray(run(x, layout.split(m), None)) for m in masks])
     return got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
-def chains(layout: PlayerLayout, setup, logits_of, reduce):
-    """``chain(masks[K, P], fills, star=False) -> values[K]`` by updates of a consumer's output.
+def chains(layout: PlayerLayout, setup, logits_of, reduce, second=None):
+    """``chain(masks[K, P], fills, star=False) -> values[K]`` by updates of a consumer's output, and
+    ``chain.flips(base[P], players[U], fills) -> values[1 + U]``: the star of ``base`` and its flip of each of
+    ``players``, which are known when compiling (not batched), so each flip takes the path of its layer: the first
+    layer's moves the consumer's output, the second's (with ``second``) the second consumer's, and any other's
+    runs the rest of the network from the first consumer's output.
 
     Args:
         layout: the game's players; the first layer's are the ones whose flips move the consumer.
@@ -218,8 +281,11 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce):
             ``step(z, j, sign) -> z`` with player j of the first layer kept (``sign`` 1) or dropped (-1).
         logits_of: ``(z, masks, fills) -> logits`` from the consumer's output ``z`` and the layers' masks.
         reduce: ``logits -> value``.
+        second: ``fills -> (start, step, logits)`` of the second player layer's Dense consumer (:func:`_second`),
+            or None.
     """
     width = layout.layers[0][1]
+    width2 = layout.layers[1][1] if second is not None else 0
 
     def chain(masks, fills, star=False):
         whole, step = setup(fills)
@@ -248,6 +314,26 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce):
         _, values = jax.lax.scan(advance, z0, (masks[:-1], masks[1:], restarts))
         return jnp.concatenate([first_value, values])
 
+    def flips(base, players, fills):
+        whole, step = setup(fills)
+        z0, masks0 = whole(base), layout.split(base)
+        paths = [lambda cur, j, sign: logits_of(step(z0, jnp.minimum(j, width - 1), sign), layout.split(cur), fills),
+                 lambda cur, j, sign: logits_of(z0, layout.split(cur), fills)]
+        if second is not None:
+            start, step2, logits2 = second(fills)
+            y0, column = start(z0, masks0)
+            paths.append(lambda cur, j, sign: logits2(step2(y0, column, jnp.clip(j - width, 0, width2 - 1), sign), z0,
+                                                      layout.split(cur)))
+
+        def flipped(j):
+            cur = base.at[j].set(~base[j])
+            path = jnp.where(j < width, 0, jnp.where(j < width + width2, 2, 1))
+            return reduce(jax.lax.switch(path, paths, cur, j, jnp.where(cur[j], 1.0, -1.0)))
+
+        first_value = reduce(logits_of(z0, masks0, fills))[None]
+        return jnp.concatenate([first_value, jax.lax.map(flipped, players)])
+
+    chain.flips = flips
     return chain
 
 

@@ -119,8 +119,13 @@ class StagedNetwork:
 
         node = self._params[spec.consumer]
         kernel = node["kernel"] if spec.consumer_spatial is None else None  # a flattened map: not the units
+        spec2 = next((s for s in model.site_specs() if len(layout.names) > 1 and s.name == layout.names[1]), None)
+        second = None  # the second player layer's Dense consumer: its flips are rank-1 too
+        if spec2 is not None and spec2.consumer in names and spec2.consumer_spatial is None:
+            node2 = self._params[spec2.consumer]
+            second = (spec2.consumer, node2["kernel"], node2.get("bias"))
         return incremental.consumer_chain_fn(layout, prefix, reduce, consumer=spec.consumer, run=run, kernel=kernel,
-                                             bias=node.get("bias"), check=False)
+                                             bias=node.get("bias"), check=False, second=second)
 
     def layer_outputs(self, x, layout):
         _, acts = jax.jit(lambda p, x: self.model.apply({"params": p}, x, capture=True))(self._params, jnp.asarray(x))
