@@ -15,6 +15,7 @@ through chains.
     python benchmarks/chains.py --settle 786432  # also: the 8,192-player MLP trained, settled top-20%
                                                  # decisions (Shapley, Banzhaf) of at most that many values
     python benchmarks/chains.py --quick --settle 786432 --settle-indices shapley   # Shapley's only
+    python benchmarks/chains.py --quick --flips  # and stars of known flips by layer, 784-4096-4096-10 (built-in, Linen)
 """
 
 from __future__ import annotations
@@ -147,6 +148,32 @@ def measure_game(label, fn, p, n, whole_values, evaluations):
           f" {ratio['stars']} | {diff:.1e} | {seconds['permutation']:.1f} s / {seconds['paired']:.1f} s |", flush=True)
 
 
+def flips_by_layer(hidden=(4096, 4096), n=250, flips=512):
+    """Values/s of stars of ``flips`` players of one layer (8 coalitions, each with its flips), given as masks
+    (``evaluate_stars``) and as known flips (``evaluate_flips``: each flip takes its layer's path), per framework."""
+    ds = data.load("mnist")
+    rng = np.random.default_rng(0)
+    print(f"\n| MLP | flipped layer | stars as masks: values/s | known flips: values/s | ratio | largest difference |"
+          f"\n|{'---|' * 6}")
+    for framework in ("built-in", "linen"):
+        fn, layout = game(framework, hidden, ds.x_val[:n], ds.y_val[:n])
+        bases = rng.random((8, layout.num_players)) < 0.5
+        for name, (start, stop) in layout.offsets().items():
+            players = np.sort(rng.choice(np.arange(start, stop), flips, replace=False)).astype(np.int32)
+            stars = np.repeat(bases[:, None], 1 + flips, axis=1)
+            stars[:, 1 + np.arange(flips), players] ^= True
+            rates, out = {}, {}
+            for kind, run, args in (("masks", g.engine.evaluate_stars, (fn, stars)),
+                                    ("flips", g.engine.evaluate_flips, (fn, bases, players))):
+                np.asarray(run(*args))  # compile
+                t0 = time.perf_counter()
+                out[kind] = np.asarray(run(*args))
+                rates[kind] = out[kind].size / (time.perf_counter() - t0)
+            print(f"| {'-'.join(map(str, hidden))} ({framework}) | {name} | {rates['masks']:,.0f} |"
+                  f" {rates['flips']:,.0f} | {rates['flips'] / rates['masks']:.1f}x |"
+                  f" {np.abs(out['masks'] - out['flips']).max():.1e} |", flush=True)
+
+
 def settle(cap: int, indices: tuple[str, ...] = ("shapley", "banzhaf")):
     """The 784-4096-4096-10 MLP trained 2 epochs; its top 20% of 8,192 units by Shapley and by Banzhaf (or
     ``indices`` of them), settled."""
@@ -184,6 +211,7 @@ def main():
     parser.add_argument("--settle-indices", nargs="+", default=["shapley", "banzhaf"], choices=["shapley", "banzhaf"])
     parser.add_argument("--flax", action="store_true", help="also LeNet-300-100 written in Linen and in NNX")
     parser.add_argument("--conv", action="store_true", help="also LeNet5's and a ResNet's conv layers")
+    parser.add_argument("--flips", action="store_true", help="also stars of known flips, by layer")
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -200,6 +228,8 @@ def main():
               f" | 4,096 values: permutation Shapley / paired Banzhaf |\n|{'---|' * 8}")
         for label, fn, p, n in conv_games():
             measure_game(label, fn, p, n, 1024, 4096)
+    if args.flips:
+        flips_by_layer()
     if args.settle:
         settle(args.settle, tuple(args.settle_indices))
 
