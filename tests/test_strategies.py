@@ -232,7 +232,7 @@ def test_combine_weights_by_inverse_variance():
 
 
 @pytest.mark.parametrize("focus", [True, False])
-def test_a_settling_round_resumed_from_a_check_ends_as_an_uninterrupted_one(focus):
+def test_a_settling_round_resumed_from_a_check_ends_as_an_uninterrupted_one(focus, tmp_path):
     w = np.array([8.0, 7.0, 6.0, 5.02, 5.0, 3.0, 2.0, 1.0])
     noise = random_lookup_table(4, 8) * 0.5
     game = lambda s: additive_game(w)(s) + lookup_game(noise)(s)  # noqa: E731
@@ -246,6 +246,17 @@ def test_a_settling_round_resumed_from_a_check_ends_as_an_uninterrupted_one(focu
         (whole.num_evaluations, whole.settled, whole.settled_share)
     if focus:
         assert states[-1].focus_evaluations > 0  # the near-tie was settled with focused draws
+    # and from the state as the experiment saves it to disk (the focused samples' size too)
+    from gtap_jax.experiment.progress import _load_settle, _save_settle
+    from gtap_jax.indices import new_state
+
+    k = next((i for i, s in enumerate(states[:-1]) if s.focus_evaluations), 1)
+    _save_settle(tmp_path / "round.npz", states[k], {"round": 1})
+    loaded = _load_settle(tmp_path / "round.npz", new_state(8, "banzhaf", None, "msr"), {"round": 1})
+    assert loaded.focus.draws == states[k].focus.draws == (2 if focus else 0)
+    again = attribute(jax.random.key(3), game, 8, (4,), resume=loaded)
+    np.testing.assert_array_equal(again.values, whole.values)
+    assert (again.num_evaluations, again.settled_share) == (whole.num_evaluations, whole.settled_share)
 
 
 def test_epsilon_share_scales_with_the_game():
