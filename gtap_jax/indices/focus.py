@@ -33,8 +33,8 @@ values, and a round that waited for 16 of them never used its focus).
   sample. (One draw alone takes d from Uniform(0, 1).)
 
 On the 64 players nearest a trained network's top-20% cutoff (neg_loss), a
-Shapley sample of 4 stratified pairs has 0.32-0.86x an independent draw's
-variance per evaluation, a Banzhaf pair 0.34-0.85x (``benchmarks/RESULTS.md``,
+Shapley sample of 4 stratified pairs has 0.32-0.83x an independent draw's
+variance per evaluation, a Banzhaf pair 0.25-0.83x (``benchmarks/RESULTS.md``,
 "Focused samples").
 
 Either sample is unbiased for the player's index, and independent of the
