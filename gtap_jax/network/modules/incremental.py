@@ -72,6 +72,7 @@ def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, f
     consumer = None if dtype != "float32" else _consumer(calls, first, grouping)
     if consumer is None:
         return None
+
     def parameters(path):
         node = params_at(path) or {}
         kernel = node.get("kernel")
