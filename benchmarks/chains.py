@@ -155,6 +155,7 @@ def flips_by_layer(hidden=(4096, 4096), n=250, flips=512):
     rng = np.random.default_rng(0)
     print(f"\n| MLP | flipped layer | stars as masks: values/s | known flips: values/s | ratio | largest difference |"
           f"\n|{'---|' * 6}")
+    notes = []
     for framework in ("built-in", "linen"):
         fn, layout = game(framework, hidden, ds.x_val[:n], ds.y_val[:n])
         bases = rng.random((8, layout.num_players)) < 0.5
@@ -172,6 +173,17 @@ def flips_by_layer(hidden=(4096, 4096), n=250, flips=512):
             print(f"| {'-'.join(map(str, hidden))} ({framework}) | {name} | {rates['masks']:,.0f} |"
                   f" {rates['flips']:,.0f} | {rates['flips'] / rates['masks']:.1f}x |"
                   f" {np.abs(out['masks'] - out['flips']).max():.1e} |", flush=True)
+        # A few flips: the first consumer's product dominates, and a coalition and its complement share one.
+        half = rng.random((8, layout.num_players)) < 0.5
+        pair_bases, few = np.stack([half, ~half], axis=1).reshape(16, -1), np.arange(0, 8192, 256, dtype=np.int32)
+        for pairs in (False, True):
+            g.engine.evaluate_flips(fn, pair_bases, few, pairs=pairs)  # compile
+            t0 = time.perf_counter()
+            np.asarray(g.engine.evaluate_flips(fn, pair_bases, few, pairs=pairs))
+            rate = 16 * 33 / (time.perf_counter() - t0)
+            notes.append(f"{framework}, 16 coalitions with 32 flips each,"
+                         f" {'as 8 complementary pairs' if pairs else 'one at a time'}: {rate:,.0f} values/s")
+    print("\n" + "\n".join(notes), flush=True)
 
 
 def settle(cap: int, indices: tuple[str, ...] = ("shapley", "banzhaf")):

@@ -46,6 +46,16 @@ def _flips_equal_the_batched_pass(fn, layout, bases):
     stars[:, 1 + np.arange(players.size), players] ^= True
     batched = np.asarray(g.evaluate_coalitions(fn, stars.reshape(-1, p))).reshape(stars.shape[:2])
     np.testing.assert_allclose(np.asarray(evaluate_flips(fn, bases, players)), batched, rtol=1e-5, atol=1e-5)
+    # each base with its complement, valued together (one consumer product a pair)
+    assert hasattr(fn, "flip_pair_values")
+    pairs = np.stack([bases, ~bases], axis=1).reshape(-1, p)
+    stars = np.repeat(pairs[:, None], 1 + players.size, axis=1)
+    stars[:, 1 + np.arange(players.size), players] ^= True
+    batched = np.asarray(g.evaluate_coalitions(fn, stars.reshape(-1, p))).reshape(stars.shape[:2])
+    np.testing.assert_allclose(np.asarray(evaluate_flips(fn, pairs, players, pairs=True)), batched, rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="complement"):
+        evaluate_flips(fn, bases[:2], players, pairs=True)
 
 
 @pytest.mark.parametrize("name,layers,masked_value,metric", CASES)

@@ -56,13 +56,17 @@ class ChainGame:
     """A :class:`ChainValueFn` from a value function of one coalition and ``chain_values(masks, star)``
     (a network game's, :mod:`gtap_jax.network.modules.incremental`, or a sub-game's of it); with
     ``flip_values(base[P], players[U]) -> values[1 + U]`` (the base, then each player flipped), it also values
-    stars whose flipped players are known when compiling (:func:`evaluate_flips`)."""
+    stars whose flipped players are known when compiling (:func:`evaluate_flips`), and with
+    ``flip_pair_values(base, players) -> values[2, 1 + U]`` those of a base and its complement together."""
 
     def __init__(self, value: ValueFn, chain_values: Callable[..., Float[Array, " K"]],
-                 flip_values: Callable[..., Float[Array, " K"]] | None = None):
+                 flip_values: Callable[..., Float[Array, " K"]] | None = None,
+                 flip_pair_values: Callable[..., Float[Array, "2 K"]] | None = None):
         self._value, self._chain_values = value, chain_values
         if flip_values is not None:
             self.flip_values = flip_values
+        if flip_pair_values is not None:
+            self.flip_pair_values = flip_pair_values
 
     def __call__(self, mask):
         return self._value(mask)
@@ -99,14 +103,16 @@ def batched_chain_fn(value_fn: ChainValueFn, chains: int, mesh: Mesh | None = No
     return _cached(value_fn, (mesh, chains, star), mesh, make)
 
 
-def batched_flip_fn(value_fn, mesh: Mesh | None = None):
-    """Jitted ``(bases[B, P], players[U]) -> values[B, 1 + U]`` by ``value_fn.flip_values``; the B axis sharded
-    over ``mesh``, the players on every device (as :func:`batched_value_fn`)."""
+def batched_flip_fn(value_fn, mesh: Mesh | None = None, *, pairs: bool = False):
+    """Jitted ``(bases[B, P], players[U]) -> values[B, 1 + U]`` by ``value_fn.flip_values`` (``pairs``: ``values[B,
+    2, 1 + U]`` of each base and its complement, by ``flip_pair_values``); the B axis sharded over ``mesh``, the
+    players on every device (as :func:`batched_value_fn`)."""
 
     def make(fn):
-        return lambda bases, players: jax.vmap(fn.flip_values, in_axes=(0, None))(bases, players).astype(jnp.float32)
+        one = fn.flip_pair_values if pairs else fn.flip_values
+        return lambda bases, players: jax.vmap(one, in_axes=(0, None))(bases, players).astype(jnp.float32)
 
-    return _cached(value_fn, (mesh, "flips"), mesh, make, replicated=1)
+    return _cached(value_fn, (mesh, "flips", pairs), mesh, make, replicated=1)
 
 
 def _cached(value_fn, cache_key, mesh: Mesh | None, make, replicated: int = 0):
@@ -283,25 +289,33 @@ def evaluate_stars(value_fn: ValueFn, masks: Bool[Array, "B K P"] | np.ndarray, 
 
 
 def evaluate_flips(value_fn: ValueFn, bases: Bool[Array, "B P"] | np.ndarray, players: np.ndarray, *,
-                   plan: Plan | None = None) -> Float[Array, "B K"]:
+                   plan: Plan | None = None, pairs: bool = False) -> Float[Array, "B K"]:
     """Values of B stars: each base coalition, then it with each of ``players[U]`` flipped (K = 1 + U).
 
     A value function with ``flip_values`` (:class:`ChainGame`) knows the flipped players when compiling, so a
     network game values a flip by the layer it is in (:mod:`gtap_jax.network.modules.incremental`); the bases
-    split over the plan's mesh. Any other is given the stars' masks (:func:`evaluate_stars`).
+    split over the plan's mesh. Any other is given the stars' masks (:func:`evaluate_stars`). ``pairs``: every
+    odd base is its predecessor's complement, and a value function with ``flip_pair_values`` values the two
+    together (a network game computes the first consumer's output once for both).
 
     Raises:
-        ValueError: as :func:`evaluate_coalitions`.
+        ValueError: as :func:`evaluate_coalitions`; with ``pairs``, for bases that are not complementary pairs.
     """
-    bases, players = as_masks(bases), np.asarray(players, np.int32)
+    (bases, players), k = (as_masks(bases), np.asarray(players, np.int32)), 1 + np.size(players)
     b, p = bases.shape
+    if pairs and (b % 2 or np.any(bases[1::2] != ~bases[0::2])):
+        raise ValueError(f"pairs=True needs every odd base to be its predecessor's complement ({b} bases)")
     if not hasattr(value_fn, "flip_values") or b == 0:
-        stars = np.repeat(bases[:, None, :], 1 + players.size, axis=1)
-        stars[:, 1 + np.arange(players.size), players] ^= True
+        stars = np.repeat(bases[:, None, :], k, axis=1)
+        stars[:, np.arange(1, k), players] ^= True
         return evaluate_stars(value_fn, stars, plan=plan)
     check_players(value_fn, p)
-    decided = plan or make_plan(value_fn, p, num_coalitions=b * (1 + players.size))
-    size = decided.draws_per_call(b, 1 + players.size, whole_draws=True)
+    decided = plan or make_plan(value_fn, p, num_coalitions=b * k)
+    if pairs and hasattr(value_fn, "flip_pair_values"):
+        size = decided.draws_per_call(b // 2, 2 * k, whole_draws=True)
+        fn = batched_flip_fn(value_fn, decided.mesh, pairs=True)
+        return _in_calls(fn, bases[0::2], size, decided.mesh, jnp.asarray(players)).reshape(b, k)
+    size = decided.draws_per_call(b, k, whole_draws=True)
     return _in_calls(batched_flip_fn(value_fn, decided.mesh), bases, size, decided.mesh, jnp.asarray(players))
 
 

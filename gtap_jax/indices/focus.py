@@ -187,7 +187,8 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
     for start in range(0, num_samples, block):
         bases = np.asarray(_focused_bases(key, start, num_players=num_players, d=d, draws=draws,
                                           block=block))[: (num_samples - start) * draws]
-        values = np.asarray(evaluate_flips(value_fn, bases, flipped, plan=plan), np.float64)[:, : 1 + u]
+        values = np.asarray(evaluate_flips(value_fn, bases, flipped, plan=plan, pairs=draws > 1),
+                            np.float64)[:, : 1 + u]
         marginal = np.where(bases[:, players], values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
         out.append(marginal.reshape(-1, draws, u).mean(axis=1))
     return np.concatenate(out)

@@ -118,7 +118,8 @@ def network_game(
     if chain is None:
         return value, layout
     return ChainGame(value, lambda masks, star: chain(masks, fills, star),
-                     lambda base, players: chain.flips(base, players, fills)), layout
+                     lambda base, players: chain.flips(base, players, fills),
+                     lambda base, players: chain.flip_pairs(base, players, fills)), layout
 
 
 __all__ = ["DTYPES", "MASKED_VALUES", "METRICS", "ChainGame", "metric_value", "network_game"]

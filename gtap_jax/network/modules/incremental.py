@@ -315,9 +315,9 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce, second=None):
         _, values = jax.lax.scan(advance, z0, (masks[:-1], masks[1:], restarts))
         return jnp.concatenate([first_value, values])
 
-    def flips(base, players, fills):
+    def flips(base, players, fills, z0=None):
         whole, step = setup(fills)
-        z0, masks0 = whole(base), layout.split(base)
+        z0, masks0 = whole(base) if z0 is None else z0, layout.split(base)
         paths = [lambda cur, j, sign: logits_of(step(z0, jnp.minimum(j, width - 1), sign), layout.split(cur), fills),
                  lambda cur, j, sign: logits_of(z0, layout.split(cur), fills)]
         if second is not None:
@@ -334,7 +334,15 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce, second=None):
         first_value = reduce(logits_of(z0, masks0, fills))[None]
         return jnp.concatenate([first_value, jax.lax.map(flipped, players)])
 
-    chain.flips = flips
+    def flip_pairs(base, players, fills):
+        """``values[2, 1 + U]``: the flips of ``base`` and of its complement. The consumer's output is affine in
+        the mask, so the complement's is ``whole(all) + whole(none) - whole(base)`` (one product a pair)."""
+        whole = setup(fills)[0]
+        z0 = whole(base)
+        zc = whole(jnp.ones_like(base)) + whole(jnp.zeros_like(base)) - z0
+        return jnp.stack([flips(base, players, fills, z0), flips(~base, players, fills, zc)])
+
+    chain.flips, chain.flip_pairs = flips, flip_pairs
     return chain
 
 
