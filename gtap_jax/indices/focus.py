@@ -46,7 +46,8 @@ per evaluation is about a paired draw's (``benchmarks/RESULTS.md``), so a focuse
 beta_d draw gains about P / (U + 1) too. A draw is a star (each coalition one player
 away from the first) whose flipped players every draw shares: a game that values
 such stars incrementally (``gtap_jax.engine.evaluate_flips``) does, a network game
-each flip by the path of its layer. The coalitions are drawn on the device in
+each flip by the path of its layer, and a pair's two coalitions from one product.
+The coalitions are drawn on the device in
 blocks but evaluated from the host: on a GPU, where the evaluations themselves are
 fast, that costs more than it saves (measured in ``benchmarks/RESULTS.md``).
 
