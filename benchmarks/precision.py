@@ -187,10 +187,7 @@ def pilot_choices(name, dataset, layers, epochs, keys=3):
 
 def _flips(fn, coalitions, players):
     """``[B, U]``: each of ``players``' marginal at each of ``coalitions[B, P]`` (stars)."""
-    u = players.size
-    masks = np.repeat(coalitions[:, None, :], 1 + u, axis=1)
-    masks[:, np.arange(1, 1 + u), players] ^= True
-    values = np.asarray(g.engine.evaluate_stars(fn, masks), np.float64)
+    values = np.asarray(g.engine.evaluate_flips(fn, coalitions, players), np.float64)
     return np.where(coalitions[:, players], values[:, :1] - values[:, 1:], values[:, 1:] - values[:, :1])
 
 

@@ -154,7 +154,7 @@ class ModuleNetwork(abc.ABC):
             run = self._runner(layout.names, x, also=consumers)
             return lambda x, masks, fills: with_active((expand(masks, grouped), fills), run, x)
 
-        return incremental.intercepted_chain_fn(
+        return intercepted_chain_fn(
             layout, x, reduce, calls=self._leaf_calls(layout.names, x[:2], {}, None), grouping=grouped, dtype=dtype,
             params_at=lambda path: node_at(self._param_dict(), path), forward=forward, transposed=self._transposed())
 
@@ -221,4 +221,60 @@ class ModuleNetwork(abc.ABC):
             check=check)[0]
 
 
-__all__ = ["ModuleNetwork"]
+def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, forward, grouping=None,
+                         dtype: str = "float32", transposed=frozenset()):
+    """The chain evaluator of a Linen or NNX model's game, or None where it does not apply.
+
+    The consumer is the first Dense or Conv called after the first player layer (for a coupled group, the one
+    module outside the group that reads it). Before it is offered, the evaluator must reproduce the masked
+    pass on a few coalitions.
+
+    Args:
+        layout, x, reduce, dtype: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
+        calls: the leaf module calls of one pass, in order (:class:`gtap_jax.network.modules.shrink_chain.Call`).
+        params_at: ``path -> {name: array}``, the parameters of the module at ``path`` (None if none).
+        forward: ``(*consumers) -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with
+            the modules at ``consumers`` open to the override.
+        grouping: the coupled groups that the layout names (:class:`~gtap_jax.network.modules.masking.Grouping`).
+        transposed: the Dense modules whose kernels are stored ``[out, in]``.
+    """
+    first, width = layout.layers[0]
+    consumer = None if dtype != "float32" else _consumer(calls, first, grouping)
+    if consumer is None:
+        return None
+
+    def parameters(path):
+        node = params_at(path) or {}
+        kernel = node.get("kernel")
+        return np.asarray(kernel).T if path in transposed and kernel is not None else kernel, node.get("bias")
+
+    kernel, bias = parameters(consumer)
+    # the second player layer's consumer, where it is a Dense other than the first's (checked with the rest)
+    path = _consumer(calls, layout.layers[1][0], grouping) if len(layout.layers) > 1 else None
+    second = None if path in (None, consumer) else (path, *parameters(path))
+    run = forward(consumer) if second is None else forward(consumer, path)
+    return incremental.consumer_chain_fn(layout, x, reduce, consumer=consumer, run=run, kernel=kernel, bias=bias,
+                                         check=True, second=second)
+
+
+def _consumer(calls, first: str, grouping) -> str | None:
+    """The path of the Dense or Conv (called once) that the layer ``first`` reaches first: the next one called
+    after it (called once), or the one module outside a coupled group that reads the group (a traced attention's
+    output projection)."""
+    paths = [c.path for c in calls]
+    if first.endswith((GROUP, HEADS)):
+        if grouping is None or (first.endswith(HEADS) and first not in grouping.attentions):
+            return None  # flax's own attention: its heads enter a DenseGeneral over (heads, head_dim)
+        readers = [c for c in calls if grouping.consumers.get(c.path) == first and c.path not in grouping.members]
+        if len(readers) != 1:
+            return None
+        found = readers[0]
+    else:
+        if paths.count(first) != 1:
+            return None
+        found = next((c for c in calls[paths.index(first) + 1:] if c.kind in ("dense", "conv")), None)
+    ok = found is not None and found.kind in ("dense", "conv") and paths.count(found.path) == 1
+    return found.path if ok else None
+
+
+__all__ = ["ModuleNetwork", "intercepted_chain_fn"]

@@ -20,7 +20,7 @@ per coalition from ``z``; what fed only the consumer is dead code then, and XLA 
 The chain is a ``lax.scan`` over steps (a star a ``lax.map`` over flips); the engine vmaps it over
 chains and shards those over the mesh, as it does coalitions. The consumer's output is replaced,
 and its input or output recorded, through :data:`~gtap_jax.network.modules.masking.OVERRIDE`: a
-Linen or NNX model's consumer is found in one recorded pass (:func:`intercepted_chain_fn`), a
+Linen or NNX model's consumer is found in one recorded pass (``modules.base.intercepted_chain_fn``), a
 built-in model declares it (its site's consumer). A Flax model's evaluator must first reproduce
 the masked pass on a few coalitions (a LayerNorm, a residual link or a second use in between fails
 that, and the game is evaluated whole); a built-in model's structure guarantees it.
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gtap_jax.layout import PlayerLayout
-from gtap_jax.network.modules.masking import GROUP, HEADS, Recorded, with_override
+from gtap_jax.network.modules.masking import Recorded, with_override
 
 # Steps between whole recomputations of the kept pre-activation along a chain.
 RESTART = 256
@@ -49,42 +49,6 @@ RESTART = 256
 MAX_CONTRIBUTION_BYTES = 1 << 29
 # Players whose contributions one pass computes (the passes run one after another).
 CONTRIBUTION_BATCH = 16
-
-
-def intercepted_chain_fn(layout: PlayerLayout, x, reduce, *, calls, params_at, forward, grouping=None,
-                         dtype: str = "float32", transposed=frozenset()):
-    """The chain evaluator of a Linen or NNX model's game, or None where it does not apply.
-
-    The consumer is the first Dense or Conv called after the first player layer (for a coupled group, the one
-    module outside the group that reads it). Before it is offered, the evaluator must reproduce the masked
-    pass on a few coalitions.
-
-    Args:
-        layout, x, reduce, dtype: as :meth:`gtap_jax.network.contract.Network.chain_fn`.
-        calls: the leaf module calls of one pass, in order (:class:`gtap_jax.network.modules.shrink_chain.Call`).
-        params_at: ``path -> {name: array}``, the parameters of the module at ``path`` (None if none).
-        forward: ``(*consumers) -> ((x, masks, fills) -> logits)``, the masked model (it sets the coalition) with
-            the modules at ``consumers`` open to the override.
-        grouping: the coupled groups that the layout names (:class:`~gtap_jax.network.modules.masking.Grouping`).
-        transposed: the Dense modules whose kernels are stored ``[out, in]``.
-    """
-    first, width = layout.layers[0]
-    consumer = None if dtype != "float32" else _consumer(calls, first, grouping)
-    if consumer is None:
-        return None
-
-    def parameters(path):
-        node = params_at(path) or {}
-        kernel = node.get("kernel")
-        return np.asarray(kernel).T if path in transposed and kernel is not None else kernel, node.get("bias")
-
-    kernel, bias = parameters(consumer)
-    # the second player layer's consumer, where it is a Dense other than the first's (checked with the rest)
-    path = _consumer(calls, layout.layers[1][0], grouping) if len(layout.layers) > 1 else None
-    second = None if path in (None, consumer) else (path, *parameters(path))
-    run = forward(consumer) if second is None else forward(consumer, path)
-    return consumer_chain_fn(layout, x, reduce, consumer=consumer, run=run, kernel=kernel, bias=bias, check=True,
-                             second=second)
 
 
 def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, kernel=None, bias=None,
@@ -104,11 +68,9 @@ def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, ke
             features (a 2-D kernel) values a flip there rank-1 too, from the star's first coalition.
     """
     width = layout.layers[0][1]
-    dense = kernel is not None and np.ndim(kernel) == 2 and np.shape(kernel)[0] == width
+    dense = _dense(kernel, bias, width)
     if dense:
-        kernel = jnp.asarray(kernel, jnp.float32)
-        bias = jnp.zeros(kernel.shape[1], jnp.float32) if bias is None else jnp.asarray(bias, jnp.float32)
-        parts = _rank1(layout, consumer, run, kernel, bias)
+        parts = _rank1(layout, consumer, run, *dense)
     else:
         parts = _stored(layout, consumer, run)
         out = jax.eval_shape(lambda x: _recorded(Recorded(), consumer, run, x, {}, None), jnp.asarray(x))
@@ -119,13 +81,8 @@ def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, ke
         return lambda z, masks, fills: with_override({consumer: z}, run, jax.lax.optimization_barrier(x), masks,
                                                      fills)
 
-    level2 = None
-    if second is not None and len(layout.layers) > 1 and np.ndim(second[1]) == 2 and \
-            np.shape(second[1])[0] == layout.layers[1][1]:
-        path, kernel2, bias2 = second
-        kernel2 = jnp.asarray(kernel2, jnp.float32)
-        bias2 = jnp.zeros(kernel2.shape[1], jnp.float32) if bias2 is None else jnp.asarray(bias2, jnp.float32)
-        level2 = _second(layout, consumer, path, run, kernel2, bias2)
+    dense2 = None if second is None or len(layout.layers) < 2 else _dense(*second[1:], layout.layers[1][1])
+    level2 = dense2 and _second(layout, consumer, second[0], run, *dense2)
 
     x = jnp.asarray(x)
     if check:
@@ -138,16 +95,39 @@ def consumer_chain_fn(layout: PlayerLayout, x, reduce, *, consumer: str, run, ke
     return chains(layout, parts(x), logits_of(x), reduce, None if level2 is None else level2(x))
 
 
+def _dense(kernel, bias, width: int):
+    """A Dense's float32 ``(kernel, bias)`` (no bias: zeros) where its kernel is 2-D on ``width`` features, or None."""
+    if kernel is None or np.ndim(kernel) != 2 or np.shape(kernel)[0] != width:
+        return None
+    kernel = jnp.asarray(kernel, jnp.float32)
+    return kernel, jnp.zeros(kernel.shape[1], jnp.float32) if bias is None else jnp.asarray(bias, jnp.float32)
+
+
 def _lead(a, ndim):
     """``a``'s last axis as the last of ``ndim`` axes (the rank promotion that numpy would do)."""
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)
 
 
+def _dense_parts(kept, dropped, kernel, bias, width: int):
+    """``(whole, step)`` of a Dense on ``width`` input features, each ``kept`` where its player is and ``dropped``
+    where not: ``whole(mask)``, its output for a coalition; ``step(z, j, sign)``, output ``z`` with player j kept
+    (``sign`` 1) or dropped (-1), one rank-1 term."""
+    column = kept - dropped  # what keeping player j adds to input feature j, per example
+
+    def whole(mask):
+        return jnp.where(_lead(mask[:width], kept.ndim), kept, dropped) @ kernel + _lead(bias, kept.ndim)
+
+    def step(z, j, sign):
+        return z + sign * column[..., j][..., None] * _lead(kernel[j], z.ndim)
+
+    return whole, step
+
+
 def _second(layout: PlayerLayout, consumer: str, second: str, run, kernel, bias):
-    """``x -> fills -> (start, step, logits)`` for a Dense at ``second`` on the second player layer's features:
-    ``start(z, masks) -> (y, column)``, its output for a coalition whose first consumer's output is ``z``, and what
-    keeping each of the layer's players adds to its input; ``step(y, column, k, sign)`` keeps (``sign`` 1) or
-    drops (-1) the layer's player k; ``logits(y, z, masks)``, the rest of the network from ``y``."""
+    """``x -> fills -> (start, logits)`` for a Dense at ``second`` on the second player layer's features:
+    ``start(z, masks) -> (y, step)``, its output for a coalition whose first consumer's output is ``z`` and
+    ``step(y, k, sign)``, ``y`` with the layer's player k kept (``sign`` 1) or dropped (-1); ``logits(y, z,
+    masks)``, the rest of the network from ``y``."""
     name, width = layout.layers[1]
 
     def parts(x):
@@ -160,16 +140,13 @@ def _second(layout: PlayerLayout, consumer: str, second: str, run, kernel, bias)
 
             def start(z, masks):
                 kept, dropped = recorded(z, masks, jnp.ones(width, bool)), recorded(z, masks, jnp.zeros(width, bool))
-                y = jnp.where(_lead(masks[name], kept.ndim), kept, dropped) @ kernel + _lead(bias, kept.ndim)
-                return y, kept - dropped
-
-            def step(y, column, k, sign):
-                return y + sign * column[..., k][..., None] * _lead(kernel[k], y.ndim)
+                whole, step = _dense_parts(kept, dropped, kernel, bias, width)
+                return whole(masks[name]), step
 
             def logits(y, z, masks):
                 return with_override({consumer: z, second: y}, run, jax.lax.optimization_barrier(x), masks, fills)
 
-            return start, step, logits
+            return start, logits
 
         return setup
 
@@ -186,21 +163,12 @@ def _rank1(layout: PlayerLayout, consumer: str, run, kernel, bias):
     """``x -> fills -> (whole, step)`` for a Dense consumer of the first layer's features: a step adds player j's
     output column times its weight row."""
     first, width = layout.layers[0]
-    lead = _lead
 
     def parts(x):
         def setup(fills):
             kept = _recorded([], consumer, run, x, {first: jnp.ones(width, bool)}, fills)
             dropped = _recorded([], consumer, run, x, {first: jnp.zeros(width, bool)}, fills)
-            column = kept - dropped  # what keeping player j adds to the consumer's input feature j, per example
-
-            def whole(mask):
-                return jnp.where(lead(mask[:width], kept.ndim), kept, dropped) @ kernel + lead(bias, kept.ndim)
-
-            def step(z, j, sign):
-                return z + sign * column[..., j][..., None] * lead(kernel[j], z.ndim)
-
-            return whole, step
+            return _dense_parts(kept, dropped, kernel, bias, width)
 
         return setup
 
@@ -235,26 +203,6 @@ def _stored(layout: PlayerLayout, consumer: str, run):
     return parts
 
 
-def _consumer(calls, first: str, grouping) -> str | None:
-    """The path of the Dense or Conv (called once) that the layer ``first`` reaches first: the next one called
-    after it (called once), or the one module outside a coupled group that reads the group (a traced attention's
-    output projection)."""
-    paths = [c.path for c in calls]
-    if first.endswith((GROUP, HEADS)):
-        if grouping is None or (first.endswith(HEADS) and first not in grouping.attentions):
-            return None  # flax's own attention: its heads enter a DenseGeneral over (heads, head_dim)
-        readers = [c for c in calls if grouping.consumers.get(c.path) == first and c.path not in grouping.members]
-        if len(readers) != 1:
-            return None
-        found = readers[0]
-    else:
-        if paths.count(first) != 1:
-            return None
-        found = next((c for c in calls[paths.index(first) + 1:] if c.kind in ("dense", "conv")), None)
-    ok = found is not None and found.kind in ("dense", "conv") and paths.count(found.path) == 1
-    return found.path if ok else None
-
-
 def _reproduces(layout: PlayerLayout, x, run, star, flips: bool = False) -> bool:
     """Whether ``star`` (logits by updates of the consumer's output) equals the masked pass on a coalition and a
     few of its flips (``flips``: ``star.flips`` on them, a player of each layer among them)."""
@@ -282,7 +230,7 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce, second=None):
             ``step(z, j, sign) -> z`` with player j of the first layer kept (``sign`` 1) or dropped (-1).
         logits_of: ``(z, masks, fills) -> logits`` from the consumer's output ``z`` and the layers' masks.
         reduce: ``logits -> value``.
-        second: ``fills -> (start, step, logits)`` of the second player layer's Dense consumer (:func:`_second`),
+        second: ``fills -> (start, logits)`` of the second player layer's Dense consumer (:func:`_second`),
             or None.
     """
     width = layout.layers[0][1]
@@ -315,15 +263,15 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce, second=None):
         _, values = jax.lax.scan(advance, z0, (masks[:-1], masks[1:], restarts))
         return jnp.concatenate([first_value, values])
 
-    def flips(base, players, fills, z0=None):
-        whole, step = setup(fills)
-        z0, masks0 = whole(base) if z0 is None else z0, layout.split(base)
+    def star_of(base, z0, players, fills, step):
+        """The values of ``base`` (the consumer's output ``z0``) and of its flip of each of ``players``."""
+        masks0 = layout.split(base)
         paths = [lambda cur, j, sign: logits_of(step(z0, jnp.minimum(j, width - 1), sign), layout.split(cur), fills),
                  lambda cur, j, sign: logits_of(z0, layout.split(cur), fills)]
         if second is not None:
-            start, step2, logits2 = second(fills)
-            y0, column = start(z0, masks0)
-            paths.append(lambda cur, j, sign: logits2(step2(y0, column, jnp.clip(j - width, 0, width2 - 1), sign), z0,
+            start, logits2 = second(fills)
+            y0, step2 = start(z0, masks0)
+            paths.append(lambda cur, j, sign: logits2(step2(y0, jnp.clip(j - width, 0, width2 - 1), sign), z0,
                                                       layout.split(cur)))
 
         def flipped(j):
@@ -334,17 +282,20 @@ def chains(layout: PlayerLayout, setup, logits_of, reduce, second=None):
         first_value = reduce(logits_of(z0, masks0, fills))[None]
         return jnp.concatenate([first_value, jax.lax.map(flipped, players)])
 
+    def flips(base, players, fills):
+        whole, step = setup(fills)
+        return star_of(base, whole(base), players, fills, step)
+
     def flip_pairs(base, players, fills):
         """``values[2, 1 + U]``: the flips of ``base`` and of its complement. The consumer's output is affine in
         the mask, so the complement's is ``whole(all) + whole(none) - whole(base)`` (one product a pair)."""
-        whole = setup(fills)[0]
+        whole, step = setup(fills)
         z0 = whole(base)
         zc = whole(jnp.ones_like(base)) + whole(jnp.zeros_like(base)) - z0
-        return jnp.stack([flips(base, players, fills, z0), flips(~base, players, fills, zc)])
+        return jnp.stack([star_of(base, z0, players, fills, step), star_of(~base, zc, players, fills, step)])
 
     chain.flips, chain.flip_pairs = flips, flip_pairs
     return chain
 
 
-__all__ = ["CONTRIBUTION_BATCH", "MAX_CONTRIBUTION_BYTES", "RESTART", "chains", "consumer_chain_fn",
-           "intercepted_chain_fn"]
+__all__ = ["CONTRIBUTION_BATCH", "MAX_CONTRIBUTION_BYTES", "RESTART", "chains", "consumer_chain_fn"]
