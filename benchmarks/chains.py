@@ -15,6 +15,7 @@ through chains.
     python benchmarks/chains.py --settle 786432  # also: the 8,192-player MLP trained, settled top-20%
                                                  # decisions (Shapley, Banzhaf) of at most that many values
     python benchmarks/chains.py --quick --settle 786432 --settle-indices shapley   # Shapley's only
+    python benchmarks/chains.py --quick --settle 1572864 --stop-share 0.95   # rounds ending at 95% settled
     python benchmarks/chains.py --quick --flips  # and stars of known flips by layer, 784-4096-4096-10 (built-in, Linen)
 """
 
@@ -186,9 +187,9 @@ def flips_by_layer(hidden=(4096, 4096), n=250, flips=512):
     print("\n" + "\n".join(notes), flush=True)
 
 
-def settle(cap: int, indices: tuple[str, ...] = ("shapley", "banzhaf")):
+def settle(cap: int, indices: tuple[str, ...] = ("shapley", "banzhaf"), stop_share: float = 1.0):
     """The 784-4096-4096-10 MLP trained 2 epochs; its top 20% of 8,192 units by Shapley and by Banzhaf (or
-    ``indices`` of them), settled."""
+    ``indices`` of them), settled (a round ending at ``stop_share`` settled)."""
     ds = data.load("mnist")
     model = MLP(hidden=(4096, 4096), num_classes=10)
     t0 = time.perf_counter()
@@ -196,13 +197,13 @@ def settle(cap: int, indices: tuple[str, ...] = ("shapley", "banzhaf")):
     trained = time.perf_counter() - t0
     fn, layout = g.network_game(model, params, ds.x_val[:250], ds.y_val[:250], metric="neg_loss")
     p = layout.num_players
-    options = g.Settle(0.05, g.strategies.share_epsilon(fn, p, 0.1), cap)
+    options = g.Settle(0.05, g.strategies.share_epsilon(fn, p, 0.1), cap, stop_share=stop_share)
     print(f"\n8,192-player MLP (test accuracy {g.accuracy(model, params, ds.x_test, ds.y_test):.3f}, trained in"
           f" {trained:.0f} s): top {p // 5} units, settled mode (delta 0.05, epsilon 0.1 of the mean unit's part,"
-          f" at most {cap:,} values)\n\n| index | estimator | values | seconds | settled | settled share |"
-          f"\n|{'---|' * 6}")
+          f" at most {cap:,} values, ending at {stop_share:.0%} settled)\n\n| index | estimator | values | seconds |"
+          f" settled | settled share |\n|{'---|' * 6}")
     kept = {}
-    for index, estimator in (("shapley", "antithetic"), ("banzhaf", "complementary")):
+    for index, estimator in (("shapley", "owen"), ("banzhaf", "complementary")):
         if index not in indices:
             continue
         t0 = time.perf_counter()
@@ -221,6 +222,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--settle", type=int, default=0, metavar="CAP")
     parser.add_argument("--settle-indices", nargs="+", default=["shapley", "banzhaf"], choices=["shapley", "banzhaf"])
+    parser.add_argument("--stop-share", type=float, default=1.0, help="settled rounds end at this share settled")
     parser.add_argument("--flax", action="store_true", help="also LeNet-300-100 written in Linen and in NNX")
     parser.add_argument("--conv", action="store_true", help="also LeNet5's and a ResNet's conv layers")
     parser.add_argument("--flips", action="store_true", help="also stars of known flips, by layer")
@@ -243,7 +245,7 @@ def main():
     if args.flips:
         flips_by_layer()
     if args.settle:
-        settle(args.settle, tuple(args.settle_indices))
+        settle(args.settle, tuple(args.settle_indices), args.stop_share)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ Part 6: a settled round's focused samples (gtap_jax.indices.focus) on the 64 pla
 top-80 (top-20%) cutoff: variance per coalition value of a sample of independent draws over the library's
 samples (complementary pairs; for Shapley, Owen draws with d stratified), and for Shapley of complementary
 pairs with d drawn freely (above 1: the library's samples are more precise per value).
+Part 7: the Shapley value by permutations, antithetic orders and Owen sampling (4 complementary pairs of stars,
+their shares stratified), at equal values: variance per value and values per second, stars valued by their
+known flips.
 Part 2: the default run's top_n round (LeNet-300-100, cutoffs 200/120/80/40/20 of 400, delta 0.05, epsilon
 0.1 of the mean unit's part, no focus) and a one-cutoff round (top 80), settled mode at caps of 2^17-2^21
 values: values spent, seconds, settled share.
@@ -29,6 +32,7 @@ values: values spent, seconds, settled share.
     python benchmarks/precision.py --part 4   # about 4 minutes
     python benchmarks/precision.py --part 5
     python benchmarks/precision.py --part 6   # about 4 minutes
+    python benchmarks/precision.py --part 7
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import numpy as np
 
 import gtap_jax as g
 from gtap_jax import data
-from gtap_jax.indices import ESTIMATORS, make_estimator
+from gtap_jax.indices import ESTIMATORS, draw_size, make_estimator
 from gtap_jax.indices.estimators.permutation import prefix_marginals, prefix_masks, random_ranks
 from gtap_jax.indices.focus import focused_samples, sample_sizes
 from gtap_jax.indices.pilot import PILOT_VALUES, shapley_pilot
@@ -215,9 +219,27 @@ def focused_ratios(name, dataset, layers, epochs, draws=2048):
           flush=True)
 
 
+def shapley_per_second(name, dataset, layers, epochs, stars=512):
+    """Shapley estimators at equal values on a trained network's game: each one's variance per value (summed over
+    players) and values per second (compiled beforehand), and their product against Owen sampling's."""
+    fn, layout = trained_game(name, dataset, layers, epochs)
+    p, cells, per_second = layout.num_players, [], {}
+    for estimator in ("permutation", "antithetic", "owen"):
+        g.estimate(jax.random.key(0), fn, p, "shapley", evaluations=draw_size(estimator, p), estimator=estimator)
+        t0 = time.perf_counter()
+        att = g.estimate(jax.random.key(1), fn, p, "shapley", evaluations=stars * (p + 1), estimator=estimator)
+        variance = float(np.sum(np.asarray(att.stderr, np.float64) ** 2)) * att.num_evaluations
+        rate = att.num_evaluations / (time.perf_counter() - t0)
+        per_second[estimator] = variance / rate
+        cells.append(f"{variance:.3g}, {rate:,.0f}")
+    best = min(per_second["permutation"], per_second["antithetic"])
+    print(f"| {name} {'+'.join(layout.names)} | {p} | {stars * (p + 1):,} | {' | '.join(cells)} |"
+          f" {best / per_second['owen']:.2f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4, 5, 6))
+    parser.add_argument("--part", type=int, choices=(1, 2, 3, 4, 5, 6, 7))
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
@@ -257,6 +279,13 @@ def main():
               " stratified) | Shapley: pairs, d free | Banzhaf: library (pairs) | time |\n|" + "---|" * 6)
         for game in GAMES:
             focused_ratios(*game)
+    if args.part in (None, 7):
+        print("\nShapley estimators at equal values: variance per value (summed over players) and values per second;"
+              " the best of permutations and antithetic orders over Owen sampling in variance per second (above 1:"
+              " Owen's is smaller)\n\n| game | players | values | permutation | antithetic | owen | best / owen |\n|"
+              + "---|" * 7)
+        for game in GAMES:
+            shapley_per_second(*game)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Chains and stars valued incrementally (gtap_jax/network/modules/incremental.py) equal the batched pass, on every
 model that offers them."""
 
+import importlib
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -80,6 +82,36 @@ def test_chains_equal_the_batched_pass(name, layers, masked_value, metric, monke
     _flips_equal_the_batched_pass(fn, layout, stars[:, 0])
 
 
+@pytest.mark.parametrize("estimator,index", [("paired", "banzhaf"), ("complementary", "banzhaf"), ("owen", "shapley")])
+def test_star_estimators_value_their_bases_flips_as_whole_coalitions(estimator, index, monkeypatch):
+    """A star estimator on a game of known flips draws only its stars' bases and values every player's flip by its
+    layer (a base and its complement together); the estimate is the one from its stars' coalitions valued whole."""
+    driver = importlib.import_module("gtap_jax.indices.estimate")  # the module (the package exports its function)
+    calls, real = [], driver.batched_flip_fn
+    monkeypatch.setattr(driver, "batched_flip_fn",
+                        lambda *a, **kw: calls.append(kw.get("pairs", False)) or real(*a, **kw))
+    fn, layout = _game("lenet300", ["fc1", "fc2"], metric="neg_loss")
+    p, key = layout.num_players, jax.random.key(6)
+    n = 3 * g.indices.draw_size(estimator, p)
+    flips = g.estimate(key, fn, p, index, evaluations=n, estimator=estimator)
+    assert calls == [estimator != "paired"]
+    whole = g.estimate(key, lambda m: fn(m), p, index, evaluations=n, estimator=estimator)
+    np.testing.assert_allclose(np.asarray(flips.values), np.asarray(whole.values), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(flips.stderr), np.asarray(whole.stderr), rtol=1e-3, atol=1e-5)
+
+
+def test_settled_shapley_rounds_on_games_of_stars_take_owen_sampling_without_a_pilot(monkeypatch):
+    attribute = importlib.import_module("gtap_jax.strategies.attribute")
+    rounds, real = [], attribute.settle_round
+    monkeypatch.setattr(attribute, "shapley_pilot", lambda *a, **kw: pytest.fail("a pilot ran"))
+    monkeypatch.setattr(attribute, "settle_round", lambda *a, **kw: rounds.append(a[4].estimator) or real(*a, **kw))
+    fn, layout = _game("lenet300", ["fc2"], metric="neg_loss")
+    p = layout.num_players
+    settle = g.Settle(0.1, g.strategies.share_epsilon(fn, p, 0.5), PAIRED_MIN_DRAWS * (p + 1))
+    g.top_n(jax.random.key(0), fn, p, p // 2, g.by_estimate("shapley", settle=settle))
+    assert rounds == ["owen"]
+
+
 def test_a_built_in_game_runs_its_prefix_once(monkeypatch):
     """The masked pass and the chains of a built-in model's game share the activations before the first player layer
     (the prefix runs once per game, not once for each)."""
@@ -99,19 +131,23 @@ def test_a_built_in_game_runs_its_prefix_once(monkeypatch):
 def test_estimates_through_chains_and_stars_equal_whole_evaluations_on_any_mesh(mesh, one_device):
     fn, layout = _game("lenet300", ["fc1", "fc2"], metric="neg_loss")
     p = layout.num_players
-    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired"), ("banzhaf", "complementary")):
-        whole = g.estimate(jax.random.key(2), lambda m: fn(m), p, index, evaluations=9 * (p + 1), estimator=estimator)
+    for index, estimator in (("shapley", "permutation"), ("banzhaf", "paired"), ("banzhaf", "complementary"),
+                             ("shapley", "owen")):
+        n = max(9, g.indices.draw_size(estimator, p) // (p + 1)) * (p + 1)  # one Owen draw: 8 stars
+        whole = g.estimate(jax.random.key(2), lambda m: fn(m), p, index, evaluations=n, estimator=estimator)
         for plan in (g.make_plan(mesh=mesh), g.make_plan(mesh=one_device), None):
-            att = g.estimate(jax.random.key(2), fn, p, index, evaluations=9 * (p + 1), estimator=estimator, plan=plan)
+            att = g.estimate(jax.random.key(2), fn, p, index, evaluations=n, estimator=estimator, plan=plan)
             np.testing.assert_allclose(att.values, whole.values, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(att.stderr, whole.stderr, rtol=1e-4, atol=1e-5)
-    # Where stars are valued incrementally, complementary stars are Banzhaf's default and paired stars beta's;
-    # elsewhere regression on complementary pairs (or MSR).
+    # Where stars are valued incrementally, complementary stars are Banzhaf's default, paired stars beta's and Owen
+    # sampling Shapley's; elsewhere regression on complementary pairs (or MSR), and permutations.
     many = PAIRED_MIN_DRAWS * (p + 1)
     for value_fn, evaluations, expected in ((fn, many, "complementary"), (fn, many - 1, "kernel_banzhaf"),
                                             (lambda m: fn(m), many, "kernel_banzhaf")):
         assert default_estimator("banzhaf", p, evaluations, value_fn) == expected
     assert default_estimator("beta", p, many, fn) == "paired"
+    assert [default_estimator("shapley", p, n, f) for n, f in ((many, fn), (many - 1, fn), (many, lambda m: fn(m)))] == [
+        "owen", "permutation", "permutation"]
     # Focused draws (a star over the unsure players) too, with a number of draws that splits unevenly.
     players = np.array([3, 17, 250, 399])
     for plan, (kind, d, draws) in ((g.make_plan(mesh=mesh), ("flip", 0.5, 2)), (None, ("owen", None, 8)),

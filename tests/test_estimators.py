@@ -48,8 +48,8 @@ def test_bad_input():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="estimator 'msr' does not serve index 'shapley'"):
         estimate(key, game, 3, "shapley", evaluations=10, estimator="msr")
-    with pytest.raises(ValueError, match=r"unknown estimator 'owen'; expected one of \['antithetic'"):
-        estimate(key, game, 3, "shapley", evaluations=10, estimator="owen")
+    with pytest.raises(ValueError, match=r"unknown estimator 'svarm'; expected one of \['antithetic'"):
+        estimate(key, game, 3, "shapley", evaluations=10, estimator="svarm")
     with pytest.raises(ValueError, match=r"unknown index 'owen'; expected one of \['banzhaf', 'beta', 'shapley'\]"):
         estimate(key, game, 3, "owen", evaluations=10)
     with pytest.raises(ValueError, match="strictly between"):

@@ -193,6 +193,19 @@ def test_an_exact_tie_stops_at_the_cap_unsettled():
     assert np.all(np.abs(focused.values - w) <= 5 * focused.stderr)
 
 
+def test_a_round_ends_once_its_stop_share_is_settled():
+    """The exact tie of the test above never settles its two players: with half the players settled as enough,
+    the round ends at its first check with that half settled, long before the cap."""
+    w = np.array([3.0, 2.0, 2.0, 1.0])
+    settle = Settle(max_evaluations=8192, focus=False, stop_share=0.5)
+    rnd = top_n(jax.random.key(0), additive_game(w), 4, 2, by_estimate("banzhaf", estimator="msr", settle=settle))
+    rnd = rnd.history[0].scores
+    assert not rnd.settled and rnd.settled_share == 0.5 and rnd.num_evaluations <= 2048
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="stop_share"):
+            by_estimate("banzhaf", settle=settle._replace(stop_share=share))
+
+
 def test_iterated_rounds_record_their_settlement():
     w = np.random.default_rng(3).permutation(np.arange(10.0))
     res = iterated_pruning(jax.random.key(0), additive_game(w), 10, 3, by_estimate("banzhaf", estimator="msr",

@@ -80,6 +80,7 @@ def _methods(c: ml_collections.ConfigDict) -> None:
     c.gtap.epsilon = 0.1  # settled mode: near-ties, as a share of the game's mean neuron part |v(all) - v(none)| / P
     c.gtap.max_evaluations = 8192  # settled mode: the cap of a round (it ends unsettled there, and says so)
     c.gtap.focus = True  # settled mode: aim draws at the neurons still unsure (indices/focus.py)
+    c.gtap.stop_share = 1.0  # settled mode: a round ends once this share of its neurons is settled, in (0, 1]
     # coalition values between saved estimator states within one round (0 = save whole rounds only);
     # a stopped run resumes from the last save, with the same result
     c.gtap.checkpoint_every = 65536

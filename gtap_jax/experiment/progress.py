@@ -139,7 +139,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
     chosen = cfg.estimators.get(index) or None
     _, full_game, full_layout = ctx.games[game]  # epsilon: a share of this game's mean neuron part, once
     options = Settle(cfg.delta, share_epsilon(full_game, full_layout.num_players, cfg.epsilon, ctx.plan),
-                     cfg.max_evaluations, cfg.focus)
+                     cfg.max_evaluations, cfg.focus, stop_share=cfg.stop_share)
     piloted: list = []  # the first round's pilot (Shapley, settled mode, no estimator given), saved
 
     def attribute(key, value_fn, num_players, cutoffs=()):
@@ -149,7 +149,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
             estimator, _ = round_budget(index, num_players, cfg.evaluations, estimator=chosen, value_fn=value_fn)
         else:
             estimator = chosen or default_estimator(index, num_players, cfg.max_evaluations, value_fn)
-            if pilot_decides(index, chosen, options.pilot):
+            if pilot_decides(index, chosen, options.pilot, estimator):
                 if not piloted:  # the first round's (a resumed run reads it back); its values count in that round
                     piloted.append(_pilot(folder / f"game{game}_pilot.npz", key, value_fn, num_players, ctx))
                 spent, estimator = (piloted[0].num_evaluations if i == 0 else 0), piloted[0].estimator
@@ -261,7 +261,8 @@ def expected_evaluations(ctx: Context, strategy: str, index: str, game_sizes: li
 
         def dry(key, value_fn, num_players, cutoffs=(), spent=spent, game=game):
             if not cfg.evaluations:  # settled mode: a round spends at most its cap (the first, a Shapley pilot too)
-                piloted = not spent and pilot_decides(index, cfg.estimators.get(index))
+                default = default_estimator(index, num_players, cfg.max_evaluations, value_fn)
+                piloted = not spent and pilot_decides(index, cfg.estimators.get(index), True, default)
                 spent.append(cfg.max_evaluations + (pilot_evaluations(num_players) if piloted else 0))
                 return Scores(np.zeros(num_players), np.zeros(num_players), cfg.max_evaluations)
             _, budget = round_budget(index, num_players, cfg.evaluations, estimator=cfg.estimators.get(index) or None,

@@ -178,6 +178,7 @@ FIELDS = {
     "gtap.epsilon": _number(0),
     "gtap.max_evaluations": _integer(1),
     "gtap.focus": _boolean,
+    "gtap.stop_share": _number(0, 1, lo_open=True),
     "gtap.checkpoint_every": _integer(0),
     "gtap.step": _step,
     "baselines": _names(BASELINES, "baseline"),

@@ -19,6 +19,7 @@ from gtap_jax.engine import (
     ChainValueFn,
     Plan,
     batched_chain_fn,
+    batched_flip_fn,
     batched_value_fn,
     check_players,
     local_copy,
@@ -48,21 +49,23 @@ PAIRED_MIN_DRAWS = 64
 def default_estimator(index: str, num_players: int, evaluations: int, value_fn: ValueFn | None = None) -> str:
     """The estimator :func:`estimate` uses for a new run of ``index`` when none is given.
 
-    Shapley: permutation sampling. Banzhaf and beta_d: stars where ``value_fn`` values them
-    incrementally (a :class:`~gtap_jax.engine.ChainValueFn`: about 20x the values per second of
-    whole coalitions on LeNet-300-100) and the budget buys ``PAIRED_MIN_DRAWS`` paired draws:
-    for Banzhaf complementary stars (a coalition and its complement, 1.2-4.5x the precision per
+    Stars where ``value_fn`` values them incrementally (a :class:`~gtap_jax.engine.ChainValueFn`: about 20x
+    the values per second of whole coalitions on LeNet-300-100) and the budget buys ``PAIRED_MIN_DRAWS``
+    paired draws: for Shapley Owen sampling (complementary stars with stratified shares, 1.24-4.90x
+    smaller variance per second than permutations or antithetic orders on four trained networks), for
+    Banzhaf complementary stars (a coalition and its complement, 1.2-4.5x the precision per
     value of paired stars on four trained networks), for beta_d paired stars (at about the
     precision per value of regression; ``benchmarks/RESULTS.md``); else a regression with at least
     ``REGRESSION_MIN_DRAWS_PER_PLAYER`` evaluations per player (so the fit is well determined) and
     at most ``REGRESSION_MAX_PLAYERS`` players: for Banzhaf on complementary pairs (Kernel Banzhaf,
     1.4-5.9x the precision per value of the unpaired fit on four trained networks), for beta_d on
-    single coalitions; MSR otherwise. A continued run keeps its state's estimator.
+    single coalitions; MSR otherwise. Shapley otherwise: permutation sampling. A continued run keeps its
+    state's estimator.
     """
+    if isinstance(value_fn, ChainValueFn) and evaluations >= PAIRED_MIN_DRAWS * (num_players + 1):
+        return {"shapley": "owen", "banzhaf": "complementary"}.get(index, "paired")
     if not INDICES[index].takes_d:
         return "permutation"
-    if isinstance(value_fn, ChainValueFn) and evaluations >= PAIRED_MIN_DRAWS * (num_players + 1):
-        return "complementary" if index == "banzhaf" else "paired"
     if evaluations < REGRESSION_MIN_DRAWS_PER_PLAYER * (num_players + 1) or num_players > REGRESSION_MAX_PLAYERS:
         return "msr"
     return "kernel_banzhaf" if index == "banzhaf" else "regression"
@@ -94,12 +97,13 @@ def draw_size(estimator: str, num_players: int) -> int:
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled(estimator: Estimator, draws_per_chunk: int):
-    """Jitted ``draw``, ``update``, ``replay`` (init and update, or None) and ``finalize`` for chunks of draws."""
+def _compiled(estimator: Estimator, draws_per_chunk: int, bases: bool = False):
+    """Jitted ``draw``, ``update``, ``replay`` (init and update, or None) and ``finalize`` for chunks of draws
+    (``bases``: ``draw`` gives a star estimator's bases, not its masks)."""
 
     def draw(key, start):
         idx = start + jnp.arange(draws_per_chunk)
-        return jax.vmap(estimator.draw, in_axes=(None, 0))(key, idx)
+        return jax.vmap(estimator.star_bases if bases else estimator.draw, in_axes=(None, 0))(key, idx)
 
     def valid_of(start, total):
         return start + jnp.arange(draws_per_chunk) < total
@@ -116,9 +120,22 @@ def _compiled(estimator: Estimator, draws_per_chunk: int):
     return jax.jit(draw), jax.jit(update), replay, jax.jit(estimator.finalize)
 
 
-def _evaluator(value_fn, entry, mesh, size: int, num_players: int):
+def _flips(estimator: Estimator, value_fn) -> bool:
+    """Whether ``value_fn`` values ``estimator``'s stars from their bases and known flips."""
+    return estimator.star_bases is not None and hasattr(value_fn, "flip_values")
+
+
+def _evaluator(value_fn, entry, mesh, size: int, num_players: int, estimator: Estimator):
     """``masks[B, K, P] -> values``: whole coalitions in one batch, or (an ``entry`` with chains) the draws' chains
-    or stars incrementally."""
+    or stars incrementally; ``bases[B, S, P] -> values[B, K]`` where the game values stars of known flips (every
+    player flipped in turn; a base and its complement together where the game can)."""
+    if _flips(estimator, value_fn):
+        players = jnp.arange(num_players, dtype=jnp.int32)
+        if estimator.complements and hasattr(value_fn, "flip_pair_values"):
+            pair_fn = batched_flip_fn(value_fn, mesh, pairs=True)
+            return lambda bases: pair_fn(place(bases[:, 0::2].reshape(-1, num_players), mesh), players)
+        fn = batched_flip_fn(value_fn, mesh)
+        return lambda bases: fn(place(bases.reshape(-1, num_players), mesh), players)
     if entry is not None:
         fn = batched_chain_fn(value_fn, entry.chains, mesh, star=entry.star)
         return lambda masks: fn(place(masks, mesh))
@@ -236,8 +253,8 @@ def estimate(
     entry = ESTIMATORS[run.estimator]
     chained = entry if entry.incremental_on(value_fn) else None
     b = draws_per_chunk(est, max(num_draws, 1), plan, whole_draws=chained is not None)
-    draw, update, _, _ = _compiled(est, b)
-    evaluate = _evaluator(value_fn, chained, plan.mesh, b * k, num_players)
+    draw, update, _, _ = _compiled(est, b, _flips(est, value_fn))
+    evaluate = _evaluator(value_fn, chained, plan.mesh, b * k, num_players, est)
     draws, not_finite = run.draws, []
     first = int(draws.num_draws)
     with tqdm(total=num_draws * k, desc=f"{index}/{run.estimator}", unit="eval", disable=not progress) as bar:

@@ -64,6 +64,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool
 
 from gtap_jax.engine import ChainValueFn, Plan, evaluate_flips
 
@@ -132,35 +133,43 @@ def sample_cost(draws: int, num_unsure: int) -> int:
     return draws * (1 + num_unsure)
 
 
-def _pow2(n: int, least: int = 8) -> int:
-    return max(least, 1 << max(0, (n - 1).bit_length()))
+def _padded(n: int, least: int = 8) -> int:
+    """The least of ``least`` and ``2^k (1 + j / 4)`` (j = 0..3) that is at least ``n``: at most 4 compiled shapes a
+    doubling of U, under 25% of the flips padding."""
+    if n <= least:
+        return least
+    top = 1 << (n - 1).bit_length()
+    return next(size for size in (top * 5 // 8, top * 3 // 4, top * 7 // 8, top) if size >= n)
 
 
 # Focused samples are made and evaluated in blocks of at most this many draws (one compiled shape per padded U),
-# and of at most BLOCK_CELLS mask entries: a draw over U of P players is about U x P of them.
+# and of at most BLOCK_CELLS mask entries: a draw valued as masks over U of P players is about U x P of them.
 BLOCK = 256
 BLOCK_CELLS = 1 << 24
+
+
+def sample_coalitions(key, num_players: int, d: float | None, draws: int) -> Bool[Array, "D P"]:
+    """``bool[draws, P]``: one sample's coalitions, each player in one with probability ``d``; ``d`` None: with a
+    probability drawn for each pair of draws from the pair's stratum (module docstring). With two or more draws,
+    every other coalition is its predecessor's complement."""
+    pairs = max(1, draws // 2)
+    if d is None:  # each pair's stratum of [0, 1/2), its complement's of (1/2, 1]; one draw: [0, 1)
+        offset = jax.random.uniform(jax.random.fold_in(key, 1), (pairs,))
+        q = (jnp.arange(pairs) + offset) / (2 * pairs if draws > 1 else 1)
+    else:
+        q = jnp.full((pairs,), d)
+    t = jax.random.uniform(key, (pairs, num_players)) < q[:, None]
+    if draws > 1:
+        t = jnp.stack([t, ~t], axis=1)
+    return t.reshape(draws, num_players)
 
 
 @functools.partial(jax.jit, static_argnames=("num_players", "d", "draws", "block"))
 def _focused_bases(key, start, *, num_players: int, d: float | None, draws: int, block: int):
     """``bool[block * draws, P]``: the coalitions of ``block`` samples of ``draws`` draws, sample i from
-    ``fold_in(key, start + i)``.
-
-    Each player is in a coalition with probability ``d``; ``d`` None: with a probability drawn for each pair of
-    draws from the pair's stratum (module docstring). With two or more draws a sample, every other coalition is
-    its predecessor's complement.
-    """
+    ``fold_in(key, start + i)`` (:func:`sample_coalitions`)."""
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(block))
-    pairs = max(1, draws // 2)
-    if d is None:  # each pair's stratum of [0, 1/2), its complement's of (1/2, 1]; one draw: [0, 1)
-        offset = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1), (pairs,)))(keys)
-        q = (jnp.arange(pairs)[None, :] + offset) / (2 * pairs if draws > 1 else 1)
-    else:
-        q = jnp.full((block, pairs), d)
-    t = jax.vmap(lambda k, p: jax.random.uniform(k, (pairs, num_players)) < p[:, None])(keys, q)
-    if draws > 1:
-        t = jnp.stack([t, ~t], axis=2)
+    t = jax.vmap(lambda k: sample_coalitions(k, num_players, d, draws))(keys)
     return t.reshape(block * draws, num_players)
 
 
@@ -181,8 +190,10 @@ def focused_samples(key, value_fn, num_players: int, kind: str, d: float | None,
     # A star valued incrementally flips the padding too, so that its length (and the compiled shape) is one of a few.
     flipped = players
     if isinstance(value_fn, ChainValueFn):
-        flipped = np.concatenate([players, np.full(_pow2(u) - u, players[0])]).astype(np.int32)
-    fits = max(1, BLOCK_CELLS // ((1 + flipped.size) * num_players * draws))
+        flipped = np.concatenate([players, np.full(_padded(u) - u, players[0])]).astype(np.int32)
+    # Stars of known flips hold only their bases; others are valued as masks, 1 + U of them a base.
+    cells = num_players * draws * (1 if hasattr(value_fn, "flip_values") else 1 + flipped.size)
+    fits = max(1, BLOCK_CELLS // cells)
     block = min(max(1, BLOCK // draws), 1 << (fits.bit_length() - 1))  # a power of two: few shapes compile
     out = []
     for start in range(0, num_samples, block):

@@ -78,9 +78,11 @@ def _size(name: str, num_players: int) -> int:
     return (num_players + 1) * (2 if name == "antithetic" else 1)
 
 
-def pilot_decides(index: str, estimator: str | None, enabled: bool = True) -> bool:
-    """Whether a settled round's estimator is the pilot's: a Shapley round given no estimator, with the pilot on."""
-    return enabled and index == "shapley" and not estimator
+def pilot_decides(index: str, estimator: str | None, enabled: bool = True, default: str = "permutation") -> bool:
+    """Whether a settled round's estimator is the pilot's: a Shapley round given no estimator, with the pilot on,
+    whose default (:func:`~gtap_jax.indices.default_estimator`) is permutations (where the game values stars
+    incrementally it is Owen sampling, ahead of both candidates in variance per second: ``benchmarks/RESULTS.md``)."""
+    return enabled and index == "shapley" and not estimator and default == "permutation"
 
 
 def pilot_key(key: PRNGKey) -> PRNGKey:

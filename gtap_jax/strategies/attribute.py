@@ -88,7 +88,7 @@ def by_estimate(
         if evaluations is None:
             chosen = estimator or default_estimator(index, num_players, settle.max_evaluations, value_fn)
             spent = 0
-            if pilot_decides(index, estimator, settle.pilot):
+            if pilot_decides(index, estimator, settle.pilot, chosen):
                 if not piloted:
                     piloted.append(shapley_pilot(pilot_key(key), value_fn, num_players, plan=decided[0]))
                     spent = piloted[0].num_evaluations

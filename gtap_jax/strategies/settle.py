@@ -53,6 +53,9 @@ class Settle(NamedTuple):
             where the estimator's registry entry names a kind of focused draw.
         pilot: Shapley rounds with no estimator given take permutations or antithetic orders, whichever a pilot
             on the first round's game finds more precise per value (:mod:`gtap_jax.indices.pilot`).
+        stop_share: a round ends once this share of the players is settled, in (0, 1]; below 1 its decision
+            may end unsettled (``Scores.settled`` False) with the unsure players' sides uncertain, each settled
+            player's still right at delta.
     """
 
     delta: float = 0.05
@@ -60,15 +63,18 @@ class Settle(NamedTuple):
     max_evaluations: int = 1 << 20
     focus: bool = True
     pilot: bool = True
+    stop_share: float = 1.0
 
     def check(self) -> Settle:
         """The options, if valid.
 
         Raises:
-            ValueError: for delta outside (0, 1), a negative epsilon or a cap below 1.
+            ValueError: for delta outside (0, 1), a negative epsilon, a cap below 1 or a stop_share outside (0, 1].
         """
-        if not 0 < self.delta < 1 or self.epsilon < 0 or self.max_evaluations < 1:
-            raise ValueError(f"settling needs delta in (0, 1), epsilon >= 0 and max_evaluations >= 1, got {self}")
+        if (not 0 < self.delta < 1 or self.epsilon < 0 or self.max_evaluations < 1
+                or not 0 < self.stop_share <= 1):
+            raise ValueError(f"settling needs delta in (0, 1), epsilon >= 0, max_evaluations >= 1 and stop_share in"
+                             f" (0, 1], got {self}")
         return self
 
 
@@ -180,7 +186,7 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
         return Scores(values, stderr, state.num_evaluations, bool(ok.all()), float(ok.mean())), ok
 
     ok = np.zeros(num_players, bool) if state.uniform is None else judge(state)[1]
-    while not ok.all() and state.num_evaluations < options.max_evaluations:
+    while ok.mean() < options.stop_share and state.num_evaluations < options.max_evaluations:
         spent = state.num_evaluations
         add = min(max(step, spent), options.max_evaluations - spent)
         unsure = np.flatnonzero(~ok)

@@ -10,6 +10,7 @@ Estimator`` and one line here; the contract tests then cover it.
 
 References:
     Castro, Gomez, Tejada (2009), permutation sampling of the Shapley value.
+    Okhrati, Lipani (2020), Owen sampling: the Shapley value from the multilinear extension.
     Wang, Jia (2023), "Data Banzhaf": maximum sample reuse (MSR).
     Fumagalli et al. (2024), shapiq: the pairing trick (a coalition with its complement).
     Hammer, Holzman (1992): the Banzhaf value is the least-squares linear fit of
@@ -28,7 +29,7 @@ from gtap_jax.engine import ChainValueFn
 from gtap_jax.indices.base import INDICES
 from gtap_jax.indices.estimators.antithetic import antithetic_shapley
 from gtap_jax.indices.estimators.base import Estimator, EstimatorState, Moments, SampleState, sample_estimator
-from gtap_jax.indices.estimators.complementary import complementary_banzhaf
+from gtap_jax.indices.estimators.complementary import OWEN_PAIRS, complementary_banzhaf, owen_shapley
 from gtap_jax.indices.estimators.kernel import PAIRS_PER_DRAW, PairRegressionState, kernel_banzhaf, kernel_shapley
 from gtap_jax.indices.estimators.msr import MSRState, msr_beta
 from gtap_jax.indices.estimators.paired import paired_beta
@@ -73,6 +74,8 @@ ESTIMATORS = Registry(
     {
         "permutation": EstimatorEntry(permutation_shapley, ("shapley",), lambda p: p + 1, "owen", chains=1),
         "antithetic": EstimatorEntry(antithetic_shapley, ("shapley",), lambda p: 2 * p + 2, "owen", chains=2),
+        "owen": EstimatorEntry(owen_shapley, ("shapley",), lambda p: 2 * OWEN_PAIRS * (p + 1), "owen",
+                               chains=2 * OWEN_PAIRS, star=True),
         "kernel": EstimatorEntry(kernel_shapley, ("shapley",), lambda p: 2 * PAIRS_PER_DRAW + 2, "owen"),
         "msr": EstimatorEntry(msr_beta, ("banzhaf", "beta"), lambda p: 1, "flip"),
         "paired": EstimatorEntry(paired_beta, ("banzhaf", "beta"), lambda p: p + 1, "flip", chains=1, star=True),
@@ -107,6 +110,7 @@ __all__ = [
     "kernel_banzhaf",
     "kernel_shapley",
     "msr_beta",
+    "owen_shapley",
     "paired_beta",
     "permutation_shapley",
     "regression_beta",

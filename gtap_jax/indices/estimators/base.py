@@ -93,6 +93,10 @@ class Estimator(NamedTuple):
         draw_size: K, coalitions evaluated per draw.
         name: the estimator's name (its registry key).
         replay: a :class:`Replay` whose result ``finalize`` takes, or None.
+        star_bases: a star estimator's ``(key, i) -> bool[S, P]``, the first coalitions of draw ``i``'s S stars
+            (:func:`star_estimator`): a game that values stars of known flips takes only these
+            (``gtap_jax.engine.evaluate_flips``), and ``update`` then gets them in place of the masks.
+        complements: every odd one of ``star_bases`` is its predecessor's complement.
     """
 
     draw: Callable[[PRNGKey, Any], Bool[Array, "K P"]]
@@ -102,6 +106,8 @@ class Estimator(NamedTuple):
     draw_size: int
     name: str
     replay: Replay | None = None
+    star_bases: Callable[[PRNGKey, Any], Bool[Array, "S P"]] | None = None
+    complements: bool = False
 
 
 def sample_estimator(num_players, draw, draw_size, samples_fn, name) -> Estimator:
@@ -124,6 +130,32 @@ def sample_estimator(num_players, draw, draw_size, samples_fn, name) -> Estimato
     return Estimator(draw, init, update, finalize, draw_size, name)
 
 
+def star_estimator(num_players, bases, num_stars, samples_fn, name, *, complements=False) -> Estimator:
+    """An estimator whose draw is ``num_stars`` stars: each of ``bases(key, i) -> bool[S, P]``, then it with each
+    player flipped in turn (K = S (P + 1)), one sample per player a draw (``samples_fn(bases[B, S, P], values[B,
+    K]) -> x[B, P]``). Its ``update`` takes the draws' masks or only their bases."""
+    k = num_players + 1
+    steps = jnp.concatenate([jnp.zeros((1, num_players), bool), jnp.eye(num_players, dtype=bool)])
+
+    def draw(key, i):
+        return (bases(key, i)[:, None, :] ^ steps[None]).reshape(num_stars * k, num_players)
+
+    def samples(masks, values):
+        return samples_fn(masks if masks.shape[1] == num_stars else masks[:, ::k], values)
+
+    est = sample_estimator(num_players, draw, num_stars * k, samples, name)
+    return est._replace(star_bases=bases, complements=complements)
+
+
+def star_marginals(bases, values):
+    """``x[B, P]``: each player's mean marginal ``v(T + i) - v(T - i)`` over the S stars of each of B draws, from
+    their bases ``T`` (``bool[B, S, P]``) and values (``[B, S (P + 1)]``: each star's base, then its flips)."""
+    b, s, p = bases.shape
+    values = values.reshape(b, s, p + 1)
+    v_t, v_flip = values[..., :1], values[..., 1:]
+    return jnp.where(bases, v_t - v_flip, v_flip - v_t).mean(axis=1)
+
+
 __all__ = [
     "Estimator",
     "EstimatorState",
@@ -133,5 +165,7 @@ __all__ = [
     "mean_and_stderr",
     "merge_moments",
     "sample_estimator",
+    "star_estimator",
+    "star_marginals",
     "zero_moments",
 ]

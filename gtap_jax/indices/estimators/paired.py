@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 
-from gtap_jax.indices.estimators.base import Estimator, sample_estimator
+from gtap_jax.indices.estimators.base import Estimator, star_estimator, star_marginals
 
 
 @functools.cache
@@ -20,18 +19,10 @@ def paired_beta(num_players: int, d: float = 0.5) -> Estimator:
     and gives an unbiased sample for every player.
     """
 
-    def draw(key, i):
-        t = jax.random.bernoulli(jax.random.fold_in(key, i), d, (num_players,))
-        flips = t[None, :] ^ jnp.eye(num_players, dtype=bool)
-        return jnp.concatenate([t[None, :], flips])
+    def bases(key, i):
+        return jax.random.bernoulli(jax.random.fold_in(key, i), d, (1, num_players))
 
-    def samples(masks, values):
-        t = masks[:, 0, :]
-        v_t = values[:, :1]
-        v_flip = values[:, 1:]
-        return jnp.where(t, v_t - v_flip, v_flip - v_t)
-
-    return sample_estimator(num_players, draw, num_players + 1, samples, "paired")
+    return star_estimator(num_players, bases, 1, star_marginals, "paired")
 
 
 __all__ = ["paired_beta"]
