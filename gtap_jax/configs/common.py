@@ -64,13 +64,13 @@ def _methods(c: ml_collections.ConfigDict) -> None:
     c.gtap = ml_collections.ConfigDict()
     c.gtap.strategies = ("top_n", "iterated_pruning", "iterated_building")  # GTAP strategies to run
     c.gtap.indices = ("shapley", "banzhaf", "beta")  # power indices to rank neurons by
-    # estimator per index: shapley permutation | antithetic | kernel; banzhaf, beta msr | paired | regression;
-    # banzhaf also complementary (paired stars at T and its complement) | kernel_banzhaf (regression on T and
-    # its complement) ("" = the library default, gtap_jax.indices.default_estimator: permutation for shapley,
-    # in settled mode permutation or antithetic as a pilot on the first round's game finds (indices/pilot.py);
-    # for banzhaf complementary and for beta paired stars where the game values them incrementally and a round
-    # buys 64 paired draws, else (at >= 5 evaluations per player per round) kernel_banzhaf for banzhaf and
-    # regression for beta, else msr)
+    # estimator per index: shapley permutation | antithetic | owen (4 complementary pairs of stars, shares
+    # stratified) | kernel; banzhaf, beta msr | paired | regression; banzhaf also complementary (paired stars at
+    # T and its complement) | kernel_banzhaf (regression on T and its complement) ("" = the library default,
+    # gtap_jax.indices.default_estimator: where the game values stars incrementally and a round buys 64 paired
+    # draws, owen for shapley, complementary for banzhaf and paired for beta; else permutation for shapley, in
+    # settled mode permutation or antithetic as a pilot on the first round's game finds (indices/pilot.py), and
+    # (at >= 5 evaluations per player per round) kernel_banzhaf for banzhaf and regression for beta, else msr)
     c.gtap.estimators = ml_collections.ConfigDict({"shapley": "", "banzhaf": "", "beta": ""})
     c.gtap.d = 0.0  # d of beta_d in (0, 1); 0 = choose it from the uncertainty bands
     # coalition values per estimation round (samples = this / draw size); 0 = settled mode: each
