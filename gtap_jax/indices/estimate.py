@@ -2,7 +2,7 @@
 
 Budgets are counted in coalition evaluations, whatever one draw of an estimator
 costs (its registry entry's ``draw_size``: 1 for MSR and regression, P + 1 for
-permutation and paired, 2P + 2 for antithetic, 32 for kernel), as shapiq's
+permutation and paired, 2P + 2 for antithetic, 8P + 8 for owen, 32 for kernel), as shapiq's
 ``approximate(budget, game)`` counts them.
 """
 
@@ -230,7 +230,7 @@ def estimate(
             only continues a ``state`` (re-finalizing it).
         d: the Bernoulli parameter of ``"beta"``, in (0, 1).
         estimator: a name in ``ESTIMATORS`` serving ``index`` (``"permutation"``,
-            ``"antithetic"``, ``"kernel"`` for Shapley; ``"msr"``, ``"paired"``,
+            ``"antithetic"``, ``"owen"``, ``"kernel"`` for Shapley; ``"msr"``, ``"paired"``,
             ``"regression"`` for Banzhaf and beta_d, ``"complementary"``, ``"kernel_banzhaf"`` for Banzhaf).
             Default: the state's when continuing, else :func:`default_estimator`.
         plan: where and in what chunks to evaluate (:func:`gtap_jax.engine.make_plan`).
