@@ -40,7 +40,7 @@ TARGET = 0.95
 CASES = [
     ("banzhaf", ["complementary", "paired", "kernel_banzhaf"],
      [("RegressionFBII, pairing trick", "RegressionFBII", {"max_order": 1, "pairing_trick": True}, 1024, 65536)]),
-    ("shapley", ["permutation", "antithetic"],
+    ("shapley", ["owen", "permutation", "antithetic"],
      [("PermutationSamplingSV", "PermutationSamplingSV", {}, 16384, 262144)]),
 ]
 
