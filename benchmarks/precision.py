@@ -237,56 +237,57 @@ def shapley_per_second(name, dataset, layers, epochs, stars=512):
           f" {best / per_second['owen']:.2f} |", flush=True)
 
 
+# Each part run over every game: its function and the header of its table (part 2, the settled share by cap, runs
+# once).
+TABLES = {
+    1: (variance_ratios,
+        "Variance per value, plain permutations over each candidate (summed over players / median player);"
+        " median rho^2 of the paired Banzhaf flips with each control\n\n| game | players | antithetic |"
+        " 2 shifts | 4 shifts | CV size: rho^2 | CV v(T): rho^2 | time |\n|" + "---|" * 8),
+    3: (complementary_ratio,
+        "\nBanzhaf: variance per value of paired stars over complementary stars (summed / median player), and"
+        " the top-80 overlap of two independent estimates of each at equal values\n\n| game | players |"
+        " paired / complementary | top-80 overlap, paired | top-80 overlap, complementary | time |\n|"
+        + "---|" * 6),
+    4: (pair_regression_ratio,
+        "\nBanzhaf on games valued whole: the squared standard error of regression (d = 0.5) over Kernel"
+        " Banzhaf's (complementary pairs), at equal values (mean over players / median player; above 1: the"
+        " pairs are more precise), and the top-80 overlap of two independent estimates of each\n\n| game |"
+        " players | values | regression / Kernel Banzhaf | top-80 overlap, regression | top-80 overlap,"
+        " Kernel Banzhaf | time |\n|" + "---|" * 7),
+    5: (pilot_choices,
+        "\nThe Shapley pilot: permutations' variance per value over antithetic orders' (above 1: antithetic), on"
+        " the pilot's orders for three keys and on 32x as many (the reference)\n\n| game | players |"
+        " reference | pilot, 3 keys | chosen | pilot values | time |\n|" + "---|" * 7),
+    6: (focused_ratios,
+        "\nFocused samples on the 64 players nearest the top-80 cutoff: variance per value of independent draws"
+        " over the library's samples (median player; above 1: the library's are more precise), and for Shapley"
+        " over complementary pairs with d drawn freely\n\n| game | players | Shapley: library (pairs, d"
+        " stratified) | Shapley: pairs, d free | Banzhaf: library (pairs) | time |\n|" + "---|" * 6),
+    7: (shapley_per_second,
+        "\nShapley estimators at equal values: variance per value (summed over players) and values per second;"
+        " the best of permutations and antithetic orders over Owen sampling in variance per second (above 1:"
+        " Owen's is smaller)\n\n| game | players | values | permutation | antithetic | owen | best / owen |\n|"
+        + "---|" * 7),
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", type=int, choices=(1, 2, 3, 4, 5, 6, 7))
     args = parser.parse_args()
     print(f"{date.today()}, {jax.devices()[0].device_kind} x {jax.device_count()}, jax {jax.__version__},"
           f" {platform.machine()}\n")
-    if args.part in (None, 1):
-        print("Variance per value, plain permutations over each candidate (summed over players / median player);"
-              " median rho^2 of the paired Banzhaf flips with each control\n\n| game | players | antithetic |"
-              " 2 shifts | 4 shifts | CV size: rho^2 | CV v(T): rho^2 | time |\n|" + "---|" * 8)
+    for part in range(1, 8):
+        if args.part not in (None, part):
+            continue
+        if part == 2:
+            settled_share_by_cap()
+            continue
+        measure, header = TABLES[part]
+        print(header)
         for game in GAMES:
-            variance_ratios(*game)
-    if args.part in (None, 2):
-        settled_share_by_cap()
-    if args.part in (None, 3):
-        print("\nBanzhaf: variance per value of paired stars over complementary stars (summed / median player), and"
-              " the top-80 overlap of two independent estimates of each at equal values\n\n| game | players |"
-              " paired / complementary | top-80 overlap, paired | top-80 overlap, complementary | time |\n|"
-              + "---|" * 6)
-        for game in GAMES:
-            complementary_ratio(*game)
-    if args.part in (None, 4):
-        print("\nBanzhaf on games valued whole: the squared standard error of regression (d = 0.5) over Kernel"
-              " Banzhaf's (complementary pairs), at equal values (mean over players / median player; above 1: the"
-              " pairs are more precise), and the top-80 overlap of two independent estimates of each\n\n| game |"
-              " players | values | regression / Kernel Banzhaf | top-80 overlap, regression | top-80 overlap,"
-              " Kernel Banzhaf | time |\n|" + "---|" * 7)
-        for game in GAMES:
-            pair_regression_ratio(*game)
-    if args.part in (None, 5):
-        print("\nThe Shapley pilot: permutations' variance per value over antithetic orders' (above 1: antithetic), on"
-              " the pilot's orders for three keys and on 32x as many (the reference)\n\n| game | players |"
-              " reference | pilot, 3 keys | chosen | pilot values | time |\n|" + "---|" * 7)
-        for game in GAMES:
-            pilot_choices(*game)
-    if args.part in (None, 6):
-        print("\nFocused samples on the 64 players nearest the top-80 cutoff: variance per value of independent draws"
-              " over the library's samples (median player; above 1: the library's are more precise), and for Shapley"
-              " over complementary pairs with d drawn freely\n\n| game | players | Shapley: library (pairs, d"
-              " stratified) | Shapley: pairs, d free | Banzhaf: library (pairs) | time |\n|" + "---|" * 6)
-        for game in GAMES:
-            focused_ratios(*game)
-    if args.part in (None, 7):
-        print("\nShapley estimators at equal values: variance per value (summed over players) and values per second;"
-              " the best of permutations and antithetic orders over Owen sampling in variance per second (above 1:"
-              " Owen's is smaller)\n\n| game | players | values | permutation | antithetic | owen | best / owen |\n|"
-              + "---|" * 7)
-        for game in GAMES:
-            shapley_per_second(*game)
-
+            measure(*game)
 
 if __name__ == "__main__":
     main()
