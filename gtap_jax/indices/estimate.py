@@ -130,13 +130,14 @@ def _flips(estimator: Estimator, value_fn, num_players: int) -> bool:
             and num_players >= STAR_FLIPS_MIN_PLAYERS)
 
 
-def _evaluator(value_fn, entry, mesh, size: int, num_players: int, estimator: Estimator):
+def _evaluator(value_fn, entry, mesh, size: int, num_players: int, stars: Estimator | None = None):
     """``masks[B, K, P] -> values``: whole coalitions in one batch, or (an ``entry`` with chains) the draws' chains
-    or stars incrementally; ``bases[B, S, P] -> values[B, K]`` where the game values stars of known flips (every
-    player flipped in turn; a base and its complement together where the game can)."""
-    if _flips(estimator, value_fn, num_players):
+    or stars incrementally; with ``stars`` (an estimator whose stars the game values from known flips,
+    :func:`_flips`), ``bases[B, S, P] -> values[B, K]``: every player flipped in turn, a base and its complement
+    together where the game can."""
+    if stars is not None:
         players = jnp.arange(num_players, dtype=jnp.int32)
-        if estimator.complements and hasattr(value_fn, "flip_pair_values"):
+        if stars.complements and hasattr(value_fn, "flip_pair_values"):
             pair_fn = batched_flip_fn(value_fn, mesh, pairs=True)
             return lambda bases: pair_fn(place(bases[:, 0::2].reshape(-1, num_players), mesh), players)
         fn = batched_flip_fn(value_fn, mesh)
@@ -258,8 +259,9 @@ def estimate(
     entry = ESTIMATORS[run.estimator]
     chained = entry if entry.incremental_on(value_fn) else None
     b = draws_per_chunk(est, max(num_draws, 1), plan, whole_draws=chained is not None)
-    draw, update, _, _ = _compiled(est, b, _flips(est, value_fn, num_players))
-    evaluate = _evaluator(value_fn, chained, plan.mesh, b * k, num_players, est)
+    flips = _flips(est, value_fn, num_players)
+    draw, update, _, _ = _compiled(est, b, flips)
+    evaluate = _evaluator(value_fn, chained, plan.mesh, b * k, num_players, est if flips else None)
     draws, not_finite = run.draws, []
     first = int(draws.num_draws)
     with tqdm(total=num_draws * k, desc=f"{index}/{run.estimator}", unit="eval", disable=not progress) as bar:
