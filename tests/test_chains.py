@@ -113,6 +113,24 @@ def test_settled_shapley_rounds_on_games_of_stars_take_owen_sampling_without_a_p
     assert rounds == ["owen"]
 
 
+def test_shapley_rounds_given_the_pilot_by_name_take_its_choice_where_the_default_is_owen(monkeypatch):
+    """``estimator="pilot"`` (the verdict configs') keeps the estimator their runs were made with."""
+    from gtap_jax.indices.pilot import Pilot
+
+    attribute = importlib.import_module("gtap_jax.strategies.attribute")
+    rounds, pilots, real = [], [], attribute.settle_round
+    monkeypatch.setattr(attribute, "shapley_pilot", lambda *a, **kw: pilots.append(a[2]) or Pilot("antithetic", 2., 7))
+    monkeypatch.setattr(attribute, "settle_round", lambda *a, **kw: rounds.append(a[4].estimator) or real(*a, **kw))
+    fn, layout = _game("lenet300", ["fc2"], metric="neg_loss")
+    p = layout.num_players
+    settle = g.Settle(0.1, g.strategies.share_epsilon(fn, p, 0.5), PAIRED_MIN_DRAWS * (p + 1))
+    out = g.iterated_pruning(jax.random.key(0), fn, p, p // 2, g.by_estimate("shapley", estimator="pilot",
+                                                                             settle=settle), step=0.3)
+    assert pilots == [p] and len(rounds) > 1 and set(rounds) == {"antithetic"}
+    spent = out.history[0].scores.num_evaluations  # the first round counts the pilot's 7 values
+    assert spent > 7 and (spent - 7) % (2 * (p + 1)) == 0
+
+
 def test_a_built_in_game_runs_its_prefix_once(monkeypatch):
     """The masked pass and the chains of a built-in model's game share the activations before the first player layer
     (the prefix runs once per game, not once for each)."""

@@ -129,6 +129,8 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (["--config.gtap.indices=('beta_1.5',)"], "unknown index 'beta_1.5'"),
     (["--config.game.selection_examples=450", "--config.game.eval_examples=100"], "need 550 validation examples"),
     (["--config.retrain.selected_only=True"], "needs a selection set"),
+    (["--config.gtap.estimators.shapley=pilot", "--config.gtap.evaluations=4096"], "'pilot' needs settled rounds"),
+    (["--config.gtap.estimators.beta=pilot"], "gtap.estimators.beta='pilot'"),
     (_text("{d}/empty_csv"), "cannot read emotion"),
     (_text("{d}/string_labels"), "labels must be integer class ids"),
     (_text("{d}/malformed_csv"), "ParserError"),

@@ -37,7 +37,15 @@ from gtap_jax.indices import (
     new_state,
 )
 from gtap_jax.indices.focus import FocusMoments
-from gtap_jax.indices.pilot import Pilot, pilot_decides, pilot_evaluations, pilot_key, shapley_pilot
+from gtap_jax.indices.pilot import (
+    CANDIDATES,
+    PILOT,
+    Pilot,
+    pilot_decides,
+    pilot_evaluations,
+    pilot_key,
+    shapley_pilot,
+)
 from gtap_jax.strategies import (
     STRATEGIES,
     AttributeFn,
@@ -283,7 +291,7 @@ def _incremental(ctx: Context, index: str) -> bool:
     index = split_index(index)[0]
     estimator = cfg.estimators.get(index) or default_estimator(index, layout.num_players,
                                                                cfg.evaluations or cfg.max_evaluations, game)
-    return ESTIMATORS[estimator].incremental_on(game)
+    return ESTIMATORS[CANDIDATES[0] if estimator == PILOT else estimator].incremental_on(game)
 
 
 def say_expected_time(ctx: Context, step: str, evaluations: int, index: str | None = None) -> None:

@@ -12,6 +12,7 @@ from gtap_jax.baselines import BASELINES
 from gtap_jax.experiment.progress import split_index
 from gtap_jax.experiment.steps import write_json
 from gtap_jax.indices import INDICES, estimators_for
+from gtap_jax.indices.pilot import PILOT
 from gtap_jax.models import MODELS
 from gtap_jax.network import DTYPES, MASKED_VALUES, METRICS
 from gtap_jax.strategies import STRATEGIES
@@ -230,8 +231,13 @@ def validate(config) -> None:
             raise ConfigError(f"{field}={value!r}: expected {problem}")
     for i in config.gtap.indices:
         estimator = config.gtap.estimators.get(i, "")
-        if estimator and estimator not in estimators_for(i):
-            raise ConfigError(f"gtap.estimators.{i}={estimator!r}; expected one of {estimators_for(i)}")
+        if estimator == PILOT and i == "shapley":
+            if config.gtap.evaluations:
+                raise ConfigError(f"gtap.estimators.shapley={PILOT!r} needs settled rounds (gtap.evaluations=0);"
+                                  f" with gtap.evaluations={config.gtap.evaluations} name an estimator")
+        elif estimator and estimator not in estimators_for(i):
+            raise ConfigError(f"gtap.estimators.{i}={estimator!r}; expected one of {estimators_for(i)}"
+                              + (f" (or {PILOT!r})" if i == "shapley" else ""))
     if not (config.gtap.strategies and config.gtap.indices) and not config.baselines:
         raise ConfigError("no method to run: give gtap.strategies and gtap.indices, or baselines")
     if config.target_unit != "players" and not all(isinstance(t, float) for t in config.targets):

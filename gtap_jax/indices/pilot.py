@@ -26,6 +26,8 @@ from gtap_jax.shapes import PRNGKey, ValueFn
 # The pilot's draws of each estimator: enough for about this many coalition values of permutations.
 PILOT_VALUES = 1024
 CANDIDATES = ("permutation", "antithetic")
+# The estimator name that asks for the pilot explicitly, where the default would be another (Owen sampling).
+PILOT = "pilot"
 
 
 class Pilot(NamedTuple):
@@ -79,10 +81,13 @@ def _size(name: str, num_players: int) -> int:
 
 
 def pilot_decides(index: str, estimator: str | None, enabled: bool = True, default: str = "permutation") -> bool:
-    """Whether a settled round's estimator is the pilot's: a Shapley round given no estimator, with the pilot on,
-    whose default (:func:`~gtap_jax.indices.default_estimator`) is permutations (where the game values stars
-    incrementally it is Owen sampling, ahead of both candidates in variance per second: ``benchmarks/RESULTS.md``)."""
-    return enabled and index == "shapley" and not estimator and default == "permutation"
+    """Whether a settled round's estimator is the pilot's: a Shapley round given ``estimator = PILOT``, or given
+    none with the pilot on and a default (:func:`~gtap_jax.indices.default_estimator`) of permutations (where the
+    game values stars incrementally it is Owen sampling, ahead of both candidates in variance per second:
+    ``benchmarks/RESULTS.md``)."""
+    if index != "shapley":
+        return False
+    return estimator == PILOT or (enabled and not estimator and default == "permutation")
 
 
 def pilot_key(key: PRNGKey) -> PRNGKey:
@@ -90,4 +95,6 @@ def pilot_key(key: PRNGKey) -> PRNGKey:
     return jax.random.fold_in(key, 0x9170)
 
 
-__all__ = ["CANDIDATES", "PILOT_VALUES", "Pilot", "pilot_decides", "pilot_evaluations", "pilot_key", "shapley_pilot"]
+__all__ = [
+    "CANDIDATES", "PILOT", "PILOT_VALUES", "Pilot", "pilot_decides", "pilot_evaluations", "pilot_key", "shapley_pilot",
+]
