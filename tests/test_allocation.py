@@ -55,6 +55,22 @@ def test_cost_fit_is_exact():
         assert COST(counts) == pytest.approx(mlp_params(counts))
 
 
+def test_a_players_cost_at_a_mask_is_what_dropping_or_adding_it_changes():
+    """A kept player of group b in a network of widths (3, 2, 1) saves the 5 of b: a * 1 + 1 + c = 3 + 1 + 1;
+    an absent one of b costs as much to add; at the whole network the marginal is the per-player cost."""
+    mask = np.zeros(LAYOUT.num_players, bool)
+    mask[[0, 1, 2, 4, 5, 10]] = True  # widths 3, 2, 1
+    marginal = COST.marginal(LAYOUT, mask)
+    for i in range(LAYOUT.num_players):
+        flipped = mask.copy()
+        flipped[i] = ~flipped[i]
+        change = abs(mlp_params(counts_of(LAYOUT, flipped)) - mlp_params(counts_of(LAYOUT, mask)))
+        assert marginal[i] == pytest.approx(change), i
+    assert marginal[4] == pytest.approx(5) and marginal[6] == pytest.approx(5)
+    np.testing.assert_allclose(COST.marginal(LAYOUT, np.ones(LAYOUT.num_players, bool)), COST.per_player(LAYOUT))
+    np.testing.assert_allclose(COST.per_player(LAYOUT)[4], mlp_params((4, 6, 2)) - mlp_params((4, 5, 2)))
+
+
 def test_fit_cost_refuses_a_cost_that_is_not_quadratic():
     with pytest.raises(ValueError, match="cannot be budgeted"):
         fit_cost(lambda m: float(np.prod(counts_of(LAYOUT, m))), LAYOUT, unit="flops")

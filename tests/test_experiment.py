@@ -108,13 +108,14 @@ def _config(name, **fields):
 # Each smoke run keeps what it alone covers and leaves what another run covers: scratch retraining and the
 # lottery ticket of dense layers (the CLI run of lenet300), the iterated strategies (the same, and resnet's and
 # transformer's for groups and heads), latency, every allocation and fine-tuning (vit's), budgets of parameters
-# (resnet's and vit's), leave-one-out and random players of groups and heads (transformer's); mlp_twitter_topic
+# (resnet's and vit's; iterated pruning by value per parameter, resnet's), leave-one-out and random players of
+# groups and heads (transformer's); mlp_twitter_topic
 # differs from mlp_emotion only in its data (test_twitter_topic_smoke_config_validates_on_its_data).
 SMOKE_FIELDS = {
     "lenet5_mnist": {"gtap.strategies": ("top_n",), "baselines": ("wmp", "lottery")},  # a conv model retrained
     "mlp_emotion": {"retrain.modes": ("none",)},
     "alexnet_tiny_imagenet": {"retrain.modes": ("none",)},
-    "resnet_mnist": {"latency": False, "baselines": ("wmp", "gate")},
+    "resnet_mnist": {"latency": False, "baselines": ("wmp", "gate"), "gtap.cost_rounds": True},
     "transformer_emotion": {"latency": False, "target_unit": "players"},  # budgets: resnet's and vit's
     "vit_mnist": {"allocations": ("global", "cost"), "gtap.strategies": ("top_n",),  # proportional: every other
                   "baselines": ("gate",)},

@@ -355,3 +355,43 @@ def test_settled_shapley_rounds_take_the_pilots_estimator_and_count_its_values()
     # samples' complementary pairs (which cancel it too), near the cap
     first, slow = piloted.history[0].scores, off.history[0].scores
     assert first.settled and first.num_evaluations * 10 < slow.num_evaluations
+
+
+def test_cost_rounds_drop_the_least_value_per_unit_of_cost():
+    """An additive game with costs: rounds by value per unit of cost keep the top ratios, rounds by value the top
+    values, and the two differ here; each cost round records its weights, and the priority puts the kept set first.
+
+    Player values w and costs c: by value the top 3 are {0, 1, 2}; by w / c they are {3, 4, 5} (cheap, and worth
+    less each). The costs depend on the mask (here, a player costs more once fewer of the others are left), as a
+    network's parameters per unit do.
+    """
+    w = np.array([6.0, 5.0, 4.0, 3.0, 2.5, 2.0, 0.5, -1.0])
+    c = np.array([4.0, 4.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    cost = lambda mask: c * (1.0 + 0.1 * (mask.size - mask.sum()))  # noqa: E731 (same order at every mask)
+    for attribute in (by_exact("shapley"), by_estimate("banzhaf", settle=Settle(0.05, 0.0, 1 << 16))):
+        for strategy in (iterated_pruning, iterated_building):
+            res = strategy(jax.random.key(0), additive_game(w), 8, 3, attribute, step=1, cost=cost)
+            assert np.flatnonzero(res.mask).tolist() == [3, 4, 5], (strategy.__name__, attribute)
+            rounds = [r for r in res.history if r.players.size]
+            assert all(r.weights is not None and r.weights.shape == r.players.shape for r in rounds)
+            assert all(r.scores.settled for r in rounds)
+            assert set(np.argsort(-res.priority())[:3].tolist()) == {3, 4, 5}
+        plain = iterated_pruning(jax.random.key(0), additive_game(w), 8, 3, attribute, step=1)
+        assert np.flatnonzero(plain.mask).tolist() == [0, 1, 2] and plain.history[0].weights is None
+
+
+def test_a_cost_round_settles_on_the_ratio_and_reports_the_values():
+    """The decision of a settled round given weights ranks value per weight: the values it reports stay the
+    estimate's (within its error bars of the true values), the ranking is the ratios'; a cost that is not
+    positive is an error, and so is an attribute function that ignores the weights."""
+    w = np.array([4.0, 3.0, 2.0, 1.0])
+    weights = np.array([8.0, 1.0, 1.0, 1.0])  # ratios 0.5, 3, 2, 1: player 0 drops first
+    attribute = by_estimate("banzhaf", estimator="msr", settle=Settle(0.05, 0.0, 1 << 16, False))
+    out = attribute(jax.random.key(0), additive_game(w), 4, (3,), weights=weights)
+    assert out.settled and out.ranking.tolist() == [1, 2, 3, 0]
+    assert np.all(np.abs(out.values - w) <= 5 * out.stderr)
+    with pytest.raises(ValueError, match="finite positive cost"):
+        iterated_pruning(jax.random.key(0), additive_game(w), 4, 2, by_exact("shapley"), cost=lambda m: m * 0.0)
+    ignores = lambda key, fn, p, cutoffs=(), weights=None: Scores(np.asarray(w), np.zeros(4), 1)  # noqa: E731
+    with pytest.raises(TypeError, match="ranking"):
+        iterated_pruning(jax.random.key(0), additive_game(w), 4, 2, ignores, cost=lambda m: np.ones(4))

@@ -86,12 +86,16 @@ def _methods(c: ml_collections.ConfigDict) -> None:
     # a stopped run resumes from the last save, with the same result
     c.gtap.checkpoint_every = 65536
     c.gtap.step = 0.5  # iterated strategies: fraction (or int count) of neurons dropped/added per round
+    # iterated strategies also run with rounds that drop (add) the players of least (most) value per parameter or
+    # FLOP at the current widths, their decisions settled on that ratio: `<strategy>/<index>@cost` (a joint game;
+    # the unit is target_unit's, params where targets count players)
+    c.gtap.cost_rounds = False
 
     c.baselines = ("wmp", "wgmp", "random", "lottery")  # baselines at the same neuron granularity
     # how score-based methods (the baselines but the lottery ticket, and GTAP's top_n) choose among groups, each
     # run under every one given: proportional (each layer its share) | global (one ranking) | cost (score per
     # parameter or FLOP; gtap_jax.strategies.allocation). () = each method's own: the baselines proportional,
-    # GTAP its game's (global in a joint game); iterated strategies always keep their game's
+    # GTAP its game's (global in a joint game); iterated strategies keep their game's (see gtap.cost_rounds)
     c.allocations = ()
 
     c.targets = (0.5, 0.3, 0.2, 0.1, 0.05)  # keep fractions (floats in (0, 1]; 1.0 = all) or counts (ints)

@@ -11,8 +11,9 @@ count, or a budget of the network's parameters or FLOPs) is then made by the all
 Names: ``strategy/index`` and baselines as registered; with ``config.allocations``, ``top_n`` and every
 score-based baseline run under each, named ``name@allocation``. Iterated strategies keep the allocation
 of their game (``strategy``, their own rounds, in one joint game; ``proportional`` with one game per layer),
-as does every GTAP method with one game per layer. Nothing here names a particular strategy, index or
-baseline beyond that.
+as does every GTAP method with one game per layer; with ``gtap.cost_rounds`` an iterated strategy in a joint
+game also runs as ``strategy/index@cost``, its rounds deciding by value per unit of cost (a step of its own).
+Nothing here names a particular strategy, index or baseline beyond that.
 """
 
 from __future__ import annotations
@@ -64,8 +65,14 @@ def parse(ctx_or_config, name: str) -> Method:
     if "/" in base:
         strategy, index = base.split("/")
         own = "proportional" if config.game.layerwise else "strategy"
-        return Method(name, base, "gtap", strategy, index, allocation or own)
+        m = Method(name, base, "gtap", strategy, index, allocation or own)
+        return m._replace(base=name) if cost_rounds(m) else m
     return Method(name, base, "baseline", "", "", allocation or "proportional")
+
+
+def cost_rounds(m: Method) -> bool:
+    """Whether ``m`` is an iterated strategy whose rounds decide by value per unit of cost (``gtap.cost_rounds``)."""
+    return m.family == "gtap" and m.strategy not in REALLOCATED_STRATEGIES and m.allocation == "cost"
 
 
 def method_names(config) -> list[str]:
@@ -76,6 +83,8 @@ def method_names(config) -> list[str]:
         for i in config.gtap.indices:
             reallocated = allocations and s in REALLOCATED_STRATEGIES and not config.game.layerwise
             names += [f"{s}/{i}@{a}" for a in allocations] if reallocated else [f"{s}/{i}"]
+            if config.gtap.cost_rounds and s not in REALLOCATED_STRATEGIES:
+                names.append(f"{s}/{i}@cost")
     for b in config.baselines:
         names += [f"{b}@{a}" for a in allocations] if allocations and isinstance(BASELINES[b], ScoreBaseline) else [b]
     return names
@@ -98,12 +107,15 @@ def game_sizes(ctx: Context) -> list[dict[int, int]]:
 
 
 def gtap_record(ctx: Context, base: str) -> dict:
-    """What one GTAP method (``strategy/index``) finds: one strategy run per game serves every target.
+    """What one GTAP method (``strategy/index``, or ``strategy/index@cost`` for rounds by value per unit of cost)
+    finds: one strategy run per game serves every target.
 
     Each game's estimation rounds save their progress (:mod:`.progress`), so a
     stopped step resumes mid-way.
     """
-    strategy, index = base.split("/")
+    m = parse(ctx, base)
+    strategy, index = m.strategy, m.index
+    by_cost = {"cost": lambda mask: ctx.cost.marginal(ctx.layout, mask)} if cost_rounds(m) else {}
     key = method_key(ctx, 2, base)
     priority, games, seconds = [], [], 0.0
     for g, (game_name, fn, game_layout) in enumerate(ctx.games):
@@ -111,7 +123,7 @@ def gtap_record(ctx: Context, base: str) -> dict:
         t0 = time.perf_counter()
         res = STRATEGIES[strategy](
             jax.random.fold_in(key, g), fn, game_layout.num_players, sorted(set(_game_sizes(ctx, game_name).values())),
-            attribute, step=ctx.config.gtap.step,
+            attribute, step=ctx.config.gtap.step, **by_cost,
         )
         seconds += time.perf_counter() - t0
         priority.extend(res.priority().tolist())
@@ -181,7 +193,8 @@ def mask_at(ctx: Context, name: str, record: dict, target: Target) -> dict:
         mask = keep(scores, ctx.layout, m.allocation, **how)
         return {"kept": np.flatnonzero(mask).tolist(), "evaluations": 0, "seconds": record["seconds"],
                 "settled_share": None}
-    mask = keep(np.asarray(record["priority"]), ctx.layout, m.allocation, **how)
+    # an iterated strategy's cost rounds made its order: its kept set at a budget is a prefix of it
+    mask = keep(np.asarray(record["priority"]), ctx.layout, "strategy" if cost_rounds(m) else m.allocation, **how)
     offsets, evaluations, settled = ctx.layout.offsets(), 0, 1.0
     for (game_name, _, _), rounds in zip(ctx.games, record["rounds"], strict=True):
         a, b = offsets[game_name] if len(ctx.games) > 1 else (0, ctx.layout.num_players)
@@ -200,7 +213,7 @@ def measure_targets(ctx: Context) -> None:
     strategies run to (the most a per-layer allocation keeps within each budget)."""
     cfg = ctx.config
     unit = cfg.target_unit if cfg.target_unit != "players" else "params"
-    if cfg.target_unit != "players" or "cost" in cfg.allocations:
+    if cfg.target_unit != "players" or "cost" in cfg.allocations or cfg.gtap.cost_rounds:
         if not isinstance(ctx.network, Shrinkable):
             raise ConfigError(f"target_unit={cfg.target_unit!r} / allocations={tuple(cfg.allocations)!r} measure"
                               f" smaller networks, and a {type(ctx.network).__name__} cannot be made smaller")
@@ -239,6 +252,7 @@ def measure_targets(ctx: Context) -> None:
 
 
 __all__ = [
-    "Method", "Target", "baseline_inputs", "find_record", "game_sizes", "gtap_record", "is_gtap", "mask_at",
+    "Method", "Target", "baseline_inputs", "cost_rounds", "find_record", "game_sizes", "gtap_record", "is_gtap",
+    "mask_at",
     "measure_targets", "method_names", "parse", "scores_record",
 ]

@@ -150,7 +150,7 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
                      cfg.max_evaluations, cfg.focus, stop_share=cfg.stop_share)
     piloted: list = []  # the first round's pilot (Shapley, settled mode, no estimator given), saved
 
-    def attribute(key, value_fn, num_players, cutoffs=()):
+    def attribute(key, value_fn, num_players, cutoffs=(), weights=None):
         i = next(calls)
         spent = 0
         if cfg.evaluations:
@@ -172,12 +172,12 @@ def checkpointed_attribute(ctx: Context, name: str, game: int, index: str) -> At
                           float(done["settled_share"]), done.get("ranking"))
         if cfg.evaluations:
             att = _fixed_round(ctx, key, value_fn, num_players, spec, partial_path, meta)
-            out = fixed_budget_scores(att, cutoffs, options)
+            out = fixed_budget_scores(att, cutoffs, options, weights)
         else:
             template = new_state(num_players, index, d, estimator)
             out = settle_round(key, value_fn, num_players, cutoffs, spec, options,
                                resume=_load_settle(partial_path, template, meta),
-                               on_check=lambda state: _save_settle(partial_path, state, meta))
+                               on_check=lambda state: _save_settle(partial_path, state, meta), weights=weights)
             out = out._replace(num_evaluations=out.num_evaluations + spent)
         _save(done_path, {"values": np.asarray(out.values), "stderr": np.asarray(out.stderr),
                           "evaluations": np.asarray(out.num_evaluations), "settled": np.asarray(out.settled),

@@ -192,8 +192,8 @@ def find_all_masks(ctx: Context) -> dict[str, dict]:
     for base in tqdm(dict.fromkeys(parse(ctx, n).base for n in names), desc="methods", disable=not ctx.progress):
         step = f"masks/{base}"
         if is_gtap(base) and ctx.steps.get(step) is None:
-            strategy, index = base.split("/")
-            say_expected_time(ctx, step, expected_evaluations(ctx, strategy, index, game_sizes(ctx)), index)
+            m = parse(ctx, base)
+            say_expected_time(ctx, step, expected_evaluations(ctx, m.strategy, m.index, game_sizes(ctx)), m.index)
         records[base] = ctx.steps.run(step, functools.partial(find_record, ctx, base))
         clear_partial(ctx, base)
     masks = {}

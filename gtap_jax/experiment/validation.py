@@ -179,6 +179,7 @@ FIELDS = {
     "gtap.epsilon": _number(0),
     "gtap.max_evaluations": _integer(1),
     "gtap.focus": _boolean,
+    "gtap.cost_rounds": _boolean,
     "gtap.stop_share": _number(0, 1, lo_open=True),
     "gtap.checkpoint_every": _integer(0),
     "gtap.step": _step,
@@ -243,6 +244,9 @@ def validate(config) -> None:
     if config.target_unit != "players" and not all(isinstance(t, float) for t in config.targets):
         raise ConfigError(f"targets={tuple(config.targets)!r} with target_unit={config.target_unit!r}: expected"
                           " fractions of the network's parameters or FLOPs (floats in (0, 1])")
+    if config.gtap.cost_rounds and config.game.layerwise:
+        raise ConfigError("gtap.cost_rounds=True needs one joint game (game.layerwise=False): in a game per layer"
+                          " every method keeps each layer's share")
     if config.retrain.selected_only and not config.game.selection_examples:
         raise ConfigError("retrain.selected_only=True needs a selection set: set game.selection_examples")
 

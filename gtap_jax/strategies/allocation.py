@@ -62,13 +62,20 @@ class Cost(NamedTuple):
 
     def per_player(self, layout: PlayerLayout) -> np.ndarray:
         """``float[P]``: what dropping one player of its group saves, from the whole network."""
-        full = np.array([size for _, size in layout.layers], np.float64)
-        saved = []
+        return self.marginal(layout, np.ones(layout.num_players, bool))
+
+    def marginal(self, layout: PlayerLayout, mask) -> np.ndarray:
+        """``float[P]``: what each player's presence costs in the network that keeps ``mask``: for a kept player
+        what dropping it saves, for an absent one what adding it costs (a player of its group, at those widths)."""
+        counts = counts_of(layout, mask).astype(np.float64)
+        here, out = self(counts), []
         for g, (_, size) in enumerate(layout.layers):
-            fewer = full.copy()
+            fewer, more = counts.copy(), counts.copy()
             fewer[g] -= 1
-            saved.append(np.full(size, self(full) - self(fewer)))
-        return np.concatenate(saved)
+            more[g] += 1
+            out.append(np.where(layout.split(np.asarray(mask, bool))[layout.layers[g][0]],
+                                here - self(fewer), self(more) - here) * np.ones(size))
+        return np.concatenate(out)
 
 
 def counts_of(layout: PlayerLayout, mask) -> np.ndarray:

@@ -8,6 +8,8 @@ round's decision is settled (:mod:`gtap_jax.strategies.settle`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from gtap_jax.engine import Plan, make_plan
 from gtap_jax.indices import default_estimator, draw_size, estimate, exact, resolve_d
 from gtap_jax.indices.pilot import Pilot, pilot_decides, pilot_key, shapley_pilot
@@ -32,10 +34,11 @@ def round_budget(index: str, num_players: int, evaluations: int, *, estimator: s
     return estimator, k * max(evaluations // k, 2)
 
 
-def fixed_budget_scores(att, cutoffs, settle_options: Settle) -> Scores:
-    """:class:`Scores` of a fixed-budget estimate, with how settled its decision is (one check at ``delta``)."""
+def fixed_budget_scores(att, cutoffs, settle_options: Settle, weights=None) -> Scores:
+    """:class:`Scores` of a fixed-budget estimate, with how settled its decision is (one check at ``delta``; with
+    ``weights``, a decision by value per weight: :func:`~gtap_jax.strategies.settle.per_weight`)."""
     z = z_value(settle_options.delta, att.values.shape[0])
-    return scores_at(att.values, att.stderr, att.num_evaluations, cutoffs, z, settle_options.epsilon)
+    return scores_at(att.values, att.stderr, att.num_evaluations, cutoffs, z, settle_options.epsilon, weights)
 
 
 @renamed(method="estimator=", **_SETTLE_KEYWORDS, **_PLAN_KEYWORDS)
@@ -60,14 +63,16 @@ def by_estimate(
     or not (the scores say which). After the first check, while at most half the
     players are unsure and ``settle.focus`` is True, the draws aim at the unsure
     players alone (:mod:`gtap_jax.indices.focus`: stars, for Shapley with a random
-    inclusion probability per draw). Shapley rounds
-    with no ``estimator`` given draw permutations or antithetic orders, whichever a pilot on
-    the first round's game finds more precise per value (``settle.pilot``,
-    :mod:`gtap_jax.indices.pilot`; its values are counted in the first round's).
+    inclusion probability per draw). Shapley rounds given ``estimator="pilot"``, or none
+    where the default (:func:`~gtap_jax.indices.default_estimator`) is permutations, draw
+    permutations or antithetic orders, whichever a pilot on the first round's game finds more
+    precise per value (``settle.pilot``, :mod:`gtap_jax.indices.pilot`; its values are counted
+    in the first round's).
     :func:`~gtap_jax.strategies.settle.share_epsilon` gives an epsilon that means the same
     for games of any size and metric.
 
-    The attribute function also takes ``resume=`` (a
+    The attribute function also takes ``weights=`` (``float[P] > 0``, each player's cost: the
+    decision then ranks value per weight, ``Scores.ranking`` its order), ``resume=`` (a
     :class:`~gtap_jax.strategies.settle.SettleState`) and ``on_check=`` (called with
     the state after every check), so a stopped settling round can continue where it
     was saved. The plan is decided once, on the first (full) game, and reused for
@@ -81,7 +86,7 @@ def by_estimate(
     decided = [plan]
     piloted: list[Pilot] = []  # the first round's pilot: its estimator for every round
 
-    def attribute(key, value_fn, num_players, cutoffs=(), *, resume=None, on_check=None) -> Scores:
+    def attribute(key, value_fn, num_players, cutoffs=(), *, weights=None, resume=None, on_check=None) -> Scores:
         if decided[0] is None:
             decided[0] = make_plan(value_fn, num_players, num_coalitions=evaluations or settle.max_evaluations)
         d_ = resolve_d(index, d)
@@ -94,12 +99,13 @@ def by_estimate(
                     spent = piloted[0].num_evaluations
                 chosen = piloted[0].estimator
             spec = RoundSpec(index, d_, chosen, decided[0], progress)
-            out = settle_round(key, value_fn, num_players, cutoffs, spec, settle, resume=resume, on_check=on_check)
+            out = settle_round(key, value_fn, num_players, cutoffs, spec, settle, resume=resume, on_check=on_check,
+                               weights=weights)
             return out._replace(num_evaluations=out.num_evaluations + spent)
         chosen, budget = round_budget(index, num_players, evaluations, estimator=estimator, value_fn=value_fn)
         att = estimate(key, value_fn, num_players, index, evaluations=budget, estimator=chosen, d=d_, plan=decided[0],
                        progress=progress)
-        return fixed_budget_scores(att, cutoffs, settle)
+        return fixed_budget_scores(att, cutoffs, settle, weights)
 
     return attribute
 
@@ -109,10 +115,11 @@ def by_exact(index: str, *, d: float | None = None, plan: Plan | None = None) ->
     """Attribute function that enumerates the (sub-)game exactly (2^P evaluations a round); for small games."""
     resolve_d(index, d)
 
-    def attribute(key, value_fn, num_players, cutoffs=()) -> Scores:
+    def attribute(key, value_fn, num_players, cutoffs=(), *, weights=None) -> Scores:
         del key, cutoffs
-        values = exact(value_fn, num_players, index, d=d, plan=plan)
-        return Scores(values, values * 0.0, 1 << num_players)
+        values = np.asarray(exact(value_fn, num_players, index, d=d, plan=plan), np.float64)
+        ranking = None if weights is None else Scores(values / np.asarray(weights, np.float64), values, 0).order()
+        return Scores(values, values * 0.0, 1 << num_players, ranking=ranking)
 
     return attribute
 

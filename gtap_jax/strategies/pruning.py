@@ -15,7 +15,7 @@ shape and one line in ``STRATEGIES``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -26,6 +26,9 @@ from gtap_jax.registry import Registry
 from gtap_jax.shapes import PRNGKey, ValueFn
 from gtap_jax.strategies.scores import AttributeFn, Scores, checked
 
+# ``cost(mask) -> float[P]``: what each player's presence costs in the network that keeps ``mask`` (bool[P])
+CostFn = Callable[[np.ndarray], np.ndarray]
+
 
 class Round(NamedTuple):
     """One round of a strategy.
@@ -35,11 +38,14 @@ class Round(NamedTuple):
         mask: ``bool[P]``, the kept (or surviving) neurons after the round.
         scores: the players' :class:`Scores` (``num_evaluations`` 0 when the round
             reused an earlier round's scores).
+        weights: ``float[F]``, the players' costs where the round decided by value per unit of cost
+            (an iterated strategy given ``cost``), else None.
     """
 
     players: np.ndarray
     mask: np.ndarray
     scores: Scores
+    weights: np.ndarray | None = None
 
 
 class StrategyResult(NamedTuple):
@@ -67,7 +73,7 @@ class StrategyResult(NamedTuple):
 
         So an allocation can reuse the strategy's choices: at a round's size its mask is the top of
         this order; between two rounds' sizes, the larger round's set less its weakest by that round's
-        scores.
+        scores (per unit of cost, where the round decided so).
         """
         num_players = self.mask.size
         depth = np.zeros(num_players)
@@ -75,7 +81,7 @@ class StrategyResult(NamedTuple):
         for rnd in self.history:
             depth += rnd.mask
             if rnd.players.size:
-                tie[rnd.players] = rnd.scores.values
+                tie[rnd.players] = rnd.scores.values if rnd.weights is None else rnd.scores.values / rnd.weights
         rank = np.empty(num_players)
         rank[np.lexsort((-np.arange(num_players), tie))] = np.arange(num_players)  # ties: earlier player higher
         return depth + 0.5 * rank / num_players
@@ -94,8 +100,12 @@ class StrategyResult(NamedTuple):
         raise KeyError(f"no round ended with {size} players")
 
 
-def _scores(attribute: AttributeFn, key, value_fn, num_players, cutoffs) -> Scores:
-    out = checked(attribute(key, value_fn, num_players, cutoffs=tuple(cutoffs)), num_players)
+def _scores(attribute: AttributeFn, key, value_fn, num_players, cutoffs, weights=None) -> Scores:
+    extra = {} if weights is None else {"weights": weights}  # attribute functions without costs need not take it
+    out = checked(attribute(key, value_fn, num_players, cutoffs=tuple(cutoffs), **extra), num_players)
+    if weights is not None and out.ranking is None:
+        raise TypeError("an attribute function given weights= returns Scores.ranking: its decision's order by value"
+                        " per weight (as by_estimate and by_exact do)")
     return out._replace(values=np.asarray(out.values, np.float64), stderr=np.asarray(out.stderr, np.float64))
 
 
@@ -148,11 +158,22 @@ def top_n(
     return StrategyResult(history[-1].mask, tuple(history))
 
 
-def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) -> StrategyResult:
+def _weights(cost: CostFn, mask: np.ndarray, players: np.ndarray) -> np.ndarray:
+    """The round's players' costs at ``mask``, checked."""
+    out = np.asarray(cost(mask.copy()), np.float64)
+    if out.shape != mask.shape or not np.all(out[players] > 0) or not np.all(np.isfinite(out[players])):
+        raise ValueError(f"cost(mask) must give every player a finite positive cost (float[{mask.size}]), got"
+                         f" shape {out.shape}")
+    return out[players]
+
+
+def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool, cost: CostFn | None = None
+             ) -> StrategyResult:
     """The loop of the iterative strategies: score the free players, move some, until every size is met.
 
     Shrinking (``grow=False``) starts with every player and drops the weakest
-    survivors; growing starts empty and adds the strongest of the rest.
+    survivors; growing starts empty and adds the strongest of the rest; with ``cost``, weakest and
+    strongest by value per unit of cost.
     """
     sizes = _check_sizes(sizes, num_players)
     if grow:
@@ -167,18 +188,19 @@ def _iterate(key, value_fn, num_players, sizes, attribute, step, *, grow: bool) 
             remaining = sizes[-1] - size if grow else players.size
             n = min(_step_count(step, remaining), abs(target - size))
             cutoff = n if grow else players.size - n  # the decision: the top `cutoff` players against the rest
-            scores = _scores(attribute, jax.random.fold_in(key, estimations), sub, players.size, (cutoff,))
+            weights = None if cost is None else _weights(cost, mask, players)
+            scores = _scores(attribute, jax.random.fold_in(key, estimations), sub, players.size, (cutoff,), weights)
             estimations += 1
             order = scores.order()
             mask[players[order[:n] if grow else order[players.size - n :]]] = grow
-            history.append(Round(players, mask.copy(), scores))
+            history.append(Round(players, mask.copy(), scores, weights))
         if not history or int(history[-1].mask.sum()) != target:  # a size met before any round: the start
             history.append(Round(np.zeros(0, int), mask.copy(), Scores(np.zeros(0), np.zeros(0), 0)))
     return StrategyResult(mask.copy(), tuple(history))
 
 
 def iterated_pruning(key: PRNGKey, value_fn: ValueFn, num_players: int, sizes: int | Sequence[int],
-                     attribute: AttributeFn, *, step: int | float = 0.5) -> StrategyResult:
+                     attribute: AttributeFn, *, step: int | float = 0.5, cost: CostFn | None = None) -> StrategyResult:
     """Repeatedly re-estimates on the survivors and drops the weakest, down to every size.
 
     Round t plays the sub-game of the surviving neurons (pruned ones silenced)
@@ -187,15 +209,20 @@ def iterated_pruning(key: PRNGKey, value_fn: ValueFn, num_players: int, sizes: i
     Args:
         step: neurons dropped per round: an int, or a fraction of the survivors
             (at least one); a round never goes past the next size.
+        cost: ``cost(mask) -> float[P] > 0``, what each player's presence costs in the network that keeps
+            ``mask`` (:meth:`gtap_jax.strategies.allocation.Cost.marginal`): each round then drops the survivors
+            of least value per unit of cost at the current widths, its decision settled on that ratio
+            (the attribute function is given ``weights=``).
 
     Raises:
-        ValueError: if a size is not in [1, P] or step is invalid.
+        ValueError: if a size is not in [1, P], step is invalid, or a cost is not positive.
     """
-    return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=False)
+    return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=False, cost=cost)
 
 
 def iterated_building(key: PRNGKey, value_fn: ValueFn, num_players: int, sizes: int | Sequence[int],
-                      attribute: AttributeFn, *, step: int | float = 0.5) -> StrategyResult:
+                      attribute: AttributeFn, *, step: int | float = 0.5, cost: CostFn | None = None
+                      ) -> StrategyResult:
     """Starts empty and repeatedly adds the strongest neurons, up to every size.
 
     Round t plays the sub-game of the not-yet-kept neurons with every kept
@@ -205,11 +232,12 @@ def iterated_building(key: PRNGKey, value_fn: ValueFn, num_players: int, sizes: 
         step: neurons added per round: an int, or a fraction of those still to
             add up to the largest size (at least one); a round never goes past
             the next size.
+        cost: as for :func:`iterated_pruning`; each round adds the players of most value per unit of cost.
 
     Raises:
-        ValueError: if a size is not in [1, P] or step is invalid.
+        ValueError: if a size is not in [1, P], step is invalid, or a cost is not positive.
     """
-    return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=True)
+    return _iterate(key, value_fn, num_players, sizes, attribute, step, grow=True, cost=cost)
 
 
 # Adding a strategy: one function of the common shape and one line here.
@@ -219,6 +247,7 @@ STRATEGIES = Registry(
 
 __all__ = [
     "STRATEGIES",
+    "CostFn",
     "Round",
     "StrategyResult",
     "iterated_building",

@@ -138,11 +138,25 @@ def check_share(check: int, planned: int) -> float:
     return extra * (extra + 1) / 0.1
 
 
-def scores_at(values, stderr, evaluations: int, cutoffs: Sequence[int], z: float, epsilon: float) -> Scores:
-    """:class:`Scores` of an estimate, with how settled its decision is at ``z`` up to ``epsilon``."""
-    ok = settled_players(values, stderr, cutoffs, z, epsilon)
+def per_weight(values, stderr, epsilon: float, weights=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """What a decision ranks: the values and errors, or, with ``weights`` (``float[P] > 0``, a player's cost),
+    each divided by its player's weight, and epsilon by the mean weight (a near-tie of a player of mean cost)."""
+    values, stderr = np.asarray(values, np.float64), np.asarray(stderr, np.float64)
+    if weights is None:
+        return values, stderr, epsilon
+    weights = np.asarray(weights, np.float64)
+    return values / weights, stderr / weights, epsilon / float(np.mean(weights))
+
+
+def scores_at(values, stderr, evaluations: int, cutoffs: Sequence[int], z: float, epsilon: float,
+              weights=None) -> Scores:
+    """:class:`Scores` of an estimate, with how settled its decision is at ``z`` up to ``epsilon``; with
+    ``weights``, the decision ranks value per weight (:func:`per_weight`) and ``Scores.ranking`` is its order."""
+    ranked, errors, epsilon = per_weight(values, stderr, epsilon, weights)
+    ok = settled_players(ranked, errors, cutoffs, z, epsilon)
+    ranking = None if weights is None else Scores(ranked, errors, 0).order()
     return Scores(np.asarray(values, np.float64), np.asarray(stderr, np.float64), int(evaluations), bool(ok.all()),
-                  float(ok.mean()))
+                  float(ok.mean()), ranking)
 
 
 def share_epsilon(value_fn, num_players: int, share: float, plan: Plan | None = None) -> float:
@@ -156,7 +170,8 @@ def share_epsilon(value_fn, num_players: int, share: float, plan: Plan | None = 
 
 
 def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: RoundSpec, options: Settle, *,
-           resume: SettleState | None = None, on_check: Callable[[SettleState], None] | None = None) -> Scores:
+                 resume: SettleState | None = None, on_check: Callable[[SettleState], None] | None = None,
+                 weights=None) -> Scores:
     """One round in settled mode: uniform draws, doubling between checks, then draws focused on the unsure players.
 
     The decision (``Scores.settled``, ``settled_share``, ``ranking``) uses every draw; with focused draws the
@@ -169,6 +184,8 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
         options: delta, epsilon, the cap and whether to focus.
         resume: a state saved by ``on_check``: the round continues from it with the same draws.
         on_check: called with the state after every check.
+        weights: ``float[P] > 0``: the decision ranks value per weight (:func:`per_weight`, a player's cost);
+            ``Scores.ranking`` is its order, the values and errors reported are the estimate's.
     """
     uniform_key, focus_key = jax.random.split(key)
     entry = ESTIMATORS[spec.estimator]
@@ -180,9 +197,10 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
 
     def judge(state: SettleState) -> tuple[Scores, np.ndarray]:
         """The scores after ``state.checks`` checks, and which players are settled."""
-        values, stderr = combine(state.uniform.values, state.uniform.stderr, state.focus)
+        values, stderr, epsilon = per_weight(*combine(state.uniform.values, state.uniform.stderr, state.focus),
+                                             options.epsilon, weights)
         z = z_value(options.delta, num_players, check_share(state.checks, planned))
-        ok = settled_players(values, stderr, cutoffs, z, options.epsilon)
+        ok = settled_players(values, stderr, cutoffs, z, epsilon)
         return Scores(values, stderr, state.num_evaluations, bool(ok.all()), float(ok.mean())), ok
 
     ok = np.zeros(num_players, bool) if state.uniform is None else judge(state)[1]
@@ -211,17 +229,18 @@ def settle_round(key, value_fn, num_players: int, cutoffs: Sequence[int], spec: 
         if on_check is not None:
             on_check(state)
     scores = judge(state)[0]
-    if state.focus_evaluations == 0:
+    if state.focus_evaluations == 0 and weights is None:
         return scores
     # The focused draws aimed at players chosen by the uniform estimate: combined with it, their values
     # would lean toward the cutoff (and the others' away from it). The decision uses them; the values
-    # reported are the uniform estimate's, the same estimator for every player.
+    # reported are the uniform estimate's, the same estimator for every player (and with weights, values
+    # rather than the values per weight the decision ranked).
     uniform = state.uniform
     return scores._replace(values=np.asarray(uniform.values, np.float64), stderr=np.asarray(uniform.stderr, np.float64),
                            ranking=scores.order())
 
 
 __all__ = [
-    "RoundSpec", "Settle", "SettleState", "check_share", "scores_at", "settle_round", "settled_players",
+    "RoundSpec", "Settle", "SettleState", "check_share", "per_weight", "scores_at", "settle_round", "settled_players",
     "share_epsilon", "z_value",
 ]
