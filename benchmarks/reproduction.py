@@ -55,6 +55,8 @@ VIEWS = {  # run name suffix -> what its runs are
                     " superseded",
     "verdict": "joint game, the config's `verdict` variant: budgets of parameters, every allocation, choices on the"
                " selection set, fine-tuning",
+    "verdict-costrounds": "the `verdict` variant with iterated pruning's rounds also by value per parameter"
+                          " (`gtap.cost_rounds`); descriptive, not in the verdicts",
 }
 PAPER = ["lenet300_mnist", "lenet5_mnist", "mlp_emotion", "mlp_twitter_topic"]  # the default of ``run``
 
@@ -354,6 +356,16 @@ def _paired(sub: list[dict], sizes: list[int], mode: str) -> list[str]:
     return lines + [""]
 
 
+def _selection_table(sub: list[dict], sizes: list, methods: list[str]) -> list[str]:
+    """Accuracy on the selection set (what a variant is judged on before the test set), mean +- std over seeds."""
+    lines = ["Selection-set accuracy without retraining, mean +- std over seeds, by target:", "",
+             "| method | " + " | ".join(str(s) for s in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for m in methods:
+        cells = [[r["selection_accuracy"] for r in sub if r["method"] == m and _target(r) == s] for s in sizes]
+        lines.append(f"| {m} | " + " | ".join(_mean_std(c) if c else "" for c in cells) + " |")
+    return [*lines, ""]
+
+
 def _results(folders: list[Path]):
     """``(run name, results.json path)`` of each run: ``FOLDER/<name>/results.json`` (a ``run`` folder) or
     ``FOLDER/<name>.json`` (the copies in docs/reproduction_runs), ``name`` = ``<config>-s<seed>[-<view>]`` (views:
@@ -375,7 +387,7 @@ def report(args) -> None:
         config, rest = name.split("-s", 1)
         seed, _, view = rest.partition("-")
         runs[(config, view or "joint")].append((int(seed), json.loads(path.read_text())))
-    cells = _verdict_cells(judged(runs, args.merge))
+    cells = _verdict_cells(judged({k: v for k, v in runs.items() if k[1] not in args.descriptive}, args.merge))
     lines = _verdict_lines(cells)
     if args.readme:  # the README's verdict tables, between its markers
         text = args.readme.read_text()
@@ -419,6 +431,8 @@ def report(args) -> None:
                                  f"{np.mean([r['flops'] for r in cell]) / 1e6:.2f}{latency}")
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
             lines.append("")
+            if view in args.descriptive and mode == "none" and all("selection_accuracy" in r for r in sub):
+                lines += _selection_table(sub, sizes, methods)
             if timed:
                 dense = np.mean([r["latency_ms_total"] for r in sub])
                 lines += [f"Latency of the unpruned network: {dense:.2f} ms (batch 256, mean over runs).", ""]
@@ -462,6 +476,9 @@ def main():
     p.add_argument("--merge", nargs="*", default=[], metavar="VIEW+VIEW",
                    help="views whose runs (one per config and seed) the verdicts judge as one: the selection set"
                         " chooses among the variants of all of them, e.g. verdict+verdict-mean")
+    p.add_argument("--descriptive", nargs="*", default=[], metavar="VIEW",
+                   help="views reported (their tables, and accuracy on the selection set without retraining) but"
+                        " left out of the verdicts: variants tried after the verdicts' candidates were fixed")
     args = parser.parse_args()
     run(args) if args.what == "run" else report(args)
 

@@ -134,3 +134,27 @@ def test_readme_tables_give_each_set_of_targets_a_table_and_no_verdict_on_one_se
     vit = next(line for line in table if line.startswith("| | none |") and "3 ahead" in line)
     # the only p of the family: Holm leaves it as it is
     assert vit == "| | none | GTAP ahead: +0.097 (0.803 against 0.707; 3/3 ahead, Holm p = 0.022) |"
+
+
+def test_descriptive_views_are_reported_but_not_judged(reproduction, tmp_path):
+    """A view tried after the verdicts' candidates were fixed gets its tables and its selection-set accuracies, and
+    no verdict cell: the verdict table (and its Holm family) is that of the other views alone."""
+    import argparse
+    import json
+
+    for seed, (g, b) in enumerate([(0.8, 0.7), (0.82, 0.7), (0.79, 0.72)]):
+        _, res = _result(seed, g, b)
+        for r in res["rows"]:
+            r["selection_accuracy"] = r["accuracy"] - 0.01
+        (tmp_path / f"vit_mnist-s{seed}-verdict.json").write_text(json.dumps(res))
+        (tmp_path / f"vit_mnist-s{seed}-verdict-costrounds.json").write_text(json.dumps(res))
+    doc = tmp_path / "doc.md"
+    args = argparse.Namespace(out=[tmp_path], doc=doc, readme=None, merge=[], descriptive=["verdict-costrounds"])
+    reproduction.report(args)
+    text = doc.read_text()
+    verdicts = text.split("## Verdicts")[1].split("### ")[0]
+    assert [line.split("|")[1].strip() for line in verdicts.splitlines() if line.startswith("| vit")] == ["vit_mnist"]
+    descriptive = text.split("### vit_mnist (the `verdict` variant with")[1]
+    assert "Selection-set accuracy without retraining" in descriptive
+    assert "| top_n/beta_0.9@cost | 0.793 +- 0.012 |" in descriptive  # (0.79 + 0.81 + 0.78) / 3
+    assert "Selection-set accuracy" not in text.split("### vit_mnist (the `verdict` variant with")[0]
