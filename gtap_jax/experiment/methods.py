@@ -253,6 +253,5 @@ def measure_targets(ctx: Context) -> None:
 
 __all__ = [
     "Method", "Target", "baseline_inputs", "cost_rounds", "find_record", "game_sizes", "gtap_record", "is_gtap",
-    "mask_at",
-    "measure_targets", "method_names", "parse", "scores_record",
+    "mask_at", "measure_targets", "method_names", "parse", "scores_record",
 ]
