@@ -67,14 +67,14 @@ class Cost(NamedTuple):
     def marginal(self, layout: PlayerLayout, mask) -> np.ndarray:
         """``float[P]``: what each player's presence costs in the network that keeps ``mask``: for a kept player
         what dropping it saves, for an absent one what adding it costs (a player of its group, at those widths)."""
+        kept = layout.split(np.asarray(mask, bool))
         counts = counts_of(layout, mask).astype(np.float64)
         here, out = self(counts), []
-        for g, (_, size) in enumerate(layout.layers):
+        for g, (name, _) in enumerate(layout.layers):
             fewer, more = counts.copy(), counts.copy()
             fewer[g] -= 1
             more[g] += 1
-            out.append(np.where(layout.split(np.asarray(mask, bool))[layout.layers[g][0]],
-                                here - self(fewer), self(more) - here) * np.ones(size))
+            out.append(np.where(kept[name], here - self(fewer), self(more) - here))
         return np.concatenate(out)
 
 

@@ -14,7 +14,7 @@ from gtap_jax.engine import Plan, make_plan
 from gtap_jax.indices import default_estimator, draw_size, estimate, exact, resolve_d
 from gtap_jax.indices.pilot import Pilot, pilot_decides, pilot_key, shapley_pilot
 from gtap_jax.registry import renamed
-from gtap_jax.strategies.scores import AttributeFn, Scores
+from gtap_jax.strategies.scores import AttributeFn, Scores, order_of
 from gtap_jax.strategies.settle import RoundSpec, Settle, scores_at, settle_round, z_value
 
 _SETTLE_KEYWORDS = {name: f"settle=Settle({name}=...)" for name in Settle._fields}
@@ -118,7 +118,7 @@ def by_exact(index: str, *, d: float | None = None, plan: Plan | None = None) ->
     def attribute(key, value_fn, num_players, cutoffs=(), *, weights=None) -> Scores:
         del key, cutoffs
         values = np.asarray(exact(value_fn, num_players, index, d=d, plan=plan), np.float64)
-        ranking = None if weights is None else Scores(values / np.asarray(weights, np.float64), values, 0).order()
+        ranking = None if weights is None else order_of(values / np.asarray(weights, np.float64))
         return Scores(values, values * 0.0, 1 << num_players, ranking=ranking)
 
     return attribute

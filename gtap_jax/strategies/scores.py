@@ -31,10 +31,16 @@ class Scores(NamedTuple):
     ranking: np.ndarray | None = None
 
     def order(self) -> np.ndarray:
-        """The players strongest first: ``ranking``, or the values' order (ties by position)."""
+        """The players strongest first: ``ranking``, or the values' order (:func:`order_of`)."""
         if self.ranking is not None:
             return np.asarray(self.ranking)
-        return strongest_first(np.where(np.isnan(self.values), -np.inf, self.values))
+        return order_of(self.values)
+
+
+def order_of(values) -> np.ndarray:
+    """Positions strongest first: by decreasing value, NaN last, ties by position."""
+    values = np.asarray(values, np.float64)
+    return strongest_first(np.where(np.isnan(values), -np.inf, values))
 
 
 class AttributeFn(Protocol):
@@ -67,4 +73,4 @@ def checked(scores, num_players: int) -> Scores:
     return scores
 
 
-__all__ = ["AttributeFn", "Scores", "checked"]
+__all__ = ["AttributeFn", "Scores", "checked", "order_of"]

@@ -39,7 +39,7 @@ from gtap_jax.engine import Plan, evaluate_coalitions
 from gtap_jax.indices import ESTIMATORS, estimate
 from gtap_jax.indices.focus import FocusMoments, combine, focused_samples, sample_cost, sample_draws
 from gtap_jax.layout import strongest_first
-from gtap_jax.strategies.scores import Scores
+from gtap_jax.strategies.scores import Scores, order_of
 
 
 class Settle(NamedTuple):
@@ -154,7 +154,7 @@ def scores_at(values, stderr, evaluations: int, cutoffs: Sequence[int], z: float
     ``weights``, the decision ranks value per weight (:func:`per_weight`) and ``Scores.ranking`` is its order."""
     ranked, errors, epsilon = per_weight(values, stderr, epsilon, weights)
     ok = settled_players(ranked, errors, cutoffs, z, epsilon)
-    ranking = None if weights is None else Scores(ranked, errors, 0).order()
+    ranking = None if weights is None else order_of(ranked)
     return Scores(np.asarray(values, np.float64), np.asarray(stderr, np.float64), int(evaluations), bool(ok.all()),
                   float(ok.mean()), ranking)
 
