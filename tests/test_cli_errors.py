@@ -131,6 +131,7 @@ BAD_ARGS = [  # (arguments, fragment of the error line); files are named relativ
     (["--config.retrain.selected_only=True"], "needs a selection set"),
     (["--config.gtap.estimators.shapley=pilot", "--config.gtap.evaluations=4096"], "'pilot' needs settled rounds"),
     (["--config.gtap.estimators.beta=pilot"], "gtap.estimators.beta='pilot'"),
+    (["--config.gtap.cost_rounds=True", "--config.game.layerwise=True"], "needs one joint game"),
     (_text("{d}/empty_csv"), "cannot read emotion"),
     (_text("{d}/string_labels"), "labels must be integer class ids"),
     (_text("{d}/malformed_csv"), "ParserError"),
