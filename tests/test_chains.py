@@ -11,7 +11,7 @@ from flax import nnx
 
 import gtap_jax as g
 from gtap_jax.data import synthetic
-from gtap_jax.engine import ChainValueFn, evaluate_flips, evaluate_stars
+from gtap_jax.engine import ChainValueFn, batched_chain_fn, evaluate_flips, evaluate_stars
 from gtap_jax.games import restrict
 from gtap_jax.indices import PAIRED_MIN_DRAWS, default_estimator, make_estimator
 from gtap_jax.indices.focus import focused_samples
@@ -20,6 +20,14 @@ from gtap_jax.network import init_params
 from gtap_jax.network.modules import incremental
 
 CLASSES = 7
+
+
+def _chain_values(fn, masks, star=False):
+    """``fn.chain_values(masks[..., K, P], star)``, jitted as the engine runs it (called eagerly, every step of a
+    chain would run op by op)."""
+    masks = np.asarray(masks)
+    batch = masks.reshape(-1, *masks.shape[-2:])
+    return np.asarray(batched_chain_fn(fn, 1, star=star)(batch)).reshape(masks.shape[:-1])
 
 
 def _game(name, layers, **kw):
@@ -71,8 +79,7 @@ def test_chains_equal_the_batched_pass(name, layers, masked_value, metric, monke
     p = layout.num_players
     masks = np.asarray(jax.vmap(make_estimator(p, "shapley", estimator="antithetic").draw, in_axes=(None, 0))(
         jax.random.key(1), np.arange(2)))  # two draws of two chains each
-    chains = np.concatenate([np.asarray(jax.vmap(fn.chain_values)(part)) for part in np.split(masks, 2, axis=1)],
-                            axis=1)
+    chains = np.concatenate([_chain_values(fn, part) for part in np.split(masks, 2, axis=1)], axis=1)
     batched = np.asarray(g.evaluate_coalitions(fn, masks.reshape(-1, p))).reshape(chains.shape)
     np.testing.assert_allclose(chains, batched, rtol=1e-5, atol=1e-5)
     stars = np.asarray(jax.vmap(make_estimator(p, "banzhaf", estimator="paired").draw, in_axes=(None, 0))(
@@ -185,10 +192,10 @@ def test_a_sub_game_keeps_its_chains():
     sub, idx = restrict(fn, always, free)
     assert isinstance(sub, ChainValueFn)
     masks = np.asarray(make_estimator(30, "shapley", estimator="permutation").draw(jax.random.key(3), 0))
-    np.testing.assert_allclose(np.asarray(sub.chain_values(masks)),
+    np.testing.assert_allclose(_chain_values(sub, masks),
                                np.asarray(g.evaluate_coalitions(sub, masks)), rtol=1e-5, atol=1e-5)
     star = np.asarray(make_estimator(30, "banzhaf", estimator="paired").draw(jax.random.key(3), 0))
-    np.testing.assert_allclose(np.asarray(sub.chain_values(star, star=True)),
+    np.testing.assert_allclose(_chain_values(sub, star, star=True),
                                np.asarray(g.evaluate_coalitions(sub, star)), rtol=1e-5, atol=1e-5)
     players = np.array([0, 7, 29], np.int32)  # its flips are the game's flips of its players
     np.testing.assert_allclose(np.asarray(evaluate_flips(sub, star[:2, :], players)),
@@ -317,7 +324,7 @@ def test_flax_models_value_chains_and_stars_as_the_batched_pass():
         chain = np.asarray(make_estimator(p, "shapley", estimator="permutation").draw(jax.random.key(4), 0))
         star = np.asarray(make_estimator(p, "banzhaf", estimator="paired").draw(jax.random.key(4), 0))
         for masks, is_star in ((chain, False), (star, True)):
-            np.testing.assert_allclose(np.asarray(fn.chain_values(masks, star=is_star)),
+            np.testing.assert_allclose(_chain_values(fn, masks, star=is_star),
                                        np.asarray(g.evaluate_coalitions(fn, masks)), rtol=1e-5, atol=1e-5,
                                        err_msg=name)
         _flips_equal_the_batched_pass(fn, layout, star[:2])
@@ -353,5 +360,5 @@ def test_accuracy_games_value_exact_logit_ties_as_the_batched_pass():
         star = np.asarray(make_estimator(p, "banzhaf", estimator="paired").draw(jax.random.key(5), i))
         chain = np.asarray(make_estimator(p, "shapley", estimator="permutation").draw(jax.random.key(5), i))
         for masks, is_star in ((star, True), (chain, False)):
-            np.testing.assert_array_equal(np.asarray(fn.chain_values(masks, star=is_star)),
+            np.testing.assert_array_equal(_chain_values(fn, masks, star=is_star),
                                           np.asarray(g.evaluate_coalitions(fn, masks)), err_msg=f"draw {i}")
