@@ -17,7 +17,7 @@ from flax import nnx
 
 import gtap_jax as g
 from gtap_jax.baselines import gate_scores, leave_one_out_scores, magnitude_scores, taylor_scores
-from gtap_jax.engine import ChainValueFn
+from gtap_jax.engine import ChainValueFn, batched_chain_fn
 from gtap_jax.network import adapt, hf, metric_value
 
 transformers = pytest.importorskip("transformers", reason="Hugging Face transformers < 5 (the test extra) is absent")
@@ -216,7 +216,7 @@ def test_head_games_value_chains_and_stars_incrementally(models):
     assert isinstance(fn, ChainValueFn)
     masks = np.asarray(jax.vmap(g.make_estimator(8, "shapley", estimator="permutation").draw, in_axes=(None, 0))(
         jax.random.key(1), np.arange(2)))
-    chains = np.asarray(jax.vmap(fn.chain_values)(masks))
+    chains = np.asarray(batched_chain_fn(fn, 1)(masks))  # jitted, as the engine runs it
     batched = np.asarray(g.evaluate_coalitions(fn, masks.reshape(-1, 8))).reshape(chains.shape)
     np.testing.assert_allclose(chains, batched, rtol=1e-5, atol=1e-6)
 

@@ -211,9 +211,10 @@ def _reproduces(layout: PlayerLayout, x, run, star, flips: bool = False) -> bool
     flipped = sorted({0, 1, width // 2, width - 1, p - 1, *(a + (b - a) // 2 for a, b in layout.offsets().values())})
     masks = np.repeat(base[None], 1 + len(flipped), axis=0)
     masks[np.arange(1, 1 + len(flipped)), flipped] ^= True
-    got = np.asarray(star.flips(jnp.asarray(base), jnp.asarray(flipped), None) if flips else
-                     star(jnp.asarray(masks), None, True))
-    want = np.stack([np.asarray(run(x, layout.split(m), None)) for m in masks])
+    # jitted, both: op by op, a pass of a network runs each of its operations alone
+    got = np.asarray(jax.jit(star.flips, static_argnums=2)(jnp.asarray(base), jnp.asarray(flipped), None) if flips
+                     else jax.jit(star, static_argnums=(1, 2))(jnp.asarray(masks), None, True))
+    want = np.asarray(jax.jit(lambda ms: jax.lax.map(lambda m: run(x, layout.split(m), None), ms))(masks))
     return got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
