@@ -157,6 +157,21 @@ def test_chunk_size_follows_free_memory(monkeypatch):
     np.testing.assert_allclose(np.asarray(got), np.asarray(jax.vmap(game)(jnp.asarray(masks))), rtol=1e-5, atol=1e-6)
 
 
+def test_a_small_game_takes_the_largest_chunk_without_compiling_probes(monkeypatch):
+    """Where every traced intermediate of the largest chunk fits 1 / TRACED_MARGIN of the memory, the probe chunks
+    are not compiled; a game whose intermediates do not is measured, and its measurement bounds the chunk."""
+    small, heavy = additive_game(np.linspace(-1, 1, 6)), _heavy_game()
+    largest, every = memory.traced_footprint(heavy, 6)
+    assert 2000 * 64 * 4 <= largest <= every  # the hidden activation, per coalition
+    measured = []
+    real = memory.coalition_footprint
+    monkeypatch.setattr(memory, "coalition_footprint", lambda *a: measured.append(a) or real(*a))
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda device=None: int(
+        memory.TRACED_MARGIN * memory.DEFAULT_CHUNK_SIZE * every / memory.MEMORY_FRACTION) - 1)
+    assert memory.max_chunk_size(small, 6) == memory.DEFAULT_CHUNK_SIZE and measured == []
+    assert memory.max_chunk_size(heavy, 6) <= memory.DEFAULT_CHUNK_SIZE and len(measured) == 1  # just too large
+
+
 def test_non_finite_values_and_a_wrong_player_count_are_errors():
     import gtap_jax as g
 

@@ -113,7 +113,12 @@ def _compiled(estimator: Estimator, draws_per_chunk: int, bases: bool = False):
         return start + jnp.arange(draws_per_chunk) < total
 
     def update(state, masks, values, num_valid):
-        return estimator.update(state, masks, values, jnp.arange(draws_per_chunk) < num_valid)
+        # values as evaluated, one row per draw here; the count of NaN or infinite ones among the valid draws is
+        # returned, read once at the end (no sync, and no eager operation compiled per chunk shape)
+        values = values.reshape(draws_per_chunk, estimator.draw_size)
+        valid = jnp.arange(draws_per_chunk) < num_valid
+        bad = jnp.sum(~jnp.isfinite(values) & valid[:, None])
+        return estimator.update(state, masks, values, valid), bad
 
     replay = None
     if estimator.replay is not None:
@@ -267,10 +272,10 @@ def estimate(
     with tqdm(total=num_draws * k, desc=f"{index}/{run.estimator}", unit="eval", disable=not progress) as bar:
         for start in range(first, first + num_draws, b):
             masks = draw(key, start)
-            values = jax.device_put(local_copy(evaluate(masks)), masks.sharding).reshape(b, k)
+            values = jax.device_put(local_copy(evaluate(masks)), masks.sharding)
             valid = min(b, first + num_draws - start)
-            not_finite.append(jnp.sum(~jnp.isfinite(values[:valid])))  # read once at the end: no sync per chunk
-            draws = update(draws, masks, values, valid)
+            draws, bad = update(draws, masks, values, valid)
+            not_finite.append(bad)
             bar.update(valid * k)
     bad = int(sum(int(n) for n in not_finite))
     if bad:

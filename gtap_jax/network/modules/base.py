@@ -208,7 +208,7 @@ class ModuleNetwork(abc.ABC):
                 small = self._sliced(cuts._replace(holders={}))
                 return small if not cuts.holders or shrink_groups.traces(small, x) else self._sliced(cuts)
             masks = layout.split(as_mask(mask, layout.num_players))
-            reference = np.asarray(self.masked_logits(layout, x)(masks, None))
+            reference = np.asarray(self.predict(x, masks))  # jitted once per network, for every mask
             try:  # a module that holds a stream's variable is narrowed through its attributes only where it must be
                 return shrink_groups.checked(self._sliced(cuts._replace(holders={})), reference, x, atol)[0]
             except ValueError:
@@ -216,7 +216,7 @@ class ModuleNetwork(abc.ABC):
                     raise
             return shrink_groups.checked(self._sliced(cuts), reference, x, atol)[0]
         return shrink_chain.smaller_network(
-            layout, mask, x, fills, forward=self.masked_logits(layout, x),
+            layout, mask, x, fills, forward=lambda m, f: self.predict(x, m, f),
             record=lambda m, f: self._leaf_calls(layout.names, x, m, f), rebuild=self._rebuilt, atol=atol,
             check=check)[0]
 
