@@ -283,10 +283,12 @@ def test_a_second_run_in_a_busy_workdir_is_refused(finished_and_refused):
 
 
 def _one_method(strategy, **gtap):
-    """The lenet300 smoke config with one GTAP method (``strategy``/banzhaf), no baselines, no retraining."""
+    """The lenet300 smoke config with one GTAP method (``strategy``/banzhaf), no baselines, no retraining, and a game
+    of 50 examples (what is saved and resumed does not depend on their number)."""
     c = lenet300_mnist.get_config("smoke")
     c.unlock()
     c.progress = False
+    c.game.eval_examples = 50
     c.gtap.strategies, c.gtap.indices, c.baselines = (strategy,), ("banzhaf",), ()
     for field, value in gtap.items():
         c.gtap[field] = value
