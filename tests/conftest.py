@@ -3,13 +3,12 @@
 Four simulated CPU devices and rank promotion as an error. Then two settings for speed only: the
 tests' networks are small and many of their shapes are compiled once each, so compiling, not
 running, is most of their time (benchmarks/RESULTS.md, "The test suite on 2 CPU cores").
-XLA's CPU backend runs at ``-O0``, with its older fusion emitters, not the MLIR ones (the older ones compile
-these programs in about two thirds of the CPU time), with each program's LLVM module in one part, not split for
-parallel code generation, and without LLVM's expensive passes; compiled programs go to a persistent cache
+XLA's CPU backend runs at ``-O0`` and with its older fusion emitters, not the MLIR ones (the older ones compile
+these programs in about two thirds of the CPU time), and compiled programs go to a persistent cache
 that the two xdist workers and the processes the tests start (which inherit the environment) share:
 the end-to-end runs compile the same programs many times. The cache is a fresh folder per session,
 removed at its end; a ``JAX_COMPILATION_CACHE_DIR`` set beforehand is used and kept; so is a value
-of any of these XLA flags set beforehand.
+of either XLA flag set beforehand.
 """
 
 import os
@@ -18,9 +17,7 @@ import tempfile
 from collections import Counter
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-_XLA_FLAGS = (("xla_backend_optimization_level", "0"), ("xla_cpu_use_fusion_emitters", "false"),
-              ("xla_cpu_parallel_codegen_split_count", "1"), ("xla_llvm_disable_expensive_passes", "true"))
-for _flag, _value in _XLA_FLAGS:
+for _flag, _value in (("xla_backend_optimization_level", "0"), ("xla_cpu_use_fusion_emitters", "false")):
     if f"--{_flag}" not in os.environ.get("XLA_FLAGS", ""):  # a value set beforehand is kept
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
 _OWN_CACHE = None
