@@ -166,10 +166,12 @@ def test_a_small_game_takes_the_largest_chunk_without_compiling_probes(monkeypat
     measured = []
     real = memory.coalition_footprint
     monkeypatch.setattr(memory, "coalition_footprint", lambda *a: measured.append(a) or real(*a))
-    monkeypatch.setattr(memory, "free_memory_bytes", lambda device=None: int(
-        memory.TRACED_MARGIN * memory.DEFAULT_CHUNK_SIZE * every / memory.MEMORY_FRACTION) - 1)
+    free = int(memory.TRACED_MARGIN * memory.DEFAULT_CHUNK_SIZE * every / memory.MEMORY_FRACTION) - 1  # just too little
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda device=None: free)
     assert memory.max_chunk_size(small, 6) == memory.DEFAULT_CHUNK_SIZE and measured == []
-    assert memory.max_chunk_size(heavy, 6) <= memory.DEFAULT_CHUNK_SIZE and len(measured) == 1  # just too large
+    per = real(heavy, 6)
+    fits = 1 << int(np.log2(memory.MEMORY_FRACTION * free // per))
+    assert memory.max_chunk_size(heavy, 6) == min(memory.DEFAULT_CHUNK_SIZE, fits) and len(measured) == 1
 
 
 def test_non_finite_values_and_a_wrong_player_count_are_errors():
