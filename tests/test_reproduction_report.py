@@ -1,6 +1,7 @@
 """benchmarks/reproduction.py report: the paired comparison across seeds."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,35 @@ def test_descriptive_views_are_reported_but_not_judged(reproduction, tmp_path):
     assert "Selection-set accuracy without retraining" in descriptive
     assert "| top_n/beta_0.9@cost | 0.793 +- 0.012 |" in descriptive  # (0.79 + 0.81 + 0.78) / 3
     assert "Selection-set accuracy" not in text.split("### vit_mnist (the `verdict` variant with")[0]
+
+
+def test_cost_rounds_pick_again_without_the_cost_round_variants(tmp_path):
+    spec = importlib.util.spec_from_file_location("cost_rounds", SCRIPT.parent / "cost_rounds.py")
+    cost_rounds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost_rounds)
+
+    def row(method, family, sel, test, neurons=5):
+        return {"method": method, "family": family, "retrain": "none", "target": 0.1, "accuracy": test,
+                "selection_accuracy": sel, "neurons": neurons}
+
+    # (selection, test) of: rounds by value, rounds by cost, top_n under the cost allocation (not a cost round)
+    seeds = {0: ((0.5, 0.55), (0.6, 0.7), (0.55, 0.4)), 1: ((0.5, 0.5), (0.4, 0.3), (0.45, 0.6))}
+    for seed, (value, cost, top) in seeds.items():
+        rows = [row("iterated_pruning/banzhaf", "gtap", *value, neurons=4),
+                row("iterated_pruning/banzhaf@cost", "gtap", *cost, neurons=8),
+                row("top_n/banzhaf@cost", "gtap", *top), row("wmp@cost", "baseline", 0.3, 0.35)]
+        picked = max(rows[:3], key=lambda r: r["selection_accuracy"])["method"]
+        choice = {"retrain": "none", "target": 0.1, "gtap": picked, "baseline": "wmp@cost",
+                  "selection_accuracy": {r["method"]: r["selection_accuracy"] for r in rows}}
+        (tmp_path / f"lenet5_mnist-s{seed}-verdict-costrounds.json").write_text(
+            json.dumps({"rows": rows, "selection": {"choices": [choice]}}))
+    (tmp_path / "lenet5_mnist-s0-verdict.json").write_text("{}")  # another view: not read
+    lines = cost_rounds.tables(cost_rounds.load(tmp_path, "lenet5_mnist", "verdict-costrounds"))
+    # by cost minus by value: selection (0.1 - 0.1) / 2, test (0.15 - 0.2) / 2; positive on 1 of 2 seeds each
+    assert "| 0.1 | +0.000 (-0.025), 1/2 (1/2) |" in lines
+    assert "| 0.1 | 8 / 4 |" in lines
+    # seed 0 picks the cost round (0.7 on test) and without it top_n (0.4); seed 1 picks rounds by value (0.5)
+    # either way; the baseline scores 0.35: differences 0.35 and 0.15, t = 0.25 / (0.1414 / sqrt(2)) = 2.5 with
+    # 1 degree of freedom, whose CDF is 1/2 + arctan(t) / pi
+    p = 1 - 2 * np.arctan(2.5) / np.pi
+    assert f"| 0.1 | 1/2 | 0.600 | 0.450 | +0.150, 1 / 0 | 0.350 | +0.250, 2/2, p = {p:.3f} |" in lines
