@@ -4,8 +4,8 @@ Command (offline, the embedded 5,000-image MNIST subset):
 
     python -m gtap_jax.prune --config gtap_jax/configs/vit_mnist.py --workdir runs/vit
 
-Runtime on 2 CPU cores: 19-23 minutes (1,120-1,386 s over 3 seeds, 2026-12-05, beside other processes on
-the same cores; without latency); the transformer trains to 0.865-0.880 test accuracy in 20 epochs, about
+Runtime on 2 CPU cores: 17-23 minutes (1,027-1,386 s over 5 seeds, 2026-12-05 and 06, beside other processes
+on the same cores; without latency); the transformer trains to 0.848-0.880 test accuracy in 20 epochs, about
 66 coalition values per second on 256 images alone. ``:smoke`` about two minutes. Results over seeds:
 docs/reproduction.md.
 
