@@ -77,6 +77,9 @@ def test_cli_smoke_killed_then_resumed(tmp_path):
     assert results["summary"]["trained_test_accuracy"] > 0.6
     assert max(float(r["accuracy"]) for r in rows) > 0.5
     assert 0 < results["summary"]["d"] < 1
+    software = results["summary"]["software"]  # what produced the numbers
+    assert software["versions"]["jax"] == jax.__version__ and software["device"].startswith("cpu")
+    assert software["date"].endswith("+00:00")
     for name in ("compression_curves.png", "uncertainty_bands.png", "bands.json", "config.json"):
         assert (wd / name).stat().st_size > 0
     assert len(list((wd / "compact").iterdir())) == 6  # compacted params of every GTAP result

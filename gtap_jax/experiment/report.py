@@ -13,10 +13,15 @@ the full table, marked as not selected.
 from __future__ import annotations
 
 import csv
+import datetime
+import importlib.metadata
 import os
+import platform
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from gtap_jax.uncertainty import Bands
@@ -69,6 +74,39 @@ CSV_FIELDS = (
     "params_total", "flops", "flops_total", "latency_ms", "latency_ms_total", "retrain", "seed", "accuracy",
     "selection_accuracy", "evaluations", "settled_share", "seconds", "train_seconds",
 )
+
+
+PACKAGES = ("gtap_jax", "jax", "jaxlib", "flax", "optax", "numpy")
+
+
+def software() -> dict:
+    """What produced a run's numbers: the versions of the packages that compute them, Python, the device, the date
+    (UTC), and the git commit of the package's checkout (``+dirty`` with uncommitted changes; None outside one)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    device = jax.devices()[0]
+    return {"versions": {**versions, "python": platform.python_version()},
+            "device": f"{device.platform}: {device.device_kind} x {jax.device_count()}", "machine": platform.machine(),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "commit": _commit()}
+
+
+def _commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]  # the checkout holding gtap_jax/, if it is one
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:  # an installed copy inside another repository
+            return None
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

@@ -320,6 +320,7 @@ def write_results(ctx: Context, rows: list[dict], seconds: float) -> None:
         "target_unit": ctx.config.target_unit, "targets": [t.label for t in ctx.targets],
         "game_examples": len(ctx.game_data[1]),
         "selection_examples": 0 if ctx.selection_data is None else len(ctx.selection_data[1]),
+        "software": report.software(),
     }
     selection = selected(ctx, rows)
     chosen = {(s["retrain"], s["target"], s[f]): f for s in selection for f in ("gtap", "baseline") if s[f]}
