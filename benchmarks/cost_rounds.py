@@ -10,7 +10,8 @@ the networks without retraining, mean over seeds:
    seeds where it is positive (the test set in brackets), by target;
 2. the neurons each kept (by cost / by value), by target;
 3. the GTAP variant the selection set picks with the cost-round variants among the candidates against the one it
-   picks without them (the same rule, ``selection.rule`` of the run, over the other candidates), by test accuracy;
+   picks without them (the run's rule, :func:`gtap_jax.experiment.report.select_rows`, over the other candidates),
+   by test accuracy;
 4. the GTAP variant picked with them against the baseline the run picks: the single-view comparison
    (uncorrected paired t-test: descriptive).
 """
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from gtap_jax.experiment.report import select_rows
 
 STRATEGY = "iterated_pruning"
 
@@ -47,12 +50,6 @@ def _rows(results: dict) -> dict[tuple[str, float], dict]:
 
 def _cost_round(method: str) -> bool:
     return method.startswith(f"{STRATEGY}/") and method.endswith("@cost")
-
-
-def _pick(accuracy: dict[str, float], allowed) -> str:
-    """The highest selection accuracy among ``allowed`` methods; ties: the earlier one (config order)."""
-    names = [m for m in accuracy if allowed(m)]
-    return max(names, key=lambda m: (accuracy[m], -names.index(m)))
 
 
 def _cell(diffs: list[float], tests: list[float]) -> str:
@@ -86,16 +83,15 @@ def tables(runs: dict[int, dict]) -> list[str]:
     for t in targets:
         with_, without, base, names = [], [], [], []
         for seed, res in runs.items():
-            choice = next(c for c in res["selection"]["choices"] if c["retrain"] == "none" and c["target"] == t)
-            acc = choice["selection_accuracy"]
-            gtap = [m for m in acc if rows[seed][(m, t)]["family"] == "gtap"]
-            chosen = _pick({m: acc[m] for m in gtap}, lambda m: True)
-            assert chosen == choice["gtap"], (seed, t, chosen, choice["gtap"])  # the run's own rule, recomputed
-            plain = _pick({m: acc[m] for m in gtap}, lambda m: not _cost_round(m))
-            names.append(chosen)
-            with_.append(rows[seed][(chosen, t)]["accuracy"])
-            without.append(rows[seed][(plain, t)]["accuracy"])
-            base.append(rows[seed][(choice["baseline"], t)]["accuracy"])
+            candidates = [r for r in rows[seed].values() if r["target"] == t]
+            (chosen,) = select_rows(candidates)  # the run's own rule, recomputed: it must pick what the run picked
+            run = next(c for c in res["selection"]["choices"] if c["retrain"] == "none" and c["target"] == t)
+            assert (chosen["gtap"], chosen["baseline"]) == (run["gtap"], run["baseline"]), (seed, t, chosen, run)
+            (plain,) = select_rows([r for r in candidates if not _cost_round(r["method"])])
+            names.append(chosen["gtap"])
+            with_.append(rows[seed][(chosen["gtap"], t)]["accuracy"])
+            without.append(rows[seed][(plain["gtap"], t)]["accuracy"])
+            base.append(rows[seed][(chosen["baseline"], t)]["accuracy"])
         d, b = np.subtract(with_, without), np.subtract(with_, base)
         p = stats.ttest_rel(with_, base).pvalue if len(b) > 1 and np.std(b) > 0 else float("nan")
         picked = sum(map(_cost_round, names))
